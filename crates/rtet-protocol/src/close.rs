@@ -1,0 +1,14 @@
+//! WebSocket close codes the relay sends (protocol: "Close codes").
+
+/// The relay is shutting down ("going away").
+pub const GOING_AWAY: u16 = 1001;
+/// Policy violation: a refused `Origin`, or no first frame within the deadline.
+pub const POLICY: u16 = 1008;
+/// A frame larger than the frame limit.
+pub const TOO_LARGE: u16 = 1009;
+/// The subscriber token is invalid or has expired.
+pub const TOKEN_INVALID: u16 = 4401;
+/// The client did something it is not allowed to.
+pub const FORBIDDEN: u16 = 4403;
+/// The client sent frames faster than its rate limit, after a warning.
+pub const RATE_LIMITED: u16 = 4429;

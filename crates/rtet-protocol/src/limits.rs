@@ -1,0 +1,61 @@
+//! The protocol's default limits ("Default limits"), in one place.
+
+use std::time::Duration;
+
+/// Every limit the relay enforces and publishers respect. `Default` gives the
+/// protocol's documented defaults; the relay makes each one configurable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest WebSocket frame or HTTP publish body, in bytes. Default 64 KiB.
+    pub max_frame_bytes: usize,
+    /// Largest subscriber token, in bytes. Default 4 KiB.
+    pub max_token_bytes: usize,
+    /// Subscriptions one connection may hold. Default 64.
+    pub max_subscriptions: usize,
+    /// Frames per second a subscriber may send, sustained. Default 20.
+    pub client_frames_per_sec: u32,
+    /// Frames a subscriber may send in a burst. Default 50.
+    pub client_frames_burst: u32,
+    /// Publishes per second for one publisher key. Default 10,000.
+    pub publishes_per_sec_per_key: u32,
+    /// Open connections from one client IP. Default 1,000.
+    pub connections_per_ip: usize,
+    /// Events kept per channel. Default 1,000.
+    pub history_events: usize,
+    /// Age after which history events are dropped. Default 10 minutes.
+    pub history_age: Duration,
+    /// Frames queued for one subscriber before the slow-consumer policy applies. Default 4,096.
+    pub subscriber_queue_frames: usize,
+    /// How long an acked (channel, id) pair is remembered for dedupe. Default 10 minutes.
+    pub dedupe_window: Duration,
+    /// A subscriber must send its first frame within this. Default 10 s.
+    pub first_frame_timeout: Duration,
+    /// Interval between pings from the relay. Default 25 s.
+    pub ping_interval: Duration,
+    /// A connection that answers no ping for this long is closed. Default 60 s.
+    pub dead_peer_timeout: Duration,
+    /// Clock leeway when checking token expiry, at most 60 s. Default 60 s.
+    pub token_leeway: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 64 * 1024,
+            max_token_bytes: 4 * 1024,
+            max_subscriptions: 64,
+            client_frames_per_sec: 20,
+            client_frames_burst: 50,
+            publishes_per_sec_per_key: 10_000,
+            connections_per_ip: 1_000,
+            history_events: 1_000,
+            history_age: Duration::from_secs(600),
+            subscriber_queue_frames: 4_096,
+            dedupe_window: Duration::from_secs(600),
+            first_frame_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(25),
+            dead_peer_timeout: Duration::from_secs(60),
+            token_leeway: Duration::from_secs(60),
+        }
+    }
+}

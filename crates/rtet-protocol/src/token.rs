@@ -1,0 +1,250 @@
+//! Subscriber tokens ("Subscriber tokens"): HS256 JWTs signed with one of the
+//! relay's API keys. Anything but HS256 is refused, `none` included; `exp` is
+//! required; clock leeway is capped at 60 seconds; tokens are at most 4 KiB.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The largest clock leeway the protocol allows.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(60);
+
+/// The claims of a subscriber token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Who holds the token (a WordPress user id; empty for a visitor).
+    #[serde(default)]
+    pub sub: String,
+    /// The exact channels the holder may subscribe to.
+    pub channels: Vec<String>,
+    /// Issued at, seconds since the epoch.
+    #[serde(default)]
+    pub iat: u64,
+    /// Expires at, seconds since the epoch.
+    pub exp: u64,
+}
+
+impl Claims {
+    /// Claims for `channels`, issued now and valid for `ttl`.
+    pub fn new(sub: impl Into<String>, channels: Vec<String>, ttl: Duration) -> Self {
+        let now = now_secs();
+        Claims {
+            sub: sub.into(),
+            channels,
+            iat: now,
+            exp: now + ttl.as_secs(),
+        }
+    }
+
+    /// Whether the token grants `channel`.
+    pub fn grants(&self, channel: &str) -> bool {
+        self.channels.iter().any(|c| c == channel)
+    }
+}
+
+/// Why a token was refused (or could not be made).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TokenError {
+    /// Larger than the token limit; the issuer must grant fewer channels.
+    #[error("token is {len} bytes; the limit is {max}")]
+    TooLarge { len: usize, max: usize },
+    /// Not a JWT, or its claims are missing or of the wrong type; the client needs a new token.
+    #[error("token is malformed: {0}")]
+    Malformed(String),
+    /// Signed with an algorithm other than HS256 (or none).
+    #[error("token algorithm is not HS256")]
+    Algorithm,
+    /// The signature matches none of the relay's keys.
+    #[error("token signature does not match")]
+    Signature,
+    /// Expired (beyond the leeway); the client must fetch a fresh token.
+    #[error("token has expired")]
+    Expired,
+    /// The key or claims could not be used to sign.
+    #[error("cannot sign token: {0}")]
+    Sign(String),
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Signs `claims` with `key` as an HS256 JWT.
+pub fn sign(key: &[u8], claims: &Claims) -> Result<String, TokenError> {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(key),
+    )
+    .map_err(|e| TokenError::Sign(e.to_string()))
+}
+
+/// Checks `token` against each of `keys` (so keys can rotate) and returns its
+/// claims. `leeway` is capped at [`MAX_LEEWAY`].
+pub fn verify<K: AsRef<[u8]>>(
+    token: &str,
+    keys: &[K],
+    leeway: Duration,
+    max_bytes: usize,
+) -> Result<Claims, TokenError> {
+    if token.len() > max_bytes {
+        return Err(TokenError::TooLarge {
+            len: token.len(),
+            max: max_bytes,
+        });
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|e| map_error(e.into_kind()))?;
+    if header.alg != Algorithm::HS256 {
+        return Err(TokenError::Algorithm);
+    }
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = leeway.min(MAX_LEEWAY).as_secs();
+    validation.set_required_spec_claims(&["exp"]);
+    validation.validate_exp = true;
+    let mut last = TokenError::Signature;
+    for key in keys {
+        match jsonwebtoken::decode::<Claims>(
+            token,
+            &DecodingKey::from_secret(key.as_ref()),
+            &validation,
+        ) {
+            Ok(data) => return Ok(data.claims),
+            Err(e) => {
+                last = map_error(e.into_kind());
+                if last != TokenError::Signature {
+                    // The signature matched this key; the token itself is bad.
+                    return Err(last);
+                }
+            }
+        }
+    }
+    Err(last)
+}
+
+fn map_error(kind: ErrorKind) -> TokenError {
+    match kind {
+        ErrorKind::InvalidSignature => TokenError::Signature,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => TokenError::Algorithm,
+        other => TokenError::Malformed(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine};
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const OTHER: &[u8] = b"fedcba9876543210fedcba9876543210";
+    const MAX: usize = 4096;
+    const LEEWAY: Duration = Duration::from_secs(60);
+
+    fn claims(exp_offset: i64) -> Claims {
+        let now = now_secs() as i64;
+        Claims {
+            sub: "42".into(),
+            channels: vec!["public".into(), "user.42".into()],
+            iat: now as u64,
+            exp: (now + exp_offset) as u64,
+        }
+    }
+
+    #[test]
+    fn signed_token_verifies_with_any_of_the_keys() {
+        let c = claims(300);
+        let token = sign(KEY, &c).unwrap();
+        assert_eq!(verify(&token, &[KEY], LEEWAY, MAX), Ok(c.clone()));
+        assert_eq!(verify(&token, &[OTHER, KEY], LEEWAY, MAX), Ok(c.clone()));
+        assert!(c.grants("user.42") && !c.grants("user.7"));
+    }
+
+    #[test]
+    fn wrong_key_is_a_signature_error() {
+        let token = sign(OTHER, &claims(300)).unwrap();
+        assert_eq!(
+            verify(&token, &[KEY], LEEWAY, MAX),
+            Err(TokenError::Signature)
+        );
+    }
+
+    #[test]
+    fn expiry_honours_the_leeway_and_caps_it_at_60s() {
+        let token = sign(KEY, &claims(-30)).unwrap();
+        assert!(
+            verify(&token, &[KEY], LEEWAY, MAX).is_ok(),
+            "within 60 s leeway"
+        );
+        assert_eq!(
+            verify(&token, &[KEY], Duration::ZERO, MAX),
+            Err(TokenError::Expired)
+        );
+        let old = sign(KEY, &claims(-120)).unwrap();
+        assert_eq!(
+            verify(&old, &[KEY], Duration::from_secs(3600), MAX),
+            Err(TokenError::Expired),
+            "leeway is capped at 60 s"
+        );
+    }
+
+    #[test]
+    fn exp_is_required() {
+        let no_exp = serde_json::json!({"sub": "1", "channels": ["public"]});
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &no_exp,
+            &EncodingKey::from_secret(KEY),
+        )
+        .unwrap();
+        assert!(matches!(
+            verify(&token, &[KEY], LEEWAY, MAX),
+            Err(TokenError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn alg_none_and_other_algorithms_are_refused() {
+        let body = format!(
+            r#"{{"sub":"1","channels":["public"],"exp":{}}}"#,
+            now_secs() + 300
+        );
+        let none = format!(
+            "{}.{}.",
+            B64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            B64.encode(body)
+        );
+        assert!(verify(&none, &[KEY], LEEWAY, MAX).is_err());
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &claims(300),
+            &EncodingKey::from_secret(KEY),
+        )
+        .unwrap();
+        assert_eq!(
+            verify(&hs512, &[KEY], LEEWAY, MAX),
+            Err(TokenError::Algorithm)
+        );
+    }
+
+    #[test]
+    fn oversized_and_garbage_tokens_are_refused() {
+        let big = "a".repeat(MAX + 1);
+        assert_eq!(
+            verify(&big, &[KEY], LEEWAY, MAX),
+            Err(TokenError::TooLarge {
+                len: MAX + 1,
+                max: MAX
+            })
+        );
+        assert!(matches!(
+            verify("abc.def", &[KEY], LEEWAY, MAX),
+            Err(TokenError::Malformed(_))
+        ));
+    }
+}
