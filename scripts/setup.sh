@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs everything rtet needs on a fresh Debian 12 machine, and builds it.
+# Safe to run twice: apt and npm skip what is already there, cargo rebuilds only what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+# Debian packages, one list for everything: building the extension, the local
+# WordPress site, the browser tests and the benchmarks.
+APT_PACKAGES=(
+  # building the PHP extension (ext-php-rs needs php-config and libclang)
+  php8.2-cli php8.2-dev libclang-dev pkg-config libssl-dev
+  # tests that use pcntl_fork and PHP's own run-tests.php
+  php8.2-curl php8.2-mbstring php8.2-xml
+  # the relay's interop test with a client no one here wrote
+  python3-websockets
+  # the local WordPress site and its end-to-end tests
+  php8.2-fpm php8.2-mysql mariadb-server nginx wordpress chromium
+  # benchmarks: a Redis PUBLISH baseline through phpredis
+  redis-server php-redis
+  curl ca-certificates
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "Installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Debian starts these on install; our scripts start their own copies on free loopback ports.
+  for svc in mariadb nginx redis-server php8.2-fpm; do
+    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
+  done
+else
+  say "Debian packages already installed"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install Rust with rustup (https://rustup.rs) and run this again" >&2
+  exit 1
+fi
+if command -v rustup >/dev/null; then
+  say "Making sure rustfmt and clippy are installed"
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+say "Building rtet (release): the relay, the bench tool and the PHP extension"
+cargo build --release --workspace --bins --lib
