@@ -1,0 +1,581 @@
+/**
+ * Real-time Event Trigger: the browser client.
+ *
+ * One dependency-free file. It fetches a subscriber token from the site
+ * (GET /wp-json/rtet/v1/token, with the REST nonce when logged in), connects
+ * to the relay, subscribes to every channel the token grants, sends a fresh
+ * token (`auth`) before the old one expires, reconnects with exponential
+ * backoff and jitter, and resumes each channel with `since` so nothing
+ * published during a disconnect is missed. When the relay cannot replay
+ * (`recovered: false`) the page is told, and the client then replays what the
+ * relay's new history holds.
+ *
+ * Settings come from `window.rtetSettings` (wp_add_inline_script); they are
+ * checked and clamped. The API key is never here.
+ *
+ * Fired, as `wp.hooks` actions (when wp.hooks is loaded) and as DOM
+ * CustomEvents on `document` (the detail is the first argument):
+ *
+ * - `rtet.event` / `rtet:event`             every event: {channel, seq, id, event, data, ts}
+ * - `rtet.<event>` (hooks only)             per event name, e.g. `rtet.post_published`: (data, event)
+ * - `rtet.connected` / `rtet:connected`     subscribed after (re)connecting: {channels}
+ * - `rtet.disconnected` / `rtet:disconnected` the connection dropped: {code, reason, retryIn}
+ * - `rtet.resync` / `rtet:resync`           events on {channel} may have been missed: refetch what you show
+ *
+ * Public API: `window.rtet.start()`, `window.rtet.stop()`, `window.rtet.status()`.
+ * The client stops on `pagehide` and starts again when a page comes back from the bfcache.
+ *
+ * @package real-time-event-trigger
+ */
+( function ( window, document ) {
+	'use strict';
+
+	var raw = window.rtetSettings || {};
+
+	/**
+	 * A number from settings, clamped to [min, max], or the default.
+	 *
+	 * @param {*}      value Value from settings.
+	 * @param {number} def   Default.
+	 * @param {number} min   Lowest allowed.
+	 * @param {number} max   Highest allowed.
+	 * @return {number} The clamped number.
+	 */
+	function clamp( value, def, min, max ) {
+		var n = Number( value );
+		if ( ! isFinite( n ) ) {
+			n = def;
+		}
+		return Math.min( max, Math.max( min, n ) );
+	}
+
+	var reconnectMin = clamp( raw.reconnect && raw.reconnect.min, 1000, 250, 60000 );
+	var settings = {
+		tokenUrl: typeof raw.tokenUrl === 'string' ? raw.tokenUrl : '',
+		nonce: typeof raw.nonce === 'string' ? raw.nonce : '',
+		context: raw.context === 'admin' ? 'admin' : 'front',
+		toasts: !! raw.toasts,
+		adminNotices: !! raw.adminNotices,
+		reconnectMin: reconnectMin,
+		reconnectMax: clamp( raw.reconnect && raw.reconnect.max, 30000, reconnectMin, 300000 ),
+		i18n: raw.i18n || {},
+	};
+
+	/** Shortest and longest wait before refreshing a token, in ms. */
+	var REFRESH_MIN = 5000;
+	/** Refresh this long before the token expires, in ms. */
+	var REFRESH_MARGIN = 60000;
+
+	var ws = null;
+	var token = null; // {url, token, channels, expires, lifetime}
+	var channels = {}; // name -> {epoch, seq, subscribed, resyncing}
+	var attempt = 0;
+	var running = false;
+	var reconnectTimer = null;
+	var refreshTimer = null;
+	var connectedOnce = false;
+
+	/**
+	 * A translated string with %s / %1$s placeholders filled.
+	 *
+	 * @param {string} key  Key in settings.i18n.
+	 * @param {...string} args Values.
+	 * @return {string} The text.
+	 */
+	function t( key ) {
+		var args = Array.prototype.slice.call( arguments, 1 );
+		var text = typeof settings.i18n[ key ] === 'string' ? settings.i18n[ key ] : key;
+		var next = 0;
+		return text.replace( /%(?:(\d+)\$)?s/g, function ( m, n ) {
+			var v = n ? args[ Number( n ) - 1 ] : args[ next++ ];
+			return v === undefined ? '' : String( v );
+		} );
+	}
+
+	/**
+	 * Fires a wp.hooks action (when present) and a DOM CustomEvent.
+	 *
+	 * @param {string} name   Name after the prefix, e.g. 'event'.
+	 * @param {*}      detail The CustomEvent detail and first hook argument.
+	 * @param {Array}  [args] Hook arguments, when they differ from [detail].
+	 * @param {boolean} [hooksOnly] Do not dispatch a DOM event.
+	 */
+	function fire( name, detail, args, hooksOnly ) {
+		var hooks = window.wp && window.wp.hooks;
+		if ( hooks && typeof hooks.doAction === 'function' ) {
+			try {
+				hooks.doAction.apply( hooks, [ 'rtet.' + name ].concat( args || [ detail ] ) );
+			} catch ( e ) {
+				logError( e );
+			}
+		}
+		if ( ! hooksOnly ) {
+			document.dispatchEvent( new window.CustomEvent( 'rtet:' + name, { detail: detail } ) );
+		}
+	}
+
+	/**
+	 * Reports an error from a listener without stopping the client.
+	 *
+	 * @param {*} e The error.
+	 */
+	function logError( e ) {
+		if ( window.console && window.console.error ) {
+			window.console.error( '[rtet]', e );
+		}
+	}
+
+	/**
+	 * Fetches a token from the site.
+	 *
+	 * @param {boolean} [withoutNonce] Ask as a visitor (after the nonce was refused).
+	 * @return {Promise<Object>} {url, token, channels, expires, lifetime}
+	 */
+	function fetchToken( withoutNonce ) {
+		var headers = { Accept: 'application/json' };
+		if ( settings.nonce && ! withoutNonce ) {
+			headers[ 'X-WP-Nonce' ] = settings.nonce;
+		}
+		return window
+			.fetch( settings.tokenUrl, { credentials: 'same-origin', cache: 'no-store', headers: headers } )
+			.then( function ( res ) {
+				if ( res.status === 403 && settings.nonce && ! withoutNonce ) {
+					// The nonce expired (a page open for a day): continue as a visitor.
+					return fetchToken( true );
+				}
+				if ( ! res.ok ) {
+					throw new Error( 'token endpoint answered HTTP ' + res.status );
+				}
+				var serverNow = Date.parse( res.headers.get( 'Date' ) || '' );
+				return res.json().then( function ( body ) {
+					if ( ! body || typeof body.token !== 'string' || typeof body.url !== 'string' || ! Array.isArray( body.channels ) ) {
+						throw new Error( 'unexpected token response' );
+					}
+					var now = isFinite( serverNow ) ? serverNow : Date.now();
+					body.lifetime = Math.max( 0, Number( body.expires ) * 1000 - now );
+					return body;
+				} );
+			} );
+	}
+
+	/**
+	 * Sends a frame when the socket is open.
+	 *
+	 * @param {Object} frame Frame.
+	 */
+	function send( frame ) {
+		if ( ws && ws.readyState === 1 ) {
+			ws.send( JSON.stringify( frame ) );
+		}
+	}
+
+	/**
+	 * Subscribes to a channel, resuming after the last event seen.
+	 *
+	 * @param {string} name Channel.
+	 */
+	function subscribe( name ) {
+		var st = channels[ name ];
+		var frame = { type: 'subscribe', channel: name };
+		if ( st.epoch !== null ) {
+			frame.since = { epoch: st.epoch, seq: st.seq };
+		}
+		st.subscribed = false;
+		st.since = frame.since || null;
+		send( frame );
+	}
+
+	/**
+	 * Starts (or restarts) the connection: token, socket, auth, subscribe.
+	 */
+	function connect() {
+		clearTimeout( reconnectTimer );
+		reconnectTimer = null;
+		fetchToken()
+			.then( function ( tk ) {
+				if ( ! running ) {
+					return;
+				}
+				token = tk;
+				open();
+			} )
+			.catch( function ( e ) {
+				logError( e );
+				scheduleReconnect( 0, 'token' );
+			} );
+	}
+
+	/**
+	 * Opens the WebSocket with the current token.
+	 */
+	function open() {
+		var socket;
+		try {
+			socket = new window.WebSocket( token.url );
+		} catch ( e ) {
+			logError( e );
+			scheduleReconnect( 0, 'url' );
+			return;
+		}
+		ws = socket;
+		token.channels.forEach( function ( name ) {
+			if ( ! channels[ name ] ) {
+				channels[ name ] = { epoch: null, seq: 0, subscribed: false, since: null, retried: false, resyncing: false };
+			}
+		} );
+		socket.onopen = function () {
+			send( { type: 'auth', token: token.token } );
+			token.channels.forEach( subscribe );
+			scheduleRefresh();
+		};
+		socket.onmessage = function ( msg ) {
+			var frame;
+			try {
+				frame = JSON.parse( msg.data );
+			} catch ( e ) {
+				return;
+			}
+			if ( frame && typeof frame.type === 'string' ) {
+				handle( frame );
+			}
+		};
+		socket.onclose = function ( ev ) {
+			if ( ws !== socket ) {
+				return;
+			}
+			ws = null;
+			clearTimeout( refreshTimer );
+			Object.keys( channels ).forEach( function ( name ) {
+				channels[ name ].subscribed = false;
+				channels[ name ].resyncing = false;
+				channels[ name ].retried = false;
+				channels[ name ].since = null;
+			} );
+			if ( running ) {
+				scheduleReconnect( ev.code, ev.reason );
+			}
+		};
+	}
+
+	/**
+	 * Handles one frame from the relay.
+	 *
+	 * @param {Object} frame Frame.
+	 */
+	function handle( frame ) {
+		var st = typeof frame.channel === 'string' ? channels[ frame.channel ] : null;
+		switch ( frame.type ) {
+			case 'subscribed':
+				if ( ! st ) {
+					return;
+				}
+				var sent = st.since;
+				st.since = null;
+				if ( sent && frame.recovered === false ) {
+					if ( ! st.retried ) {
+						// History could not be replayed: tell the page.
+						fire( 'resync', { channel: frame.channel } );
+					}
+					if ( ! st.retried && frame.epoch !== sent.epoch ) {
+						// A new life of the channel's history (relay restart): replay all of it.
+						st.retried = true;
+						st.epoch = frame.epoch;
+						st.seq = 0;
+						st.resyncing = true;
+						send( { type: 'unsubscribe', channel: frame.channel } );
+						subscribe( frame.channel );
+						return;
+					}
+					st.seq = Number( frame.seq ) || 0;
+				} else if ( ! sent ) {
+					// A first subscription: live events from here on.
+					st.seq = Number( frame.seq ) || 0;
+				}
+				st.retried = false;
+				st.epoch = frame.epoch;
+				st.subscribed = true;
+				if ( token && token.channels.every( function ( n ) {
+					return ! channels[ n ] || channels[ n ].subscribed;
+				} ) ) {
+					attempt = 0;
+					connectedOnce = true;
+					fire( 'connected', { channels: token.channels.slice() } );
+				}
+				return;
+			case 'unsubscribed':
+				if ( st ) {
+					// Everything after this belongs to the new subscription.
+					st.resyncing = false;
+				}
+				return;
+			case 'event':
+				if ( ! st || st.resyncing ) {
+					return;
+				}
+				var seq = Number( frame.seq );
+				if ( isFinite( seq ) && seq <= st.seq ) {
+					return; // already seen
+				}
+				if ( isFinite( seq ) ) {
+					st.seq = seq;
+				}
+				deliver( frame );
+				return;
+			case 'error':
+				if ( frame.code === 'forbidden' && st ) {
+					delete channels[ frame.channel ];
+				}
+				if ( frame.code === 'unauthorized' && ws ) {
+					ws.close( 4000, 'reauth' );
+				}
+				logError( 'relay: ' + frame.code + ' ' + ( frame.message || '' ) );
+				return;
+		}
+	}
+
+	/**
+	 * Hands an event to listeners and the built-in displays.
+	 *
+	 * @param {Object} frame The event frame.
+	 */
+	function deliver( frame ) {
+		var evt = {
+			channel: frame.channel,
+			seq: frame.seq,
+			id: frame.id,
+			event: String( frame.event ),
+			data: frame.data,
+			ts: frame.ts,
+		};
+		fire( 'event', evt );
+		fire( evt.event.replace( /[^a-zA-Z0-9_.-]/g, '_' ), evt, [ evt.data, evt ], true );
+		try {
+			if ( evt.event === 'post_published' && settings.context === 'front' && settings.toasts ) {
+				showToast( evt.data || {} );
+			}
+			if ( evt.event === 'user_registered' && settings.context === 'admin' && settings.adminNotices ) {
+				showNotice( evt.data || {} );
+			}
+		} catch ( e ) {
+			logError( e );
+		}
+	}
+
+	/**
+	 * Plans the next connection attempt (exponential backoff with jitter).
+	 *
+	 * @param {number} code   Close code.
+	 * @param {string} reason Close reason.
+	 */
+	function scheduleReconnect( code, reason ) {
+		if ( ! running || reconnectTimer ) {
+			return;
+		}
+		var ceiling = Math.min( settings.reconnectMax, settings.reconnectMin * Math.pow( 2, attempt ) );
+		var delay = code === 4401 && attempt === 0 ? 0 : Math.round( ceiling / 2 + Math.random() * ceiling / 2 );
+		attempt = Math.min( attempt + 1, 30 );
+		if ( connectedOnce ) {
+			fire( 'disconnected', { code: code, reason: reason || '', retryIn: delay } );
+		}
+		reconnectTimer = setTimeout( connect, delay );
+	}
+
+	/**
+	 * Plans the token refresh before the current token expires.
+	 */
+	function scheduleRefresh() {
+		clearTimeout( refreshTimer );
+		var wait = Math.max( REFRESH_MIN, Math.min( token.lifetime - REFRESH_MARGIN, token.lifetime * 0.8 ) );
+		refreshTimer = setTimeout( refresh, wait );
+	}
+
+	/**
+	 * Fetches a fresh token and sends it on the open connection.
+	 */
+	function refresh() {
+		fetchToken()
+			.then( function ( tk ) {
+				if ( ! running || ! ws ) {
+					return;
+				}
+				var fresh = tk.channels.filter( function ( n ) {
+					return ! channels[ n ];
+				} );
+				token = tk;
+				send( { type: 'auth', token: tk.token } );
+				fresh.forEach( function ( name ) {
+					channels[ name ] = { epoch: null, seq: 0, subscribed: false, since: null, retried: false, resyncing: false };
+					subscribe( name );
+				} );
+				scheduleRefresh();
+			} )
+			.catch( function ( e ) {
+				logError( e );
+				clearTimeout( refreshTimer );
+				refreshTimer = setTimeout( refresh, REFRESH_MIN );
+			} );
+	}
+
+	/**
+	 * The region that holds toasts (created once, so screen readers announce additions).
+	 *
+	 * @param {string} id        Element id.
+	 * @param {string} className Class.
+	 * @param {Element} parent   Where to put it.
+	 * @return {Element} The region.
+	 */
+	function liveRegion( id, className, parent ) {
+		var region = document.getElementById( id );
+		if ( ! region ) {
+			region = document.createElement( 'div' );
+			region.id = id;
+			region.className = className;
+			region.setAttribute( 'aria-live', 'polite' );
+			region.setAttribute( 'aria-relevant', 'additions' );
+			region.setAttribute( 'role', 'region' );
+			region.setAttribute( 'aria-label', t( 'notifications' ) );
+			if ( parent === document.body ) {
+				parent.appendChild( region );
+			} else {
+				parent.insertBefore( region, parent.firstChild );
+			}
+		}
+		return region;
+	}
+
+	/**
+	 * A link element for an http(s) URL, or null.
+	 *
+	 * @param {*}      href URL.
+	 * @param {string} text Link text.
+	 * @return {Element|null} The link.
+	 */
+	function safeLink( href, text ) {
+		if ( typeof href !== 'string' || ! /^https?:\/\//i.test( href ) ) {
+			return null;
+		}
+		var a = document.createElement( 'a' );
+		a.href = href;
+		a.textContent = text;
+		return a;
+	}
+
+	/**
+	 * Shows a text-only, dismissable toast for a published post.
+	 *
+	 * @param {Object} post {id, title, link, ...}
+	 */
+	function showToast( post ) {
+		var region = liveRegion( 'rtet-toasts', 'rtet-toasts', document.body );
+		var toast = document.createElement( 'div' );
+		toast.className = 'rtet-toast';
+		var text = document.createElement( 'p' );
+		text.className = 'rtet-toast__text';
+		text.textContent = t( 'newPost', String( post.title || '' ) );
+		toast.appendChild( text );
+		var link = safeLink( post.link, t( 'readPost' ) );
+		if ( link ) {
+			link.className = 'rtet-toast__link';
+			toast.appendChild( link );
+		}
+		var close = document.createElement( 'button' );
+		close.type = 'button';
+		close.className = 'rtet-toast__dismiss';
+		close.textContent = t( 'dismiss' );
+		close.addEventListener( 'click', function () {
+			toast.remove();
+		} );
+		toast.appendChild( close );
+		region.appendChild( toast );
+		while ( region.children.length > 5 ) {
+			region.removeChild( region.firstChild );
+		}
+	}
+
+	/**
+	 * Shows administrators a dismissable admin notice for a new user.
+	 *
+	 * @param {Object} user {login, email, edit_link, ...}
+	 */
+	function showNotice( user ) {
+		var parent = document.querySelector( '#wpbody-content' ) || document.body;
+		var region = liveRegion( 'rtet-admin-notices', 'rtet-admin-notices', parent );
+		var notice = document.createElement( 'div' );
+		notice.className = 'notice notice-info rtet-notice';
+		var p = document.createElement( 'p' );
+		p.textContent = t( 'newUser', String( user.login || '' ), String( user.email || '' ) ) + ' ';
+		var link = safeLink( user.edit_link, t( 'viewUser' ) );
+		if ( link ) {
+			p.appendChild( link );
+		}
+		notice.appendChild( p );
+		var close = document.createElement( 'button' );
+		close.type = 'button';
+		close.className = 'notice-dismiss';
+		var label = document.createElement( 'span' );
+		label.className = 'screen-reader-text';
+		label.textContent = t( 'dismissNotice' );
+		close.appendChild( label );
+		close.addEventListener( 'click', function () {
+			notice.remove();
+		} );
+		notice.appendChild( close );
+		region.appendChild( notice );
+	}
+
+	/**
+	 * Starts the client (idempotent).
+	 */
+	function start() {
+		if ( running || ! settings.tokenUrl || ! window.WebSocket || ! window.fetch ) {
+			return;
+		}
+		running = true;
+		attempt = 0;
+		connect();
+	}
+
+	/**
+	 * Stops the client: closes the socket and clears every timer.
+	 */
+	function stop() {
+		running = false;
+		clearTimeout( reconnectTimer );
+		clearTimeout( refreshTimer );
+		reconnectTimer = null;
+		refreshTimer = null;
+		if ( ws ) {
+			var socket = ws;
+			ws = null;
+			socket.close( 1000, 'pagehide' );
+		}
+	}
+
+	/**
+	 * What the client is doing, for debugging.
+	 *
+	 * @return {Object} {running, connected, channels}
+	 */
+	function status() {
+		var out = {};
+		Object.keys( channels ).forEach( function ( n ) {
+			out[ n ] = { epoch: channels[ n ].epoch, seq: channels[ n ].seq, subscribed: channels[ n ].subscribed };
+		} );
+		return { running: running, connected: !! ( ws && ws.readyState === 1 ), channels: out };
+	}
+
+	window.rtet = { start: start, stop: stop, status: status };
+
+	window.addEventListener( 'pagehide', stop );
+	window.addEventListener( 'pageshow', function ( e ) {
+		if ( e.persisted ) {
+			start();
+		}
+	} );
+
+	if ( document.readyState === 'loading' ) {
+		document.addEventListener( 'DOMContentLoaded', start );
+	} else {
+		start();
+	}
+}( window, document ) );

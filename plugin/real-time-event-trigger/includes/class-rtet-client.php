@@ -1,0 +1,97 @@
+<?php
+/**
+ * Enqueues the browser client (assets/js/rtet-client.js) on the front end
+ * and in wp-admin, with its settings passed through wp_add_inline_script().
+ *
+ * The settings hold the token endpoint and, for a logged-in user, a REST
+ * nonce; never the API key and never a token, so cached pages stay valid.
+ *
+ * @package real-time-event-trigger
+ */
+
+defined( 'ABSPATH' ) || exit;
+
+/**
+ * The browser client.
+ */
+class RTET_Client {
+
+	/** Script and style handle. */
+	const HANDLE = 'rtet-client';
+
+	/**
+	 * `wp_enqueue_scripts`.
+	 */
+	public static function enqueue_front() {
+		self::enqueue( 'front' );
+	}
+
+	/**
+	 * `admin_enqueue_scripts`.
+	 */
+	public static function enqueue_admin() {
+		self::enqueue( 'admin' );
+	}
+
+	/**
+	 * Enqueues the client for a context.
+	 *
+	 * @param string $context 'front' or 'admin'.
+	 */
+	private static function enqueue( $context ) {
+		if ( '' === RTET_Settings::browser_url() || '' === (string) RTET_Settings::value( 'api_key' ) ) {
+			return;
+		}
+		/**
+		 * Filters whether the client loads on this page.
+		 *
+		 * @param bool   $load    Default true.
+		 * @param string $context 'front' or 'admin'.
+		 */
+		if ( ! apply_filters( 'rtet_load_client', true, $context ) ) {
+			return;
+		}
+		$base = plugins_url( 'assets/', RTET_PLUGIN_FILE );
+		/**
+		 * Filters the client's script dependencies. wp-hooks is optional for
+		 * the client; it is loaded by default so `wp.hooks` actions fire.
+		 *
+		 * @param string[] $deps Script handles.
+		 */
+		$deps = (array) apply_filters( 'rtet_client_dependencies', array( 'wp-hooks' ) );
+		wp_enqueue_script( self::HANDLE, $base . 'js/rtet-client.js', $deps, RTET_PLUGIN_VERSION, true );
+		wp_enqueue_style( self::HANDLE, $base . 'css/rtet-client.css', array(), RTET_PLUGIN_VERSION );
+
+		$logged_in = is_user_logged_in();
+		$settings  = array(
+			'tokenUrl'     => esc_url_raw( rest_url( RTET_REST::NS . '/token' ) ),
+			'nonce'        => $logged_in ? wp_create_nonce( 'wp_rest' ) : '',
+			'context'      => $context,
+			'toasts'       => 'front' === $context && (bool) RTET_Settings::value( 'toasts' ),
+			'adminNotices' => 'admin' === $context && (bool) RTET_Settings::value( 'admin_notices' ) && current_user_can( 'list_users' ),
+			'reconnect'    => array(
+				'min' => 1000,
+				'max' => 30000,
+			),
+			'i18n'         => array(
+				/* translators: %s: post title */
+				'newPost'       => __( 'New post: %s', 'real-time-event-trigger' ),
+				'readPost'      => __( 'Read it', 'real-time-event-trigger' ),
+				'dismiss'       => __( 'Dismiss', 'real-time-event-trigger' ),
+				'notifications' => __( 'Live notifications', 'real-time-event-trigger' ),
+				/* translators: 1: user login, 2: e-mail address */
+				'newUser'       => __( 'New user registered: %1$s (%2$s)', 'real-time-event-trigger' ),
+				'viewUser'      => __( 'View user', 'real-time-event-trigger' ),
+				'dismissNotice' => __( 'Dismiss this notice.', 'real-time-event-trigger' ),
+			),
+		);
+		/**
+		 * Filters the settings passed to the browser client.
+		 *
+		 * @param array  $settings Client settings.
+		 * @param string $context  'front' or 'admin'.
+		 */
+		$settings = (array) apply_filters( 'rtet_client_settings', $settings, $context );
+		wp_add_inline_script( self::HANDLE, 'window.rtetSettings = ' . wp_json_encode( $settings ) . ';', 'before' );
+	}
+}

@@ -1,0 +1,183 @@
+<?php
+/**
+ * Built-in events and the one path every event takes (filters, then the sender).
+ *
+ * - `post_published` to `public` when a post of a public post type first
+ *   becomes public (published without a password), scheduled posts included;
+ * - `post_updated` to `public` for later edits of a public post;
+ * - `user_registered` to `role.administrator` only (it carries an e-mail address).
+ *
+ * Revisions, autosaves, private, draft and password-protected posts never go
+ * to `public`, whatever the filters say.
+ *
+ * @package real-time-event-trigger
+ */
+
+defined( 'ABSPATH' ) || exit;
+
+/**
+ * Built-in events.
+ */
+class RTET_Events {
+
+	/** Post meta set once a post's `post_published` was sent. */
+	const PUBLISHED_META = '_rtet_published';
+
+	/**
+	 * Sends an event after the filters had their say.
+	 *
+	 * @param string          $event    Event name.
+	 * @param mixed           $data     Payload.
+	 * @param string|string[] $channels Channels.
+	 * @param array           $context  What the event is about: `source` ('builtin' or 'custom'), `post`, `user`.
+	 * @param array           $options  Sender options (`id`, `blocking`).
+	 * @return string|WP_Error|false The event id, an error, or false when a filter dropped it.
+	 */
+	public static function dispatch( $event, $data, $channels, array $context = array(), array $options = array() ) {
+		/**
+		 * Filters an event's data; return false to drop the event.
+		 *
+		 * @param mixed  $data    The payload.
+		 * @param string $event   Event name.
+		 * @param array  $context `source` ('builtin' or 'custom'), and `post` (WP_Post) or `user` (WP_User) for built-ins.
+		 */
+		$data = apply_filters( 'rtet_event_data', $data, $event, $context );
+		if ( false === $data ) {
+			return false;
+		}
+		/**
+		 * Filters an event's channels; return an empty array to drop the event.
+		 *
+		 * @param string[] $channels Channels.
+		 * @param string   $event    Event name.
+		 * @param mixed    $data     The (filtered) payload.
+		 * @param array    $context  See rtet_event_data.
+		 */
+		$channels = (array) apply_filters( 'rtet_event_channels', (array) $channels, $event, $data, $context );
+
+		// Content that is not public never goes to `public`, whatever a filter did.
+		if ( isset( $context['post'] ) && $context['post'] instanceof WP_Post && ! self::is_public_post( $context['post'] ) ) {
+			$channels = array_diff( $channels, array( 'public' ) );
+		}
+		$channels = array_values( array_filter( array_map( 'strval', $channels ), 'strlen' ) );
+		if ( empty( $channels ) ) {
+			return false;
+		}
+
+		$result = RTET_Sender::send( $event, $data, $channels, $options );
+		if ( is_wp_error( $result ) ) {
+			/**
+			 * Fires when an event could not be sent (or queued).
+			 *
+			 * @param WP_Error $error    Why.
+			 * @param string   $event    Event name.
+			 * @param mixed    $data     Payload.
+			 * @param string[] $channels Channels.
+			 */
+			do_action( 'rtet_send_error', $result, $event, $data, $channels );
+			return $result;
+		}
+		/**
+		 * Fires after an event was handed to the transport.
+		 *
+		 * @param string   $id        Event id.
+		 * @param string   $event     Event name.
+		 * @param mixed    $data      Payload.
+		 * @param string[] $channels  Channels.
+		 * @param string   $transport 'extension' or 'http'.
+		 */
+		do_action( 'rtet_event_sent', $result, $event, $data, $channels, RTET_Sender::transport() );
+		return $result;
+	}
+
+	/**
+	 * Whether a post is publicly visible: published, no password, of a public post type, not a revision or autosave.
+	 *
+	 * @param WP_Post $post Post.
+	 * @return bool
+	 */
+	public static function is_public_post( WP_Post $post ) {
+		if ( wp_is_post_revision( $post ) || wp_is_post_autosave( $post ) || 'revision' === $post->post_type ) {
+			return false;
+		}
+		if ( 'publish' !== $post->post_status || '' !== (string) $post->post_password ) {
+			return false;
+		}
+		$type = get_post_type_object( $post->post_type );
+		return $type && $type->public && is_post_type_viewable( $type );
+	}
+
+	/**
+	 * The payload for a post event: id, title, type, link, author name, date.
+	 *
+	 * @param WP_Post $post Post.
+	 * @return array
+	 */
+	public static function post_data( WP_Post $post ) {
+		$author = get_userdata( (int) $post->post_author );
+		return array(
+			'id'     => (int) $post->ID,
+			'title'  => html_entity_decode( wp_strip_all_tags( get_the_title( $post ) ), ENT_QUOTES, 'UTF-8' ),
+			'type'   => $post->post_type,
+			'link'   => get_permalink( $post ),
+			'author' => $author ? $author->display_name : '',
+			'date'   => get_post_time( 'c', true, $post ),
+		);
+	}
+
+	/**
+	 * `wp_after_insert_post`: a post was saved, with its terms and meta.
+	 *
+	 * @param int          $post_id     Post ID.
+	 * @param WP_Post      $post        The post now.
+	 * @param bool         $update      Whether it existed before.
+	 * @param WP_Post|null $post_before The post before the save (null for a new post).
+	 */
+	public static function on_after_insert_post( $post_id, $post, $update, $post_before ) {
+		unset( $post_id, $update );
+		if ( ! $post instanceof WP_Post || ! self::is_public_post( $post ) ) {
+			return;
+		}
+		$was_public = $post_before instanceof WP_Post && self::is_public_post( $post_before );
+		if ( ! $was_public && ! get_post_meta( $post->ID, self::PUBLISHED_META, true ) ) {
+			// First time public. The meta stops a later unpublish/republish from announcing it again.
+			update_post_meta( $post->ID, self::PUBLISHED_META, time() );
+			if ( RTET_Settings::event_enabled( 'post_published' ) ) {
+				self::dispatch( 'post_published', self::post_data( $post ), array( 'public' ), array( 'source' => 'builtin', 'post' => $post ) );
+			}
+			return;
+		}
+		// The block editor saves legacy meta boxes in a second request; that is the same edit.
+		if ( isset( $_GET['meta-box-loader'] ) ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended
+			return;
+		}
+		if ( RTET_Settings::event_enabled( 'post_updated' ) ) {
+			self::dispatch( 'post_updated', self::post_data( $post ), array( 'public' ), array( 'source' => 'builtin', 'post' => $post ) );
+		}
+	}
+
+	/**
+	 * `user_register`: tell administrators.
+	 *
+	 * @param int $user_id New user's ID.
+	 */
+	public static function on_user_register( $user_id ) {
+		if ( ! RTET_Settings::event_enabled( 'user_registered' ) ) {
+			return;
+		}
+		$user = get_userdata( $user_id );
+		if ( ! $user ) {
+			return;
+		}
+		$data = array(
+			'id'           => (int) $user->ID,
+			'login'        => $user->user_login,
+			'display_name' => $user->display_name,
+			'email'        => $user->user_email,
+			'roles'        => array_values( $user->roles ),
+			'registered'   => mysql2date( 'c', $user->user_registered, false ),
+			'edit_link'    => admin_url( 'user-edit.php?user_id=' . (int) $user->ID ),
+		);
+		self::dispatch( 'user_registered', $data, array( 'role.administrator' ), array( 'source' => 'builtin', 'user' => $user ) );
+	}
+}

@@ -1,0 +1,89 @@
+<?php
+/**
+ * Wires the plugin into WordPress: every hook is registered here and only here.
+ *
+ * @package real-time-event-trigger
+ */
+
+defined( 'ABSPATH' ) || exit;
+
+/**
+ * The plugin.
+ */
+class RTET_Plugin {
+
+	/**
+	 * The instance.
+	 *
+	 * @var RTET_Plugin|null
+	 */
+	private static $instance = null;
+
+	/**
+	 * The one instance.
+	 *
+	 * @return RTET_Plugin
+	 */
+	public static function instance() {
+		if ( null === self::$instance ) {
+			self::$instance = new self();
+		}
+		return self::$instance;
+	}
+
+	/**
+	 * Registers every hook of the plugin.
+	 */
+	public function register_hooks() {
+		register_activation_hook( RTET_PLUGIN_FILE, array( __CLASS__, 'activate' ) );
+		register_deactivation_hook( RTET_PLUGIN_FILE, array( __CLASS__, 'deactivate' ) );
+
+		add_action( 'init', array( __CLASS__, 'load_textdomain' ) );
+
+		// Built-in events.
+		add_action( 'wp_after_insert_post', array( 'RTET_Events', 'on_after_insert_post' ), 10, 4 );
+		add_action( 'user_register', array( 'RTET_Events', 'on_user_register' ), 10, 1 );
+
+		// Undelivered events of the HTTP fallback.
+		add_action( RTET_Sender::RETRY_HOOK, array( 'RTET_Sender', 'retry_pending' ) );
+
+		// REST: tokens and the test event.
+		add_action( 'rest_api_init', array( 'RTET_REST', 'register_routes' ) );
+
+		// The browser client.
+		add_action( 'wp_enqueue_scripts', array( 'RTET_Client', 'enqueue_front' ) );
+		add_action( 'admin_enqueue_scripts', array( 'RTET_Client', 'enqueue_admin' ) );
+
+		// The settings page.
+		add_action( 'admin_menu', array( 'RTET_Admin', 'add_menu' ) );
+		add_action( 'admin_init', array( 'RTET_Admin', 'register_settings' ) );
+		add_action( 'admin_enqueue_scripts', array( 'RTET_Admin', 'enqueue' ) );
+		add_filter( 'plugin_action_links_' . plugin_basename( RTET_PLUGIN_FILE ), array( 'RTET_Admin', 'action_links' ) );
+	}
+
+	/**
+	 * Loads translations.
+	 */
+	public static function load_textdomain() {
+		load_plugin_textdomain( 'real-time-event-trigger', false, dirname( plugin_basename( RTET_PLUGIN_FILE ) ) . '/languages' );
+	}
+
+	/**
+	 * On activation: store defaults without touching existing (recipe) settings.
+	 */
+	public static function activate() {
+		$stored = get_option( RTET_Settings::OPTION, null );
+		if ( ! is_array( $stored ) ) {
+			add_option( RTET_Settings::OPTION, RTET_Settings::defaults() );
+		} else {
+			update_option( RTET_Settings::OPTION, array_merge( RTET_Settings::defaults(), $stored ) );
+		}
+	}
+
+	/**
+	 * On deactivation: stop the retry job (settings stay until uninstall).
+	 */
+	public static function deactivate() {
+		wp_clear_scheduled_hook( RTET_Sender::RETRY_HOOK );
+	}
+}

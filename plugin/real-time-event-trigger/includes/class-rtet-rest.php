@@ -1,0 +1,140 @@
+<?php
+/**
+ * REST endpoints under `rtet/v1`:
+ *
+ * - `GET /token`: a subscriber token for whoever asks. A visitor gets
+ *   `public`; a logged-in user (cookie plus `X-WP-Nonce`) also gets
+ *   `user.<ID>` and `role.<role>` for each role. Tokens live 5 minutes. Pages
+ *   never carry a token, so page caches are safe.
+ * - `POST /test`: the settings page's "Send test event" (manage_options).
+ *
+ * @package real-time-event-trigger
+ */
+
+defined( 'ABSPATH' ) || exit;
+
+/**
+ * REST routes.
+ */
+class RTET_REST {
+
+	/** Route namespace. */
+	const NS = 'rtet/v1';
+
+	/**
+	 * `rest_api_init`.
+	 */
+	public static function register_routes() {
+		register_rest_route(
+			self::NS,
+			'/token',
+			array(
+				'methods'             => WP_REST_Server::READABLE,
+				'callback'            => array( __CLASS__, 'token' ),
+				'permission_callback' => '__return_true',
+			)
+		);
+		register_rest_route(
+			self::NS,
+			'/test',
+			array(
+				'methods'             => WP_REST_Server::CREATABLE,
+				'callback'            => array( __CLASS__, 'test' ),
+				'permission_callback' => static function () {
+					return current_user_can( 'manage_options' );
+				},
+			)
+		);
+	}
+
+	/**
+	 * The channels a user may subscribe to.
+	 *
+	 * @param WP_User|null $user The user, or null for a visitor.
+	 * @return string[]
+	 */
+	public static function channels_for( $user ) {
+		$channels = array( 'public' );
+		if ( $user instanceof WP_User && $user->exists() ) {
+			$channels[] = 'user.' . (int) $user->ID;
+			foreach ( (array) $user->roles as $role ) {
+				if ( preg_match( '/^[A-Za-z0-9_.:@-]{1,123}$/', (string) $role ) ) {
+					$channels[] = 'role.' . $role;
+				}
+			}
+		}
+		/**
+		 * Filters the channels a token grants.
+		 *
+		 * @param string[]     $channels Channels.
+		 * @param WP_User|null $user     The user, null for a visitor.
+		 */
+		return array_values( array_unique( (array) apply_filters( 'rtet_token_channels', $channels, $user ) ) );
+	}
+
+	/**
+	 * `GET /rtet/v1/token`.
+	 *
+	 * @return WP_REST_Response|WP_Error
+	 */
+	public static function token() {
+		$user     = is_user_logged_in() ? wp_get_current_user() : null;
+		$channels = self::channels_for( $user );
+		$url      = RTET_Settings::browser_url();
+		if ( '' === $url ) {
+			return new WP_Error( 'rtet_not_configured', __( 'Real-time events are not configured.', 'real-time-event-trigger' ), array( 'status' => 503 ) );
+		}
+		$issued = RTET_Token::issue( $channels, $user ? (string) $user->ID : '', RTET_Token::TTL );
+		if ( is_wp_error( $issued ) ) {
+			$issued->add_data( array( 'status' => 503 ) );
+			return $issued;
+		}
+		$response = new WP_REST_Response(
+			array(
+				'url'      => $url,
+				'token'    => $issued['token'],
+				'channels' => $channels,
+				'expires'  => $issued['expires'],
+			)
+		);
+		$response->header( 'Cache-Control', 'no-store, private' );
+		return $response;
+	}
+
+	/**
+	 * `POST /rtet/v1/test`: sends `rtet_test` to the current user's channel and waits for the relay's answer.
+	 *
+	 * @return WP_REST_Response|WP_Error
+	 */
+	public static function test() {
+		$user = wp_get_current_user();
+		$data = array(
+			'message' => __( 'Test event from the settings page', 'real-time-event-trigger' ),
+			'sent_at' => gmdate( 'c' ),
+			'by'      => $user->display_name,
+		);
+		$result = RTET_Events::dispatch(
+			'rtet_test',
+			$data,
+			array( 'user.' . (int) $user->ID ),
+			array( 'source' => 'test' ),
+			array( 'blocking' => true )
+		);
+		if ( false === $result ) {
+			return new WP_Error( 'rtet_dropped', __( 'A filter dropped the test event.', 'real-time-event-trigger' ), array( 'status' => 409 ) );
+		}
+		if ( is_wp_error( $result ) ) {
+			$result->add_data( array( 'status' => 502 ) );
+			return $result;
+		}
+		if ( RTET_Sender::extension_available() && function_exists( 'rtet_flush' ) ) {
+			rtet_flush( 2.0 );
+		}
+		return new WP_REST_Response(
+			array(
+				'id'        => $result,
+				'transport' => RTET_Sender::transport(),
+			)
+		);
+	}
+}

@@ -1,0 +1,234 @@
+<?php
+/**
+ * The plugin's settings: one option, `rtet_settings`, an array.
+ *
+ * It keeps the two keys of the original blog recipe (`websocket_server_url`,
+ * `api_key`) so a site that followed the recipe keeps its settings, and adds
+ * new keys beside them.
+ *
+ * @package real-time-event-trigger
+ */
+
+defined( 'ABSPATH' ) || exit;
+
+/**
+ * Reads, defaults and sanitizes `rtet_settings`.
+ */
+class RTET_Settings {
+
+	/** The option name. */
+	const OPTION = 'rtet_settings';
+
+	/** The Settings API group (used by options.php). */
+	const GROUP = 'rtet_settings_group';
+
+	/** Built-in events that can be switched on and off. */
+	const BUILT_IN_EVENTS = array( 'post_published', 'post_updated', 'user_registered' );
+
+	/** The shortest API key the relay accepts. */
+	const MIN_KEY_LENGTH = 32;
+
+	/**
+	 * Defaults for every key.
+	 *
+	 * @return array
+	 */
+	public static function defaults() {
+		return array(
+			// The relay as the server reaches it (recipe key), e.g. ws://127.0.0.1:8090.
+			'websocket_server_url' => '',
+			// The key that signs browser tokens and authenticates publishing (recipe key). Never sent to a browser.
+			'api_key'              => '',
+			// The relay as browsers reach it, e.g. wss://example.com/rtet; empty: the server URL.
+			'public_url'           => '',
+			// Which built-in events to send.
+			'events'               => self::BUILT_IN_EVENTS,
+			// Toasts for post_published on the front end.
+			'toasts'               => true,
+			// Notices for user_registered in wp-admin (administrators only).
+			'admin_notices'        => true,
+		);
+	}
+
+	/**
+	 * The settings, with defaults for missing keys.
+	 *
+	 * @return array
+	 */
+	public static function get() {
+		$stored = get_option( self::OPTION, array() );
+		if ( ! is_array( $stored ) ) {
+			$stored = array();
+		}
+		return array_merge( self::defaults(), $stored );
+	}
+
+	/**
+	 * One setting.
+	 *
+	 * @param string $key Setting key.
+	 * @return mixed
+	 */
+	public static function value( $key ) {
+		$all = self::get();
+		return $all[ $key ] ?? null;
+	}
+
+	/**
+	 * The relay URL the server publishes to.
+	 *
+	 * @return string
+	 */
+	public static function server_url() {
+		return (string) self::value( 'websocket_server_url' );
+	}
+
+	/**
+	 * The relay URL browsers connect to (the public URL, else the server URL), with `/ws`.
+	 *
+	 * @return string
+	 */
+	public static function browser_url() {
+		$url = (string) self::value( 'public_url' );
+		if ( '' === $url ) {
+			$url = self::server_url();
+		}
+		return '' === $url ? '' : self::with_path( $url, '/ws' );
+	}
+
+	/**
+	 * Whether the plugin has what it needs to send (a relay URL and a key).
+	 *
+	 * @return bool
+	 */
+	public static function is_configured() {
+		return '' !== self::server_url() && '' !== (string) self::value( 'api_key' );
+	}
+
+	/**
+	 * Whether a built-in event is switched on.
+	 *
+	 * @param string $event Event name.
+	 * @return bool
+	 */
+	public static function event_enabled( $event ) {
+		return in_array( $event, (array) self::value( 'events' ), true );
+	}
+
+	/**
+	 * A relay URL with its endpoint path: `ws://h:1/` + `/ws` → `ws://h:1/ws`;
+	 * a URL that already ends in an endpoint (`/ws`, `/publish`) gets it replaced.
+	 *
+	 * @param string $url  Relay base URL.
+	 * @param string $path Endpoint path, with its leading slash.
+	 * @return string
+	 */
+	public static function with_path( $url, $path ) {
+		$url = untrailingslashit( $url );
+		$url = preg_replace( '#/(ws|publish|api/send-event)$#', '', $url );
+		return $url . $path;
+	}
+
+	/**
+	 * The relay's HTTP base for a ws:// or wss:// URL (ws → http, wss → https).
+	 *
+	 * @param string $url Relay URL.
+	 * @return string
+	 */
+	public static function http_base( $url ) {
+		$url = preg_replace( '#^ws(s?)://#i', 'http$1://', $url );
+		return untrailingslashit( preg_replace( '#/(ws|publish|api/send-event)/?$#', '', $url ) );
+	}
+
+	/**
+	 * Whether a URL is an absolute ws:// or wss:// URL with a host.
+	 *
+	 * @param string $url URL to check.
+	 * @return bool
+	 */
+	public static function is_ws_url( $url ) {
+		if ( ! is_string( $url ) || preg_match( '/[\s<>"\']/', $url ) ) {
+			return false;
+		}
+		$parts = wp_parse_url( $url );
+		return is_array( $parts )
+			&& isset( $parts['scheme'], $parts['host'] )
+			&& in_array( strtolower( $parts['scheme'] ), array( 'ws', 'wss' ), true )
+			&& '' !== $parts['host'];
+	}
+
+	/**
+	 * Sanitize callback of register_setting(): accepts only ws:// and wss://
+	 * URLs and reports errors with add_settings_error(), keeping the old value
+	 * of a rejected field. A blank API key keeps the stored key.
+	 *
+	 * @param mixed $input Submitted value.
+	 * @return array
+	 */
+	public static function sanitize( $input ) {
+		$old = self::get();
+		if ( ! is_array( $input ) ) {
+			return $old;
+		}
+		$out = $old;
+
+		foreach ( array( 'websocket_server_url', 'public_url' ) as $key ) {
+			if ( ! array_key_exists( $key, $input ) ) {
+				continue;
+			}
+			$url = trim( (string) $input[ $key ] );
+			if ( '' === $url && 'public_url' === $key ) {
+				$out[ $key ] = '';
+			} elseif ( self::is_ws_url( $url ) ) {
+				$out[ $key ] = esc_url_raw( $url, array( 'ws', 'wss' ) );
+			} else {
+				add_settings_error(
+					self::OPTION,
+					'rtet_invalid_' . $key,
+					sprintf(
+						/* translators: 1: field label, 2: the rejected value */
+						__( '%1$s must be a ws:// or wss:// URL; "%2$s" is not. The previous value was kept.', 'real-time-event-trigger' ),
+						'websocket_server_url' === $key ? __( 'Relay URL (server)', 'real-time-event-trigger' ) : __( 'Relay URL (browsers)', 'real-time-event-trigger' ),
+						$url
+					),
+					'error'
+				);
+			}
+		}
+
+		if ( isset( $input['api_key'] ) ) {
+			$key = trim( (string) $input['api_key'] );
+			if ( '' === $key ) {
+				// Left blank: the stored key stays.
+				$out['api_key'] = $old['api_key'];
+			} elseif ( strlen( $key ) < self::MIN_KEY_LENGTH || preg_match( '/[\s\x00-\x1f]/', $key ) ) {
+				add_settings_error(
+					self::OPTION,
+					'rtet_invalid_api_key',
+					sprintf(
+						/* translators: %d: minimum number of characters */
+						__( 'The API key must be at least %d characters without spaces. The previous key was kept.', 'real-time-event-trigger' ),
+						self::MIN_KEY_LENGTH
+					),
+					'error'
+				);
+			} else {
+				$out['api_key'] = $key;
+			}
+		}
+
+		// Checkboxes: present in the form means "submitted"; the hidden marker tells a form post from a partial update.
+		if ( isset( $input['_form'] ) || array_key_exists( 'events', $input ) ) {
+			$events        = isset( $input['events'] ) ? array_map( 'strval', (array) $input['events'] ) : array();
+			$out['events'] = array_values( array_intersect( self::BUILT_IN_EVENTS, $events ) );
+		}
+		foreach ( array( 'toasts', 'admin_notices' ) as $flag ) {
+			if ( isset( $input['_form'] ) || array_key_exists( $flag, $input ) ) {
+				$out[ $flag ] = ! empty( $input[ $flag ] );
+			}
+		}
+
+		unset( $out['_form'] );
+		return $out;
+	}
+}

@@ -1,0 +1,16 @@
+<?php
+/**
+ * Removes everything the plugin stored when it is deleted from the Plugins screen.
+ *
+ * @package real-time-event-trigger
+ */
+
+// Called by WordPress only.
+if ( ! defined( 'WP_UNINSTALL_PLUGIN' ) ) {
+	exit;
+}
+
+delete_option( 'rtet_settings' );
+delete_option( 'rtet_pending_events' );
+delete_post_meta_by_key( '_rtet_published' );
+wp_clear_scheduled_hook( 'rtet_retry_pending' );

@@ -1,0 +1,422 @@
+/**
+ * The local rtet site: MariaDB, php-fpm (with or without rtet.so), nginx,
+ * WordPress (Debian's package, copied into a working directory with its own
+ * wp-config.php) with the plugin active and configured, and rtet-relay.
+ * Everything listens on loopback, on free ports, and runs from one
+ * directory that stop() removes.
+ *
+ * Used by `scripts/run.sh` (through up.mjs) and by the end-to-end tests.
+ * Only Node's standard library: no npm packages needed to run the site.
+ *
+ * Runs as root on a fresh Debian 12 (mariadbd --user=root, php-fpm -R,
+ * nginx `user root`) or as an ordinary user who can run those binaries.
+ */
+import { spawn, execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const execFileP = promisify(execFile);
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** The repository root. */
+export const REPO = path.resolve(here, '..', '..');
+/** Where the plugin lives in the repository. */
+export const PLUGIN_DIR = path.join(REPO, 'plugin', 'real-time-event-trigger');
+
+const TARGET = process.env.RTET_TARGET_DIR || process.env.CARGO_TARGET_DIR || path.join(REPO, 'target');
+
+/** Default path of the relay binary (override with RTET_RELAY_BIN). */
+export const RELAY_BIN = process.env.RTET_RELAY_BIN || path.join(TARGET, 'release', 'rtet-relay');
+/** Default path of the extension (override with RTET_EXTENSION). */
+export const EXTENSION_SO = process.env.RTET_EXTENSION || path.join(TARGET, 'release', 'librtet.so');
+
+const IS_ROOT = typeof process.getuid === 'function' && process.getuid() === 0;
+const PHP_FPM = process.env.RTET_PHP_FPM || '/usr/sbin/php-fpm8.2';
+const PHP_CLI = process.env.RTET_PHP || 'php';
+const WP_SOURCE = process.env.RTET_WORDPRESS || '/usr/share/wordpress';
+
+/** Asks the kernel for a free loopback port. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves when `check()` returns a truthy value; polls every 100 ms for at most `timeoutMs`. */
+export async function waitFor(what, check, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (e) {
+      lastErr = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}${lastErr ? `: ${lastErr.message}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function tcpOpen(port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1' });
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+async function httpOk(url) {
+  const res = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(5000) });
+  await res.arrayBuffer();
+  return res.status < 500;
+}
+
+/** One child process with its log file; stop() sends SIGTERM and waits (SIGKILL after 10 s). */
+class Proc {
+  constructor(name, cmd, args, { logFile, env, cwd } = {}) {
+    this.name = name;
+    const out = fs.openSync(logFile, 'a');
+    this.child = spawn(cmd, args, { stdio: ['ignore', out, out], env: { ...process.env, ...env }, cwd });
+    fs.closeSync(out);
+    this.logFile = logFile;
+    this.exited = new Promise((resolve) => this.child.once('exit', (code, sig) => resolve({ code, sig })));
+    this.done = false;
+    this.exited.then(() => { this.done = true; });
+  }
+
+  async stop(signal = 'SIGTERM') {
+    if (this.done) return;
+    this.child.kill(signal);
+    const t = setTimeout(() => { if (!this.done) this.child.kill('SIGKILL'); }, 10000);
+    await this.exited;
+    clearTimeout(t);
+  }
+
+  assertRunning() {
+    if (this.done) {
+      const tail = fs.existsSync(this.logFile) ? fs.readFileSync(this.logFile, 'utf8').slice(-2000) : '';
+      throw new Error(`${this.name} exited early; log ${this.logFile}:\n${tail}`);
+    }
+  }
+}
+
+async function run(cmd, args, opts = {}) {
+  try {
+    return await execFileP(cmd, args, { maxBuffer: 64 * 1024 * 1024, ...opts });
+  } catch (e) {
+    throw new Error(`${cmd} ${args.join(' ')} failed: ${e.message}\n${e.stdout || ''}\n${e.stderr || ''}`);
+  }
+}
+
+/**
+ * Starts the whole site. Options:
+ * - `extension` (bool): load rtet.so into php-fpm (default: when it is built).
+ * - `workers` (int): php-fpm static workers (default 2).
+ * - `relayBin`, `extensionPath`: binaries to use.
+ * - `dir`: working directory (default: a new one under /tmp).
+ * - `log(msg)`: progress output.
+ */
+export async function startSite(opts = {}) {
+  const site = new Site(opts);
+  try {
+    await site.start();
+  } catch (e) {
+    await site.stop({ keepDir: true });
+    e.message += `\n(logs kept in ${site.dir})`;
+    throw e;
+  }
+  return site;
+}
+
+export class Site {
+  constructor(opts) {
+    this.opts = opts;
+    this.log = opts.log || (() => {});
+    this.relayBin = opts.relayBin || RELAY_BIN;
+    this.extensionPath = opts.extensionPath || EXTENSION_SO;
+    this.extension = opts.extension ?? fs.existsSync(this.extensionPath);
+    this.workers = opts.workers || 2;
+    this.dir = opts.dir || fs.mkdtempSync(path.join(os.tmpdir(), 'rtet-site-'));
+    this.apiKey = randomBytes(24).toString('hex'); // 48 chars
+    this.admin = { user: 'admin', password: randomBytes(9).toString('base64url'), email: 'admin@example.test' };
+    this.dbPassword = randomBytes(12).toString('hex');
+    this.procs = {};
+  }
+
+  /** The site's URL, e.g. http://127.0.0.1:43123 */
+  get url() { return `http://127.0.0.1:${this.ports.http}`; }
+  /** The relay's base URL for WebSockets. */
+  get relayUrl() { return `ws://127.0.0.1:${this.ports.relay}`; }
+  /** The relay's base URL for HTTP (healthz, metrics). */
+  get relayHttp() { return `http://127.0.0.1:${this.ports.relay}`; }
+
+  async start() {
+    if (this.opts.relay !== false && !fs.existsSync(this.relayBin)) {
+      throw new Error(`relay binary not found at ${this.relayBin}; build it with cargo build --release -p rtet-relay`);
+    }
+    if (this.extension && !fs.existsSync(this.extensionPath)) {
+      throw new Error(`extension not found at ${this.extensionPath}`);
+    }
+    this.ports = { db: await freePort(), fpm: await freePort(), http: await freePort(), relay: await freePort() };
+    this.log(`working directory ${this.dir}`);
+    await Promise.all([this.startDatabase(), this.copyWordPress()]);
+    if (this.opts.relay !== false) await this.startRelay();
+    await this.startPhp();
+    await this.startNginx();
+    await this.installWordPress();
+  }
+
+  async startDatabase() {
+    const d = this.dir;
+    const datadir = path.join(d, 'db');
+    this.dbSocket = path.join(d, 'mysql.sock');
+    this.log('initialising MariaDB');
+    const userArgs = IS_ROOT ? ['--user=root'] : [];
+    await run('mariadb-install-db', ['--no-defaults', `--datadir=${datadir}`, ...userArgs,
+      '--auth-root-authentication-method=socket', '--skip-test-db']);
+    this.procs.db = new Proc('mariadbd', 'mariadbd', ['--no-defaults', `--datadir=${datadir}`, ...userArgs,
+      `--socket=${this.dbSocket}`, `--port=${this.ports.db}`, '--bind-address=127.0.0.1',
+      `--pid-file=${path.join(d, 'mariadb.pid')}`, '--skip-log-bin', '--skip-name-resolve',
+      '--innodb-buffer-pool-size=64M', '--innodb-log-file-size=16M', '--skip-innodb-use-native-aio'],
+    { logFile: path.join(d, 'mariadb.log') });
+    await waitFor('MariaDB', async () => {
+      this.procs.db.assertRunning();
+      if (!fs.existsSync(this.dbSocket)) return false;
+      await run('mariadb', ['--no-defaults', '-S', this.dbSocket, '-u', 'root', '-e', 'SELECT 1']);
+      return true;
+    }, 60000);
+    const sql = [
+      'CREATE DATABASE wordpress CHARACTER SET utf8mb4',
+      `CREATE USER 'wp'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'`,
+      `CREATE USER 'wp'@'localhost' IDENTIFIED BY '${this.dbPassword}'`,
+      "GRANT ALL ON wordpress.* TO 'wp'@'127.0.0.1'",
+      "GRANT ALL ON wordpress.* TO 'wp'@'localhost'",
+    ].join(';');
+    await run('mariadb', ['--no-defaults', '-S', this.dbSocket, '-u', 'root', '-e', sql]);
+    this.log(`MariaDB on 127.0.0.1:${this.ports.db}`);
+  }
+
+  async copyWordPress() {
+    const wp = path.join(this.dir, 'wordpress');
+    this.wpDir = wp;
+    // Debian's package has symlinks into /usr/share/javascript and /etc/wordpress: -L copies their targets.
+    await run('cp', ['-rL', WP_SOURCE, wp]).catch(async () => {
+      // A dangling link (e.g. .htaccess -> /etc/wordpress/htaccess on a trimmed system) must not stop us.
+      await run('cp', ['-r', WP_SOURCE, wp]);
+    });
+    fs.rmSync(path.join(wp, '.htaccess'), { force: true });
+    fs.rmSync(path.join(wp, 'wp-content', 'languages'), { recursive: true, force: true });
+    fs.symlinkSync(PLUGIN_DIR, path.join(wp, 'wp-content', 'plugins', 'real-time-event-trigger'));
+    // The "original blog recipe" plugin and the benchmark helpers are installed but not active.
+    const extra = path.join(REPO, 'tests', 'e2e', 'fixtures', 'mu-plugins');
+    if (fs.existsSync(extra)) {
+      fs.mkdirSync(path.join(wp, 'wp-content', 'mu-plugins'), { recursive: true });
+      for (const f of fs.readdirSync(extra)) {
+        fs.symlinkSync(path.join(extra, f), path.join(wp, 'wp-content', 'mu-plugins', f));
+      }
+    }
+    const salts = ['AUTH_KEY', 'SECURE_AUTH_KEY', 'LOGGED_IN_KEY', 'NONCE_KEY', 'AUTH_SALT', 'SECURE_AUTH_SALT',
+      'LOGGED_IN_SALT', 'NONCE_SALT'].map((k) => `define( '${k}', '${randomBytes(32).toString('hex')}' );`).join('\n');
+    fs.writeFileSync(path.join(wp, 'wp-config.php'), `<?php
+// Written by scripts/site/stack.mjs for a throwaway local site. Debian's own
+// wp-config.php (which reads /etc/wordpress) is replaced.
+define( 'DB_NAME', 'wordpress' );
+define( 'DB_USER', 'wp' );
+define( 'DB_PASSWORD', '${this.dbPassword}' );
+define( 'DB_HOST', '127.0.0.1:${this.ports.db}' );
+define( 'DB_CHARSET', 'utf8mb4' );
+define( 'DB_COLLATE', '' );
+${salts}
+$table_prefix = 'wp_';
+define( 'WP_HOME', '${'http://127.0.0.1:' + this.ports.http}' );
+define( 'WP_SITEURL', '${'http://127.0.0.1:' + this.ports.http}' );
+define( 'WP_HTTP_BLOCK_EXTERNAL', true ); // no calls to wordpress.org from a test site
+define( 'AUTOMATIC_UPDATER_DISABLED', true );
+define( 'WP_AUTO_UPDATE_CORE', false );
+define( 'WP_DEBUG', true );
+define( 'WP_DEBUG_DISPLAY', false );
+define( 'WP_DEBUG_LOG', '${path.join(this.dir, 'wp-debug.log')}' );
+if ( ! defined( 'ABSPATH' ) ) {
+	define( 'ABSPATH', __DIR__ . '/' );
+}
+require_once ABSPATH . 'wp-settings.php';
+`);
+  }
+
+  async startRelay() {
+    const args = ['--listen', `127.0.0.1:${this.ports.relay}`, '--api-key', this.apiKey,
+      '--allowed-origin', `http://127.0.0.1:${this.ports.http}`];
+    this.procs.relay = new Proc('rtet-relay', this.relayBin, args, {
+      logFile: path.join(this.dir, 'relay.log'), env: { RUST_LOG: process.env.RUST_LOG || 'info' },
+    });
+    await waitFor('rtet-relay /healthz', async () => {
+      this.procs.relay.assertRunning();
+      return httpOk(`${this.relayHttp}/healthz`);
+    });
+    this.log(`rtet-relay on ${this.relayUrl}`);
+  }
+
+  /** Stops the relay (its in-memory history goes with it). */
+  async stopRelay() {
+    await this.procs.relay?.stop();
+  }
+
+  async startPhp() {
+    const d = this.dir;
+    const confd = path.join(d, 'php-conf.d');
+    fs.rmSync(confd, { recursive: true, force: true });
+    fs.mkdirSync(confd, { recursive: true });
+    if (this.extension) {
+      fs.writeFileSync(path.join(confd, '90-rtet.ini'), `extension=${this.extensionPath}\n`);
+    }
+    const user = IS_ROOT ? 'user = root\ngroup = root\n' : '';
+    fs.writeFileSync(path.join(d, 'php-fpm.conf'), `[global]
+pid = ${path.join(d, 'php-fpm.pid')}
+error_log = ${path.join(d, 'php-fpm.log')}
+daemonize = no
+
+[www]
+${user}listen = 127.0.0.1:${this.ports.fpm}
+pm = static
+pm.max_children = ${this.workers}
+catch_workers_output = yes
+clear_env = no
+php_admin_value[error_log] = ${path.join(d, 'php-error.log')}
+php_admin_flag[log_errors] = on
+`);
+    const env = { PHP_INI_SCAN_DIR: `/etc/php/8.2/fpm/conf.d:${confd}` };
+    this.procs.php = new Proc('php-fpm', PHP_FPM, ['-F', '-y', path.join(d, 'php-fpm.conf'), ...(IS_ROOT ? ['-R'] : [])],
+      { logFile: path.join(d, 'php-fpm.out'), env });
+    await waitFor('php-fpm', async () => {
+      this.procs.php.assertRunning();
+      return tcpOpen(this.ports.fpm);
+    });
+    this.log(`php-fpm (${this.workers} workers, ${this.extension ? 'with rtet.so' : 'without rtet.so: HTTP fallback'}) on 127.0.0.1:${this.ports.fpm}`);
+  }
+
+  /** Restarts php-fpm, with or without the extension. */
+  async restartPhp({ extension = this.extension } = {}) {
+    await this.procs.php?.stop('SIGQUIT');
+    this.extension = extension;
+    await this.startPhp();
+  }
+
+  async startNginx() {
+    const d = this.dir;
+    // Debian's fastcgi_params passes HTTP_HOST as $host, which drops the port: WordPress would then
+    // redirect every request to itself. Our server has one loopback port, so $host:$server_port is exact.
+    const params = fs.readFileSync('/etc/nginx/fastcgi_params', 'utf8').split('\n')
+      .filter((l) => !/^\s*fastcgi_param\s+HTTP_HOST\b/.test(l)).join('\n');
+    fs.writeFileSync(path.join(d, 'fastcgi_params'), `${params}\nfastcgi_param  HTTP_HOST  $host:$server_port;\n`);
+    for (const t of ['client', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) fs.mkdirSync(path.join(d, 'nginx-tmp', t), { recursive: true });
+    fs.writeFileSync(path.join(d, 'nginx.conf'), `${IS_ROOT ? 'user root;\n' : ''}worker_processes 1;
+pid ${path.join(d, 'nginx.pid')};
+error_log ${path.join(d, 'nginx-error.log')} warn;
+daemon off;
+events { worker_connections 1024; }
+http {
+  include /etc/nginx/mime.types;
+  default_type application/octet-stream;
+  access_log ${path.join(d, 'nginx-access.log')};
+  client_body_temp_path ${path.join(d, 'nginx-tmp', 'client')};
+  proxy_temp_path ${path.join(d, 'nginx-tmp', 'proxy')};
+  fastcgi_temp_path ${path.join(d, 'nginx-tmp', 'fastcgi')};
+  uwsgi_temp_path ${path.join(d, 'nginx-tmp', 'uwsgi')};
+  scgi_temp_path ${path.join(d, 'nginx-tmp', 'scgi')};
+  client_max_body_size 16m;
+  server {
+    listen 127.0.0.1:${this.ports.http};
+    server_name 127.0.0.1;
+    root ${this.wpDir};
+    index index.php;
+    location / { try_files $uri $uri/ /index.php?$args; }
+    location ~ \\.php$ {
+      try_files $uri =404;
+      include ${path.join(d, 'fastcgi_params')};
+      fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+      fastcgi_pass 127.0.0.1:${this.ports.fpm};
+      fastcgi_read_timeout 120s;
+    }
+  }
+}
+`);
+    this.procs.nginx = new Proc('nginx', 'nginx', ['-c', path.join(d, 'nginx.conf'), '-p', d],
+      { logFile: path.join(d, 'nginx.out') });
+    await waitFor('nginx', async () => {
+      this.procs.nginx.assertRunning();
+      return tcpOpen(this.ports.http);
+    });
+    this.log(`nginx on ${this.url}`);
+  }
+
+  /** Runs PHP code inside WordPress (CLI), returns stdout. `$args` holds the JSON-decoded `args`. */
+  async wpEval(code, args = {}, { extension = this.extension } = {}) {
+    const file = path.join(this.dir, `eval-${randomBytes(4).toString('hex')}.php`);
+    fs.writeFileSync(file, `<?php
+$_SERVER['HTTP_HOST'] = '127.0.0.1:${this.ports.http}';
+$_SERVER['SERVER_NAME'] = '127.0.0.1';
+$_SERVER['REQUEST_URI'] = '/';
+$args = json_decode( getenv( 'RTET_EVAL_ARGS' ), true );
+${code.includes('WP_INSTALLING') ? '' : `require '${this.wpDir}/wp-load.php';`}
+${code}
+`);
+    try {
+      const extArgs = extension ? ['-d', `extension=${this.extensionPath}`] : [];
+      const { stdout } = await run(PHP_CLI, [...extArgs, file], { env: { ...process.env, RTET_EVAL_ARGS: JSON.stringify(args) } });
+      return stdout;
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+  }
+
+  async installWordPress() {
+    this.log('installing WordPress');
+    const out = await this.wpEval(`
+define( 'WP_INSTALLING', true );
+require '${this.wpDir}/wp-load.php';
+require_once ABSPATH . 'wp-admin/includes/upgrade.php';
+require_once ABSPATH . 'wp-admin/includes/plugin.php';
+$r = wp_install( 'rtet local site', $args['user'], $args['email'], true, '', wp_slash( $args['password'] ) );
+update_option( 'permalink_structure', '/%postname%/' );
+update_option( 'users_can_register', 1 );
+echo json_encode( array( 'user_id' => $r['user_id'] ) );
+`, { user: this.admin.user, email: this.admin.email, password: this.admin.password }, { extension: false });
+    JSON.parse(out.trim().split('\n').pop());
+    await this.wpEval(`
+require_once ABSPATH . 'wp-admin/includes/plugin.php';
+flush_rewrite_rules();
+$r = activate_plugin( 'real-time-event-trigger/real-time-event-trigger.php' );
+if ( is_wp_error( $r ) ) { fwrite( STDERR, $r->get_error_message() ); exit( 1 ); }
+$s = get_option( 'rtet_settings', array() );
+$s['websocket_server_url'] = $args['relay'];
+$s['public_url'] = $args['relay'];
+$s['api_key'] = $args['key'];
+update_option( 'rtet_settings', $s );
+`, { relay: this.relayUrl, key: this.apiKey }, { extension: false });
+    await waitFor('WordPress front page', () => httpOk(`${this.url}/`));
+    this.log(`WordPress on ${this.url} (admin: ${this.admin.user} / ${this.admin.password})`);
+  }
+
+  /** Tears everything down; the working directory goes too unless keepDir. */
+  async stop({ keepDir = false } = {}) {
+    const order = ['nginx', 'php', 'relay', 'db'];
+    for (const name of order) {
+      try { await this.procs[name]?.stop(name === 'php' ? 'SIGQUIT' : 'SIGTERM'); } catch { /* already gone */ }
+    }
+    if (!keepDir && !process.env.RTET_KEEP_SITE) fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
