@@ -1,1 +1,508 @@
-//! (Filled in by its issue.)
+//! The publisher core of `rtet.so`: everything the PHP extension does that
+//! is not PHP. No Zend types appear here, so `cargo test` covers it against
+//! a real relay without PHP.
+//!
+//! # Layout
+//!
+//! - [`config`]: the relay, the key, and every limit and timeout, with defaults.
+//! - [`Publisher`] (this file): the handle the PHP thread uses: enqueue
+//!   (never waits on the network), flush, stats, shutdown.
+//! - [`Pool`] (this file): one publisher per relay (URL + key) per process,
+//!   and the fork check that gives a forked child fresh state.
+//! - `sender`: the background thread (one per publisher) that owns the
+//!   WebSocket to `/publish`: pipelining, acks, reconnects, resends.
+//! - [`spool`]: the disk spool for overflow and for what a process could not
+//!   deliver before it ended.
+//!
+//! # Threads and fork safety
+//!
+//! The PHP thread and the sender share a [`Shared`] (a queue under a mutex,
+//! counters as atomics). A process that forks keeps the parent's memory but
+//! not its sender thread, and a mutex that thread held at the moment of the
+//! fork stays locked forever in the child. So [`Pool`] remembers the pid it
+//! was made in; a child that finds a foreign pool forgets it (never drops
+//! it, never locks anything in it) and starts from nothing. The parent's
+//! queued events are the parent's to deliver.
+
+pub mod config;
+mod sender;
+pub mod spool;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use config::Config;
+use thiserror::Error;
+
+/// Why the publisher could not do what was asked.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The relay URL, key or an option is unusable; fix the configuration.
+    #[error("{0}")]
+    Config(String),
+    /// The background sender thread could not be started (resource limits).
+    #[error("cannot start the sender thread: {0}")]
+    Thread(String),
+}
+
+/// One event for one channel, as it travels through queue, spool and socket.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The event id, echoed in the relay's ack.
+    pub id: String,
+    /// The channel, echoed in the relay's ack.
+    pub channel: String,
+    /// The encoded `publish` frame, sent as is.
+    pub frame: String,
+    /// When it was enqueued (µs since the epoch), to name spool files in order.
+    pub at_us: u64,
+    /// The spool file it was read from, if any (sender-local id).
+    pub(crate) origin: Option<u64>,
+}
+
+impl Event {
+    /// An event ready to enqueue.
+    pub fn new(id: String, channel: String, frame: String) -> Self {
+        Event {
+            id,
+            channel,
+            frame,
+            at_us: now_us(),
+            origin: None,
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// What the PHP thread and the sender share.
+pub(crate) struct Queue {
+    /// Events in memory, oldest first.
+    pub mem: VecDeque<Event>,
+    /// The overflow file being written, when the queue is over its limit.
+    pub overflow: Option<spool::SpoolFile>,
+    /// Spool files claimed from ended processes, to deliver first.
+    pub claimed: VecDeque<spool::SpoolFile>,
+    /// Overflow files of this process that are complete, oldest first.
+    pub sealed: VecDeque<spool::SpoolFile>,
+    /// While true, new events go to the overflow file so that order is kept.
+    pub spooling: bool,
+}
+
+/// Counters and state visible in `rtet_stats()`.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub sent: AtomicU64,
+    pub acked: AtomicU64,
+    pub nacked: AtomicU64,
+    pub spooled: AtomicU64,
+    pub spool_claimed: AtomicU64,
+    pub spool_corrupt: AtomicU64,
+    pub connects: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub enqueued: AtomicU64,
+}
+
+pub(crate) struct Shared {
+    pub cfg: Config,
+    pub tag: String,
+    pub q: Mutex<Queue>,
+    /// New events (or a stop) for the sender.
+    pub wake: tokio::sync::Notify,
+    /// A flush or a stop: retry the connection now instead of after the backoff.
+    pub kick: tokio::sync::Notify,
+    pub stop: AtomicBool,
+    /// Wakes the sender for a stop.
+    pub stop_n: tokio::sync::Notify,
+    /// Events enqueued or claimed and not yet acked or finally refused.
+    pub pending: AtomicU64,
+    pub progress: Mutex<()>,
+    pub progress_cv: Condvar,
+    pub connected: AtomicBool,
+    pub c: Counters,
+    pub last_error: Mutex<Option<String>>,
+    /// Failures (nacks, spool problems) for the PHP thread to log.
+    pub log: Mutex<Vec<String>>,
+}
+
+/// Locks a mutex, taking the data back from a poisoned one: every structure
+/// here is valid between statements, so a panic elsewhere leaves it usable.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn set_error(&self, msg: impl Into<String>) {
+        *lock(&self.last_error) = Some(msg.into());
+    }
+
+    pub fn log(&self, msg: String) {
+        let mut log = lock(&self.log);
+        if log.len() < 1000 {
+            log.push(msg);
+        }
+    }
+
+    /// `n` events are done (acked, refused, or handed to the spool at the end).
+    pub fn resolved(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+        let _g = lock(&self.progress);
+        self.progress_cv.notify_all();
+    }
+}
+
+/// A snapshot of one publisher's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Whether the sender has an open connection to the relay now.
+    pub connected: bool,
+    /// Events not yet acked: in memory, in flight, or in spool files this process holds.
+    pub queued: u64,
+    /// Events accepted by `rtet_send_event` in this process (one per channel).
+    pub enqueued: u64,
+    /// Frames written to the relay, resends included.
+    pub sent: u64,
+    /// Events the relay acked.
+    pub acked: u64,
+    /// Events the relay refused for good (`invalid`, `too_large`, `forbidden`).
+    pub nacked: u64,
+    /// `rate_limited` answers; those events are sent again after a pause.
+    pub rate_limited: u64,
+    /// Events written to spool files (queue overflow, or unacked at process end).
+    pub spooled: u64,
+    /// Events claimed from spool files that ended processes left behind.
+    pub spool_claimed: u64,
+    /// Spool files set aside as corrupt.
+    pub spool_corrupt: u64,
+    /// Successful connections to the relay.
+    pub connects: u64,
+    /// Connections after the first one.
+    pub reconnects: u64,
+    /// The last connection or relay error, if any.
+    pub last_error: Option<String>,
+}
+
+/// What happened at process end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Every event was acked within the shutdown timeout.
+    pub delivered_all: bool,
+    /// Events written to a spool file for a later process.
+    pub spooled: u64,
+}
+
+/// One relay's background sender and its queue, as the PHP thread sees it.
+pub struct Publisher {
+    shared: Arc<Shared>,
+    done: Option<mpsc::Receiver<()>>,
+}
+
+impl Publisher {
+    /// Claims the relay's spool files left by ended processes and starts the
+    /// sender thread. Returns warnings about corrupt spool files for PHP.
+    pub fn start(cfg: Config) -> Result<(Publisher, Vec<String>), Error> {
+        cfg.validate()?;
+        let tag = cfg.spool_tag();
+        let mut warnings = Vec::new();
+        let mut claimed = VecDeque::new();
+        let mut claimed_events = 0;
+        let mut corrupt = 0;
+        if let Err(e) = spool::ensure_dir(&cfg.spool_dir) {
+            warnings.push(format!(
+                "rtet: cannot create the spool directory {}: {e}",
+                cfg.spool_dir.display()
+            ));
+        }
+        match spool::claim(&cfg.spool_dir, &tag) {
+            Ok(c) => {
+                corrupt = c.warnings.len() as u64;
+                warnings.extend(c.warnings);
+                for f in c.files {
+                    claimed_events += f.events;
+                    claimed.push_back(f);
+                }
+            }
+            Err(e) => warnings.push(format!(
+                "rtet: cannot read the spool directory {}: {e}",
+                cfg.spool_dir.display()
+            )),
+        }
+        let shared = Arc::new(Shared {
+            cfg,
+            tag,
+            q: Mutex::new(Queue {
+                mem: VecDeque::new(),
+                overflow: None,
+                claimed,
+                sealed: VecDeque::new(),
+                spooling: false,
+            }),
+            wake: tokio::sync::Notify::new(),
+            kick: tokio::sync::Notify::new(),
+            stop: AtomicBool::new(false),
+            stop_n: tokio::sync::Notify::new(),
+            pending: AtomicU64::new(claimed_events),
+            progress: Mutex::new(()),
+            progress_cv: Condvar::new(),
+            connected: AtomicBool::new(false),
+            c: Counters::default(),
+            last_error: Mutex::new(None),
+            log: Mutex::new(Vec::new()),
+        });
+        shared
+            .c
+            .spool_claimed
+            .store(claimed_events, Ordering::Relaxed);
+        shared.c.spool_corrupt.store(corrupt, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        let for_thread = shared.clone();
+        std::thread::Builder::new()
+            .name("rtet-sender".into())
+            .spawn(move || {
+                sender::run(for_thread);
+                drop(tx);
+            })
+            .map_err(|e| Error::Thread(e.to_string()))?;
+        Ok((
+            Publisher {
+                shared,
+                done: Some(rx),
+            },
+            warnings,
+        ))
+    }
+
+    /// The configuration this publisher was started with.
+    pub fn config(&self) -> &Config {
+        &self.shared.cfg
+    }
+
+    /// Queues events (one per channel of one `rtet_send_event`). Never waits
+    /// on the network; past the queue limit the events go to the overflow
+    /// spool file (a local append). Never fails: an event that cannot be
+    /// spooled stays in memory.
+    pub fn enqueue(&self, events: Vec<Event>) {
+        let n = events.len() as u64;
+        self.shared.pending.fetch_add(n, Ordering::AcqRel);
+        self.shared.c.enqueued.fetch_add(n, Ordering::Relaxed);
+        let mut q = lock(&self.shared.q);
+        for ev in events {
+            if q.spooling || q.mem.len() >= self.shared.cfg.queue_limit {
+                match self.overflow(&mut q, &ev) {
+                    Ok(()) => {
+                        q.spooling = true;
+                        self.shared.c.spooled.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(e) => {
+                        let msg = format!(
+                            "rtet: cannot write the spool file in {}: {e}; keeping the event in memory",
+                            self.shared.cfg.spool_dir.display()
+                        );
+                        self.shared.set_error(msg.clone());
+                        self.shared.log(msg);
+                        if q.overflow.is_none() && q.sealed.is_empty() {
+                            q.spooling = false;
+                        } else {
+                            // Order: older events are on disk; this one must wait behind them.
+                            // Keep it in memory anyway; losing it is worse than reordering.
+                        }
+                    }
+                }
+            }
+            q.mem.push_back(ev);
+        }
+        drop(q);
+        self.shared.wake.notify_one();
+    }
+
+    fn overflow(&self, q: &mut Queue, ev: &Event) -> std::io::Result<()> {
+        if q.overflow.is_none() {
+            q.overflow = Some(spool::create(
+                &self.shared.cfg.spool_dir,
+                &self.shared.tag,
+                ev.at_us,
+                None,
+                std::iter::empty(),
+            )?);
+        }
+        match q.overflow.as_mut() {
+            Some(f) => f.append(&ev.frame),
+            None => Err(std::io::Error::other("no overflow file")),
+        }
+    }
+
+    /// Waits until every event this publisher holds is acked (or refused for
+    /// good), at most `timeout`. Also cuts short a reconnect backoff.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        self.shared.kick.notify_one();
+        self.shared.wake.notify_one();
+        let mut g = lock(&self.shared.progress);
+        loop {
+            if self.shared.pending.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            g = match self.shared.progress_cv.wait_timeout(g, deadline - now) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.c;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            connected: self.shared.connected.load(Ordering::Relaxed),
+            queued: self.shared.pending.load(Ordering::Acquire),
+            enqueued: get(&c.enqueued),
+            sent: get(&c.sent),
+            acked: get(&c.acked),
+            nacked: get(&c.nacked),
+            rate_limited: get(&c.rate_limited),
+            spooled: get(&c.spooled),
+            spool_claimed: get(&c.spool_claimed),
+            spool_corrupt: get(&c.spool_corrupt),
+            connects: get(&c.connects),
+            reconnects: get(&c.reconnects),
+            last_error: lock(&self.shared.last_error).clone(),
+        }
+    }
+
+    /// Failures since the last call, for the PHP thread to log.
+    pub fn take_log(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.shared.log))
+    }
+
+    /// Process end: waits up to the shutdown timeout for acks, then stops the
+    /// sender, which writes what is left to a spool file for a later process.
+    pub fn shutdown(&mut self) -> ShutdownReport {
+        let delivered_all = self.flush(self.shared.cfg.shutdown_timeout);
+        let before = self.shared.c.spooled.load(Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.stop_n.notify_one();
+        if let Some(done) = self.done.take() {
+            // The sender answers within moments (it only writes a file); the
+            // bound guards against a wedged thread at process end.
+            match done.recv_timeout(Duration::from_secs(5)) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {}
+            }
+        }
+        // If the sender died or is wedged, spool what is still in memory here.
+        if let Ok(mut q) = self.shared.q.try_lock() {
+            let rest: Vec<Event> = q.mem.drain(..).collect();
+            drop(q);
+            sender::spool_events(&self.shared, rest.iter());
+        }
+        ShutdownReport {
+            delivered_all,
+            spooled: self.shared.c.spooled.load(Ordering::Relaxed) - before,
+        }
+    }
+}
+
+/// One publisher per relay (URL + key) in this process.
+pub struct Pool {
+    pid: u32,
+    publishers: Vec<Publisher>,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool::new()
+    }
+}
+
+impl Pool {
+    /// An empty pool for this process.
+    pub fn new() -> Self {
+        Pool {
+            pid: std::process::id(),
+            publishers: Vec::new(),
+        }
+    }
+
+    /// Returns this process's pool in `slot`. A pool made by another process
+    /// (this one is a fork of it) is forgotten, never dropped: its mutexes may
+    /// be locked by a thread that does not exist here, and its events are the
+    /// parent's to deliver.
+    pub fn current(slot: &mut Option<Pool>) -> &mut Pool {
+        let pid = std::process::id();
+        if let Some(old) = slot.take_if(|p| p.pid != pid) {
+            std::mem::forget(old);
+        }
+        slot.get_or_insert_with(Pool::new)
+    }
+
+    /// The publisher for `cfg`'s relay, if started.
+    pub fn get(&self, cfg: &Config) -> Option<&Publisher> {
+        let key = cfg.pool_key();
+        self.publishers
+            .iter()
+            .find(|p| p.config().pool_key() == key)
+    }
+
+    /// The publisher for `cfg`'s relay, started (and the spool claimed) on
+    /// first use. Returns warnings for PHP from a fresh start.
+    pub fn get_or_start(&mut self, cfg: &Config) -> Result<(&Publisher, Vec<String>), Error> {
+        let key = cfg.pool_key();
+        if let Some(i) = self
+            .publishers
+            .iter()
+            .position(|p| p.config().pool_key() == key)
+        {
+            return Ok((&self.publishers[i], Vec::new()));
+        }
+        let (p, warnings) = Publisher::start(cfg.clone())?;
+        self.publishers.push(p);
+        let last = self.publishers.len() - 1;
+        Ok((&self.publishers[last], warnings))
+    }
+
+    /// Every started publisher.
+    pub fn publishers(&self) -> &[Publisher] {
+        &self.publishers
+    }
+
+    /// Waits until every publisher's events are acked, at most `timeout` in all.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        self.publishers
+            .iter()
+            .all(|p| p.flush(deadline.saturating_duration_since(Instant::now())))
+    }
+
+    /// Process end for every publisher (they wait in parallel).
+    pub fn shutdown(&mut self) -> Vec<ShutdownReport> {
+        let pubs = std::mem::take(&mut self.publishers);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = pubs
+                .into_iter()
+                .map(|mut p| s.spawn(move || p.shutdown()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    }
+}
