@@ -128,6 +128,8 @@ async function run(cmd, args, opts = {}) {
  * - `workers` (int): php-fpm static workers (default 2).
  * - `relayBin`, `extensionPath`: binaries to use.
  * - `dir`: working directory (default: a new one under /tmp).
+ * - `relayLog`: RUST_LOG for the relay (default info).
+ * - `fixtures` (bool): install the test-only must-use plugins of tests/e2e/fixtures.
  * - `log(msg)`: progress output.
  */
 export async function startSite(opts = {}) {
@@ -221,9 +223,9 @@ export class Site {
     fs.rmSync(path.join(wp, '.htaccess'), { force: true });
     fs.rmSync(path.join(wp, 'wp-content', 'languages'), { recursive: true, force: true });
     fs.symlinkSync(PLUGIN_DIR, path.join(wp, 'wp-content', 'plugins', 'real-time-event-trigger'));
-    // The "original blog recipe" plugin and the benchmark helpers are installed but not active.
+    // Test-only helpers (tests/e2e/fixtures/mu-plugins), when asked for.
     const extra = path.join(REPO, 'tests', 'e2e', 'fixtures', 'mu-plugins');
-    if (fs.existsSync(extra)) {
+    if (this.opts.fixtures && fs.existsSync(extra)) {
       fs.mkdirSync(path.join(wp, 'wp-content', 'mu-plugins'), { recursive: true });
       for (const f of fs.readdirSync(extra)) {
         fs.symlinkSync(path.join(extra, f), path.join(wp, 'wp-content', 'mu-plugins', f));
@@ -261,7 +263,7 @@ require_once ABSPATH . 'wp-settings.php';
     const args = ['--listen', `127.0.0.1:${this.ports.relay}`, '--api-key', this.apiKey,
       '--allowed-origin', `http://127.0.0.1:${this.ports.http}`];
     this.procs.relay = new Proc('rtet-relay', this.relayBin, args, {
-      logFile: path.join(this.dir, 'relay.log'), env: { RUST_LOG: process.env.RUST_LOG || 'info' },
+      logFile: path.join(this.dir, 'relay.log'), env: { RUST_LOG: this.opts.relayLog || process.env.RUST_LOG || 'info' },
     });
     await waitFor('rtet-relay /healthz', async () => {
       this.procs.relay.assertRunning();
