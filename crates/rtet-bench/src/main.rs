@@ -1,0 +1,383 @@
+//! `rtet-bench`: parses flags, raises the fd limit, and runs the scenarios of
+//! the library against rtet-relay and the Node `ws` peer (both started here,
+//! `compare`) or against one relay already running (`flood`, `latency`, `idle`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+use rtet_bench::publisher::Plan;
+use rtet_bench::report::{self, group, Settings, Side};
+use rtet_bench::scenario::{self, Delivery, Fleet, Idle};
+use rtet_bench::spawn;
+use rtet_bench::sys;
+use rtet_bench::target::{Dialect, Target};
+
+/// Load tool for rtet-relay, measured against a Node.js relay on the npm `ws`
+/// package in the same run. Loopback only; every run is bounded in count and time.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start rtet-relay and the Node peer, run every measurement on each
+    /// (a fresh process per measurement) and print the comparison table.
+    Compare(CompareArgs),
+    /// Flood one running relay: deliveries per second.
+    Flood(OneArgs),
+    /// Fixed event rate on one running relay: latency percentiles.
+    Latency(OneArgs),
+    /// Idle connections on one running relay: memory per connection (needs --pid).
+    Idle(OneArgs),
+}
+
+#[derive(Args, Clone)]
+struct Load {
+    /// Subscribers for the flood measurement.
+    #[arg(long, default_value_t = 10_000)]
+    flood_subscribers: usize,
+    /// Events to flood at most.
+    #[arg(long, default_value_t = 2_000)]
+    flood_events: u64,
+    /// Seconds to flood at most.
+    #[arg(long, default_value_t = 20)]
+    flood_secs: u64,
+    /// Flood flow control: stay at most this many events ahead of the subscribers' average.
+    #[arg(long, default_value_t = 64)]
+    lag: u64,
+    /// Unacked publishes in flight at most.
+    #[arg(long, default_value_t = 256)]
+    window: usize,
+    /// Events per second for the latency measurement.
+    #[arg(long, default_value_t = 1_000.0)]
+    rate: f64,
+    /// Subscribers for the latency measurement.
+    #[arg(long, default_value_t = 1_000)]
+    rate_subscribers: usize,
+    /// Seconds of the latency measurement (the first second is warm-up, not timed).
+    #[arg(long, default_value_t = 10)]
+    rate_secs: u64,
+    /// Idle connections for the memory measurement (capped by the fd limit).
+    #[arg(long, default_value_t = 50_000)]
+    idle_connections: usize,
+    /// Source addresses to spread connections over: 127.0.0.1 ..= 127.0.0.N.
+    #[arg(long, default_value_t = 16)]
+    sources: usize,
+    /// WebSocket handshakes in flight at once while opening connections.
+    #[arg(long, default_value_t = 256)]
+    in_flight: usize,
+    /// Padding bytes in each event's data (the frame is about 130 bytes more).
+    #[arg(long, default_value_t = 100)]
+    payload_bytes: usize,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    #[command(flatten)]
+    load: Load,
+    /// The rtet-relay binary (default: next to this executable).
+    #[arg(long)]
+    relay_bin: Option<PathBuf>,
+    /// Extra flags for rtet-relay (repeatable), after the bench's own limit flags.
+    #[arg(long = "relay-arg", allow_hyphen_values = true)]
+    relay_args: Vec<String>,
+    /// The Node peer's script.
+    #[arg(long, default_value = "bench/node-ws-peer/server.js")]
+    node_script: PathBuf,
+    /// The node executable.
+    #[arg(long, default_value = "node")]
+    node: String,
+    /// Measure rtet-relay only.
+    #[arg(long)]
+    skip_node: bool,
+}
+
+#[derive(Args)]
+struct OneArgs {
+    #[command(flatten)]
+    load: Load,
+    /// The relay's address (loopback).
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Its protocol.
+    #[arg(long, value_enum, default_value_t = Dialect::Rtet)]
+    dialect: Dialect,
+    /// The publisher API key (rtet dialect).
+    #[arg(long, env = "RTET_BENCH_API_KEY")]
+    api_key: Option<String>,
+    /// The relay's process id, for its memory (idle).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// The channel to use (an anonymous channel on rtet-relay).
+    #[arg(long, default_value = "public")]
+    channel: String,
+}
+
+/// Limit flags that let one loopback client load rtet-relay: the defaults
+/// are sized for browsers on the internet (1,000 connections per IP, 10,000
+/// publishes/s per key, 20 frames/s per client).
+const RELAY_LOAD_FLAGS: &[&str] = &[];
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let nofile = sys::raise_nofile(1 << 20)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Compare(args) => compare(args, nofile).await,
+            Command::Flood(args) => {
+                let d = flood(&one_target(&args)?, &args.load).await?;
+                print_delivery("flood", &d);
+                Ok(())
+            }
+            Command::Latency(args) => {
+                let d = latency(&one_target(&args)?, &args.load).await?;
+                print_delivery("latency", &d);
+                Ok(())
+            }
+            Command::Idle(args) => {
+                let n = idle_count(args.load.idle_connections, nofile);
+                let i = idle(&one_target(&args)?, &args.load, n).await?;
+                print_idle(&i);
+                Ok(())
+            }
+        }
+    })
+}
+
+fn one_target(args: &OneArgs) -> Result<Target> {
+    if !args.addr.ip().is_loopback() {
+        bail!("the bench only drives loopback addresses");
+    }
+    Ok(Target {
+        addr: args.addr,
+        dialect: args.dialect,
+        api_key: args.api_key.clone(),
+        channel: args.channel.clone(),
+        pid: args.pid,
+    })
+}
+
+/// Idle connections that fit under the fd limit of the bench and of the relay
+/// (which inherits it), with room for everything else they hold open.
+fn idle_count(asked: usize, nofile: u64) -> usize {
+    asked.min((nofile as usize).saturating_sub(512))
+}
+
+async fn flood(target: &Target, load: &Load) -> Result<Delivery> {
+    let fleet = Fleet {
+        subscribers: load.flood_subscribers,
+        sources: load.sources,
+        in_flight: load.in_flight,
+    };
+    let plan = Plan {
+        events: load.flood_events,
+        max_duration: Duration::from_secs(load.flood_secs),
+        rate: None,
+        window: load.window,
+        lag: Some((load.lag, 0)),
+        payload_bytes: load.payload_bytes,
+        drain: Duration::from_secs(10),
+    };
+    scenario::deliver(
+        target,
+        fleet,
+        &plan,
+        None,
+        Duration::from_secs(3),
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+async fn latency(target: &Target, load: &Load) -> Result<Delivery> {
+    let fleet = Fleet {
+        subscribers: load.rate_subscribers,
+        sources: load.sources,
+        in_flight: load.in_flight,
+    };
+    let events = (load.rate * load.rate_secs as f64) as u64;
+    let plan = Plan {
+        events,
+        max_duration: Duration::from_secs(load.rate_secs + 5),
+        rate: Some(load.rate),
+        window: events.max(1) as usize,
+        lag: None,
+        payload_bytes: load.payload_bytes,
+        drain: Duration::from_secs(10),
+    };
+    let warmup = load.rate as u64;
+    scenario::deliver(
+        target,
+        fleet,
+        &plan,
+        Some(warmup),
+        Duration::from_secs(3),
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+async fn idle(target: &Target, load: &Load, n: usize) -> Result<Idle> {
+    let fleet = Fleet {
+        subscribers: n,
+        sources: load.sources,
+        in_flight: load.in_flight,
+    };
+    scenario::idle(target, fleet, Duration::from_secs(2)).await
+}
+
+fn print_delivery(what: &str, d: &Delivery) {
+    println!(
+        "{what}: {} subscribers ({} failed to open{}), {} connections/s",
+        d.subscribers,
+        d.open_failed,
+        d.open_error
+            .as_deref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default(),
+        group(d.open_per_sec as u64)
+    );
+    println!(
+        "  published {} (acked {}, nacked {}{}), delivered {} of {} in {:.2} s: {} deliveries/s; gaps {}, repeats {}, closed {}",
+        d.published.sent,
+        d.published.acked,
+        d.published.nacked,
+        d.published.first_nack.as_deref().map(|e| format!(": {e}")).unwrap_or_default(),
+        group(d.delivered),
+        group(d.expected),
+        d.elapsed.as_secs_f64(),
+        group(d.per_sec() as u64),
+        d.gaps,
+        d.repeats,
+        d.closed
+    );
+    if let Some(h) = d.latency.as_ref().filter(|h| !h.is_empty()) {
+        println!(
+            "  latency ms: p50 {:.3}, p99 {:.3}, p99.9 {:.3}, max {:.3} ({} samples)",
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.value_at_quantile(0.999) as f64 / 1000.0,
+            h.max() as f64 / 1000.0,
+            h.len()
+        );
+    }
+}
+
+fn print_idle(i: &Idle) {
+    println!(
+        "idle: {} connections ({} failed{}), {} connections/s; relay RSS {} KiB -> {} KiB: {:.1} KiB per connection",
+        i.connections,
+        i.failed,
+        i.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default(),
+        group(i.open_per_sec as u64),
+        group(i.before_kib),
+        group(i.after_kib),
+        i.bytes_per_conn() / 1024.0
+    );
+}
+
+async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
+    let load = args.load.clone();
+    let idle_n = idle_count(load.idle_connections, nofile);
+    eprintln!("machine: {}", sys::machine());
+    eprintln!("fd limit (RLIMIT_NOFILE) for the bench and the relays it starts: {nofile}");
+    if idle_n < load.idle_connections {
+        eprintln!(
+            "idle connections capped at {idle_n} (asked {}): the hard fd limit here is {nofile}",
+            load.idle_connections
+        );
+    }
+    let relay_bin = args
+        .relay_bin
+        .clone()
+        .unwrap_or_else(spawn::default_relay_bin);
+    let mut relay_flags: Vec<String> = RELAY_LOAD_FLAGS.iter().map(|s| s.to_string()).collect();
+    relay_flags.extend(args.relay_args.iter().cloned());
+
+    let mut sides: Vec<(Dialect, Side)> = vec![(Dialect::Rtet, Side::default())];
+    if !args.skip_node {
+        sides.push((Dialect::NodeWs, Side::default()));
+    }
+    let start = |dialect: Dialect| {
+        let relay_bin = relay_bin.clone();
+        let relay_flags = relay_flags.clone();
+        let node = args.node.clone();
+        let script = args.node_script.clone();
+        async move {
+            match dialect {
+                Dialect::Rtet => spawn::start_relay(&relay_bin, &relay_flags).await,
+                Dialect::NodeWs => spawn::start_node(&node, &script).await,
+            }
+        }
+    };
+    for (dialect, side) in sides.iter_mut() {
+        let label = dialect.label();
+        eprintln!("== {label}: {idle_n} idle connections");
+        let r = start(*dialect).await?;
+        match idle(&r.target, &load, idle_n).await {
+            Ok(i) => {
+                print_idle(&i);
+                side.idle = Some(i);
+            }
+            Err(e) => eprintln!("{label}: idle measurement failed: {e:#}"),
+        }
+        r.stop().await;
+
+        eprintln!(
+            "== {label}: flood to {} subscribers",
+            load.flood_subscribers
+        );
+        let r = start(*dialect).await?;
+        match flood(&r.target, &load).await {
+            Ok(d) => {
+                print_delivery("flood", &d);
+                side.flood = Some(d);
+            }
+            Err(e) => eprintln!("{label}: flood failed: {e:#}"),
+        }
+        r.stop().await;
+
+        eprintln!(
+            "== {label}: {} events/s to {} subscribers for {} s",
+            load.rate, load.rate_subscribers, load.rate_secs
+        );
+        let r = start(*dialect).await?;
+        match latency(&r.target, &load).await {
+            Ok(d) => {
+                print_delivery("latency", &d);
+                side.latency = Some(d);
+            }
+            Err(e) => eprintln!("{label}: latency failed: {e:#}"),
+        }
+        r.stop().await;
+    }
+    let node_side = if sides.len() > 1 {
+        sides.pop().map(|(_, s)| s).unwrap_or_default()
+    } else {
+        Side::default()
+    };
+    let rtet_side = sides.pop().map(|(_, s)| s).unwrap_or_default();
+    let settings = Settings {
+        flood_subscribers: load.flood_subscribers,
+        rate_subscribers: load.rate_subscribers,
+        rate: load.rate,
+        idle_connections: idle_n,
+        in_flight: load.in_flight,
+    };
+    println!();
+    print!("{}", report::table(&rtet_side, &node_side, &settings));
+    println!();
+    println!("machine: {}", sys::machine());
+    let argv: Vec<String> = std::env::args().collect();
+    println!("reproduce: cargo build --release -p rtet-relay -p rtet-bench && npm ci --prefix bench/node-ws-peer && target/release/rtet-bench {}", argv[1..].join(" "));
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! The measurements. Each one is bounded in count and in time and returns
+//! plain numbers; [`crate::report`] turns them into the table.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::publisher::{publish, Plan, Published};
+use crate::subscriber::{self, latency_histogram, open_many, Shared};
+use crate::sys::rss_kib;
+use crate::target::Target;
+use crate::wire::Clock;
+
+/// How subscribers are opened.
+#[derive(Debug, Clone, Copy)]
+pub struct Fleet {
+    /// Subscriber connections.
+    pub subscribers: usize,
+    /// Source addresses to spread them over (127.0.0.1..=127.0.0.N).
+    pub sources: usize,
+    /// Handshakes in flight at once while opening.
+    pub in_flight: usize,
+}
+
+/// The outcome of subscribers plus a publisher.
+#[derive(Debug)]
+pub struct Delivery {
+    /// Subscribers that opened and subscribed.
+    pub subscribers: usize,
+    /// Subscribers that failed to open, and why the first did.
+    pub open_failed: usize,
+    /// The first open failure.
+    pub open_error: Option<String>,
+    /// Connections opened per second while setting up.
+    pub open_per_sec: f64,
+    /// What the publisher did.
+    pub published: Published,
+    /// Events received, over all subscribers.
+    pub delivered: u64,
+    /// `published.sent × subscribers`: what every subscriber should have got.
+    pub expected: u64,
+    /// Lost events seen as gaps in `n`, over all subscribers.
+    pub gaps: u64,
+    /// Duplicated or reordered events, over all subscribers.
+    pub repeats: u64,
+    /// Subscribers the relay closed (or that failed) before the end.
+    pub closed: usize,
+    /// From the first publish to the last receipt.
+    pub elapsed: Duration,
+    /// Latency (µs), publish to receipt, when measured.
+    pub latency: Option<Histogram<u64>>,
+}
+
+impl Delivery {
+    /// Deliveries per second: events received by all subscribers, per second
+    /// from the first publish to the last receipt.
+    pub fn per_sec(&self) -> f64 {
+        self.delivered as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// True when every subscriber got every published event, once, in order.
+    pub fn complete(&self) -> bool {
+        self.open_failed == 0
+            && self.published.sent > 0
+            && self.published.nacked == 0
+            && self.delivered == self.expected
+            && self.gaps == 0
+            && self.repeats == 0
+    }
+}
+
+/// Opens the fleet, publishes `plan`, waits for the deliveries to arrive
+/// (until all are in, nothing arrived for `quiet`, or `drain_cap` passed),
+/// and tallies. `time_from`: record latency for events with `n` at or above it.
+pub async fn deliver(
+    target: &Target,
+    fleet: Fleet,
+    plan: &Plan,
+    time_from: Option<u64>,
+    quiet: Duration,
+    drain_cap: Duration,
+) -> Result<Delivery> {
+    let opened = open_many(target, fleet.subscribers, fleet.sources, fleet.in_flight).await;
+    let subscribers = opened.conns.len();
+    let open_per_sec = opened.per_sec();
+    if subscribers == 0 {
+        bail!(
+            "no subscriber could connect to {}: {}",
+            target.addr,
+            opened.first_error.unwrap_or_default()
+        );
+    }
+    let shared = Arc::new(Shared {
+        delivered: AtomicU64::new(0),
+        clock: Clock::start(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut readers = JoinSet::new();
+    for ws in opened.conns {
+        let shared = shared.clone();
+        let stop = stop_rx.clone();
+        readers.spawn(subscriber::run(ws, shared, stop, time_from));
+    }
+    let run = format!("b{}", std::process::id());
+    let mut plan = plan.clone();
+    if let Some((lag, _)) = plan.lag {
+        plan.lag = Some((lag, subscribers as u64));
+    }
+    let published = publish(target, &plan, &shared, &run)
+        .await
+        .context("publishing")?;
+    let expected = published.sent * subscribers as u64;
+
+    let drain_start = Instant::now();
+    let mut last = shared.delivered.load(Ordering::Relaxed);
+    let mut last_change = Instant::now();
+    while last < expected && drain_start.elapsed() < drain_cap && last_change.elapsed() < quiet {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = shared.delivered.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+    }
+    let _ = stop_tx.send(true);
+
+    let mut out = Delivery {
+        subscribers,
+        open_failed: opened.failed,
+        open_error: opened.first_error,
+        open_per_sec,
+        expected,
+        published,
+        delivered: 0,
+        gaps: 0,
+        repeats: 0,
+        closed: 0,
+        elapsed: Duration::ZERO,
+        latency: time_from.map(|_| latency_histogram()),
+    };
+    let mut last_us = 0;
+    while let Some(joined) = readers.join_next().await {
+        let tally = joined.context("a subscriber task failed")?;
+        out.delivered += tally.received;
+        // Events missing at the end of the stream are gaps too.
+        out.gaps += tally.gaps
+            + out
+                .published
+                .sent
+                .saturating_sub(tally.received + tally.gaps);
+        out.repeats += tally.repeats;
+        out.closed += usize::from(tally.closed);
+        last_us = last_us.max(tally.last_us);
+        if let (Some(all), Some(one)) = (out.latency.as_mut(), tally.latency.as_ref()) {
+            all.add(one).context("merging latency histograms")?;
+        }
+    }
+    out.elapsed = Duration::from_micros(last_us.saturating_sub(out.published.first_us));
+    Ok(out)
+}
+
+/// Relay memory for idle connections.
+#[derive(Debug, Clone)]
+pub struct Idle {
+    /// Connections that opened (and subscribed, on rtet-relay).
+    pub connections: usize,
+    /// Connections that failed to open, and why the first did.
+    pub failed: usize,
+    /// The first failure.
+    pub error: Option<String>,
+    /// Connections opened per second.
+    pub open_per_sec: f64,
+    /// The relay's VmRSS before opening, KiB.
+    pub before_kib: u64,
+    /// The relay's VmRSS with every connection open and idle, KiB.
+    pub after_kib: u64,
+}
+
+impl Idle {
+    /// Relay memory per idle connection, in bytes.
+    pub fn bytes_per_conn(&self) -> f64 {
+        (self.after_kib.saturating_sub(self.before_kib) * 1024) as f64
+            / self.connections.max(1) as f64
+    }
+}
+
+/// Opens `fleet.subscribers` idle subscribers, waits `settle`, and reads the
+/// relay's resident memory before and after. The target must carry a pid.
+pub async fn idle(target: &Target, fleet: Fleet, settle: Duration) -> Result<Idle> {
+    let pid = target
+        .pid
+        .context("the idle measurement needs the relay's pid")?;
+    let before_kib = rss_kib(pid)?;
+    let opened = open_many(target, fleet.subscribers, fleet.sources, fleet.in_flight).await;
+    tokio::time::sleep(settle).await;
+    let after_kib = rss_kib(pid)?;
+    let result = Idle {
+        connections: opened.conns.len(),
+        failed: opened.failed,
+        error: opened.first_error.clone(),
+        open_per_sec: opened.per_sec(),
+        before_kib,
+        after_kib,
+    };
+    drop(opened);
+    Ok(result)
+}

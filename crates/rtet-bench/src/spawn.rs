@@ -1,0 +1,205 @@
+//! Starting the relays under test as child processes on free loopback ports.
+//! A [`Running`] kills its child when dropped, so no run leaves one behind.
+
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+use crate::target::{Dialect, Target};
+
+/// How long a relay may take to answer `/healthz` or print its port.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A relay child process and how to reach it.
+pub struct Running {
+    /// The child; killed on drop.
+    pub child: Child,
+    /// Where it listens, and how to talk to it.
+    pub target: Target,
+    /// Its log (stderr), for when something goes wrong.
+    pub log: PathBuf,
+}
+
+impl Running {
+    /// Stops the child (SIGKILL) and waits for it.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A fresh random API key: 48 hex characters from the kernel's generator.
+pub fn random_key() -> Result<String> {
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+/// The `rtet-relay` next to this executable (the same cargo target
+/// directory), if there is one.
+pub fn default_relay_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    // Tests run from target/PROFILE/deps; the binary is one level up.
+    for d in [dir, dir.parent().unwrap_or(dir)] {
+        let candidate = d.join("rtet-relay");
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    PathBuf::from("rtet-relay")
+}
+
+fn log_file(name: &str, port: u16) -> Result<(PathBuf, std::fs::File)> {
+    let path = std::env::temp_dir().join(format!("rtet-bench-{name}-{port}.log"));
+    let file = std::fs::File::create(&path).with_context(|| format!("creating {path:?}"))?;
+    Ok((path, file))
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Starts `rtet-relay` on a free port with a generated key, the anonymous
+/// channel `public` and the given extra flags (limits), and waits for
+/// `/healthz`.
+pub async fn start_relay(bin: &Path, extra: &[String]) -> Result<Running> {
+    let key = random_key()?;
+    let port = free_port()?;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let (log, file) = log_file("relay", port)?;
+    let mut child = Command::new(bin)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--api-key")
+        .arg(&key)
+        .arg("--anonymous-channel")
+        .arg("public")
+        .args(extra)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{} exited with {status} before answering /healthz; its log ({}):\n{}",
+                bin.display(),
+                log.display(),
+                log_tail(&log)
+            );
+        }
+        if healthz(addr).await {
+            break;
+        }
+        if started.elapsed() > START_TIMEOUT {
+            bail!("rtet-relay did not answer /healthz within {START_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = child.id();
+    Ok(Running {
+        child,
+        target: Target {
+            addr,
+            dialect: Dialect::Rtet,
+            api_key: Some(key),
+            channel: "public".into(),
+            pid,
+        },
+        log,
+    })
+}
+
+/// True when `GET /healthz` answers 200.
+async fn healthz(addr: SocketAddr) -> bool {
+    let attempt = async {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        Ok::<bool, std::io::Error>(
+            buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.0 200"),
+        )
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), attempt).await,
+        Ok(Ok(true))
+    )
+}
+
+/// Starts the Node peer (`node SCRIPT 0`) and reads the port it prints.
+pub async fn start_node(node: &str, script: &Path) -> Result<Running> {
+    if !script.is_file() {
+        bail!("no Node peer at {}", script.display());
+    }
+    let modules = script
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("node_modules");
+    if !modules.is_dir() {
+        bail!(
+            "{} is missing: run `npm ci --prefix {}` first",
+            modules.display(),
+            script.parent().unwrap_or(Path::new(".")).display()
+        );
+    }
+    let (log, file) = log_file("node", 0)?;
+    let mut child = Command::new(node)
+        .arg(script)
+        .arg("0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(file)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {node} {}", script.display()))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
+        .await
+        .context("the Node peer printed no port in time")??
+        .with_context(|| format!("the Node peer exited; its log:\n{}", log_tail(&log)))?;
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening ")
+        .and_then(|a| a.parse().ok())
+        .with_context(|| format!("unexpected first line from the Node peer: {line:?}"))?;
+    // Keep reading stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let pid = child.id();
+    Ok(Running {
+        child,
+        target: Target {
+            addr,
+            dialect: Dialect::NodeWs,
+            api_key: None,
+            channel: "public".into(),
+            pid,
+        },
+        log,
+    })
+}

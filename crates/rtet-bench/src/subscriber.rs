@@ -1,0 +1,196 @@
+//! Subscriber connections: opened in bulk, then each one counts its
+//! deliveries, checks their order and, when asked, times them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use rtet_protocol::{frames::parse_server_frame, ClientFrame, ServerFrame};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::conn::{connect, source_ip, Ws};
+use crate::target::{Dialect, Target};
+use crate::wire::{scan, Clock};
+
+/// How long one subscriber may take to connect and be subscribed.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Opens one subscriber: connects from source address `index % sources` and,
+/// on rtet-relay, subscribes to the target's channel and waits for `subscribed`.
+pub async fn open(target: &Target, index: usize, sources: usize) -> Result<Ws> {
+    let mut ws = connect(&target.subscribe_url(), source_ip(index, sources), None).await?;
+    if target.dialect == Dialect::Rtet {
+        let subscribe = ClientFrame::Subscribe {
+            channel: target.channel.clone(),
+            since: None,
+        };
+        ws.send(Message::text(serde_json::to_string(&subscribe)?))
+            .await?;
+        loop {
+            let Some(msg) = ws.next().await else {
+                bail!("closed before subscribed");
+            };
+            if let Message::Text(text) = msg? {
+                match parse_server_frame(&text) {
+                    Ok(ServerFrame::Subscribed { .. }) => break,
+                    Ok(ServerFrame::Error { code, message, .. }) => {
+                        bail!("subscribe refused: {code:?}: {message}")
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(ws)
+}
+
+/// Subscribers opened in bulk, and how that went.
+pub struct Opened {
+    /// The open, subscribed connections.
+    pub conns: Vec<Ws>,
+    /// Wall time from the first connect to the last `subscribed`.
+    pub elapsed: Duration,
+    /// Connections that failed (see `first_error`).
+    pub failed: usize,
+    /// The first failure's reason.
+    pub first_error: Option<String>,
+}
+
+impl Opened {
+    /// Connections opened (and subscribed) per second.
+    pub fn per_sec(&self) -> f64 {
+        self.conns.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Opens `n` subscribers with at most `in_flight` handshakes at a time.
+pub async fn open_many(target: &Target, n: usize, sources: usize, in_flight: usize) -> Opened {
+    let start = Instant::now();
+    let gate = Arc::new(Semaphore::new(in_flight.max(1)));
+    let mut set = JoinSet::new();
+    for i in 0..n {
+        let Ok(permit) = gate.clone().acquire_owned().await else {
+            break;
+        };
+        let target = target.clone();
+        set.spawn(async move {
+            let result = tokio::time::timeout(OPEN_TIMEOUT, open(&target, i, sources))
+                .await
+                .context("timed out")
+                .and_then(|r| r);
+            drop(permit);
+            result
+        });
+    }
+    let mut opened = Opened {
+        conns: Vec::with_capacity(n),
+        elapsed: Duration::ZERO,
+        failed: 0,
+        first_error: None,
+    };
+    while let Some(joined) = set.join_next().await {
+        match joined.map_err(anyhow::Error::from).and_then(|r| r) {
+            Ok(ws) => opened.conns.push(ws),
+            Err(e) => {
+                opened.failed += 1;
+                opened.first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
+    opened.elapsed = start.elapsed();
+    opened
+}
+
+/// What one subscriber saw.
+#[derive(Debug)]
+pub struct Tally {
+    /// Bench events received.
+    pub received: u64,
+    /// Events whose `n` skipped ahead of the next expected one (lost events).
+    pub gaps: u64,
+    /// Events whose `n` was at or below one already seen (duplicates, reordering).
+    pub repeats: u64,
+    /// Frames that were not bench events (errors, other frames).
+    pub other: u64,
+    /// The relay closed the connection or it failed before the end.
+    pub closed: bool,
+    /// When the last event arrived, on the run's clock (µs).
+    pub last_us: u64,
+    /// Publish-to-receipt latency in µs, when asked for.
+    pub latency: Option<Histogram<u64>>,
+}
+
+/// State shared by every subscriber of a run.
+pub struct Shared {
+    /// Deliveries so far, over all subscribers (the publisher's flow control).
+    pub delivered: AtomicU64,
+    /// The run's clock.
+    pub clock: Clock,
+}
+
+/// A histogram for latencies from 1 µs to 60 s at 2 significant digits (1%).
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
+}
+
+/// Reads `ws` until `stop` turns true or the connection ends; times the
+/// events numbered `time_from` and up, when given (earlier ones are warm-up).
+pub async fn run(
+    mut ws: Ws,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    time_from: Option<u64>,
+) -> Tally {
+    let mut tally = Tally {
+        received: 0,
+        gaps: 0,
+        repeats: 0,
+        other: 0,
+        closed: false,
+        last_us: 0,
+        latency: time_from.map(|_| latency_histogram()),
+    };
+    let mut next = 0u64;
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            msg = ws.next() => msg,
+        };
+        match msg {
+            Some(Ok(Message::Text(text))) => {
+                let Some((n, t)) = scan(&text) else {
+                    tally.other += 1;
+                    continue;
+                };
+                let now = shared.clock.now_us();
+                tally.received += 1;
+                tally.last_us = now;
+                shared.delivered.fetch_add(1, Ordering::Relaxed);
+                if n > next {
+                    tally.gaps += n - next;
+                } else if n < next {
+                    tally.repeats += 1;
+                }
+                next = next.max(n + 1);
+                if let (Some(h), Some(from)) = (tally.latency.as_mut(), time_from) {
+                    if n >= from {
+                        h.saturating_record(now.saturating_sub(t).max(1));
+                    }
+                }
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                tally.closed = true;
+                break;
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+    let _ = ws.close(None).await;
+    tally
+}

@@ -1,0 +1,52 @@
+//! What the bench drives: an address, and the dialect spoken there.
+
+use std::net::SocketAddr;
+
+/// The protocol spoken by the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dialect {
+    /// rtet-relay: publishers authenticate with a Bearer key and get acks;
+    /// subscribers send `subscribe` and wait for `subscribed`.
+    Rtet,
+    /// The Node `ws` peer: no auth, no subscribe; every publisher message is
+    /// broadcast as is and acked.
+    NodeWs,
+}
+
+impl Dialect {
+    /// The name used in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Dialect::Rtet => "rtet-relay",
+            Dialect::NodeWs => "node ws",
+        }
+    }
+}
+
+/// A relay to measure.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Where it listens (loopback only).
+    pub addr: SocketAddr,
+    /// How to talk to it.
+    pub dialect: Dialect,
+    /// The publisher API key (rtet only).
+    pub api_key: Option<String>,
+    /// The channel every subscriber joins and every event goes to; an
+    /// anonymous channel on rtet-relay (`public` by default).
+    pub channel: String,
+    /// The relay's process id, for reading its memory.
+    pub pid: Option<u32>,
+}
+
+impl Target {
+    /// The subscriber endpoint's URL.
+    pub fn subscribe_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// The publisher endpoint's URL.
+    pub fn publish_url(&self) -> String {
+        format!("ws://{}/publish", self.addr)
+    }
+}
