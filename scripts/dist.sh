@@ -3,6 +3,7 @@
 #   dist/real-time-event-trigger.zip   the plugin (wp-admin → Plugins → Add New → Upload Plugin)
 #   dist/rtet.so, dist/rtet.ini        the PHP extension and its conf.d file
 #   dist/rtet-relay                    the relay, with dist/relay.toml (example) and dist/rtet-relay.service (systemd)
+#   dist/INSTALL.md                    step-by-step installation on a real server
 #   dist/SHA256SUMS
 # Usage: scripts/dist.sh [--no-build]   (uses $CARGO_TARGET_DIR or target/)
 set -euo pipefail
@@ -37,6 +38,8 @@ echo "==> dist/rtet-relay, dist/relay.toml, dist/rtet-relay.service"
 install -m 0755 "$target/release/rtet-relay" dist/rtet-relay
 strip --strip-debug dist/rtet-relay 2>/dev/null || true
 install -m 0644 packaging/relay.toml packaging/rtet-relay.service dist/
+
+install -m 0644 docs/install-wordpress.md dist/INSTALL.md
 
 (cd dist && sha256sum -- * > SHA256SUMS)
 ls -l dist
