@@ -12,3 +12,7 @@ pub const TOKEN_INVALID: u16 = 4401;
 pub const FORBIDDEN: u16 = 4403;
 /// The client sent frames faster than its rate limit, after a warning.
 pub const RATE_LIMITED: u16 = 4429;
+/// The subscriber fell too far behind: its outgoing queue overflowed. The
+/// client reconnects and resumes with `since` (an rtet extension of the
+/// protocol's table; see `docs/protocol.md`, "Slow consumers").
+pub const SLOW_CONSUMER: u16 = 4408;

@@ -1,1 +1,41 @@
-//! (Filled in by its issue.)
+//! The rtet relay: publishers send events over `/publish` (or
+//! `POST /api/send-event`), browsers receive them over `/ws`. The wire format
+//! is `docs/protocol.md`, implemented by the `rtet-protocol` crate.
+//!
+//! # Layout
+//!
+//! - [`config`]: flags, `RTET_*` environment and TOML file, merged into a [`Config`].
+//! - [`server`]: accepts connections (plain or TLS), routes, and shuts down in order.
+//! - [`state`]: what all connections share: keys, rate limits, connection counts.
+//! - [`publisher`]: the `/publish` WebSocket: auth before upgrade, ack/nack per publish.
+//! - [`subscriber`]: the `/ws` WebSocket: tokens, subscriptions, replay, limits, keepalive.
+//! - [`http`]: `/healthz`, `/metrics` and `POST /api/send-event`.
+//! - [`engine`]: the [`Engine`](engine::Engine) trait (seq, history, dedupe, fan-out)
+//!   and its in-memory implementation.
+//! - [`outbox`]: a subscriber's bounded outgoing queue and the slow-consumer policy.
+//! - [`metrics`]: the `rtet_*` Prometheus metrics.
+//! - [`ws`]: small WebSocket helpers.
+//!
+//! Start a relay in-process (as the tests and the benchmark do):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let config = rtet_relay::Config::new(["0123456789abcdef0123456789abcdef"]);
+//! rtet_relay::run(listener, config, tokio::signal::ctrl_c()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod metrics;
+pub mod outbox;
+pub mod publisher;
+pub mod server;
+pub mod state;
+pub mod subscriber;
+pub mod ws;
+
+pub use config::{Config, ConfigError, Settings};
+pub use server::{run, run_with_engine, ServeError};

@@ -1,0 +1,529 @@
+//! The relay's settings: command-line flags, `RTET_*` environment variables
+//! and a TOML file, merged as flags > environment > file > defaults.
+//!
+//! [`Settings`] is what a user can write (every field optional, the same
+//! names in all three places); [`Config`] is the resolved, checked result the
+//! server runs with. Tests build a [`Config`] directly with [`Config::new`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use rtet_protocol::{token::MAX_LEEWAY, validate_channel, Limits};
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The shortest API key the relay accepts (it is also the HS256 secret for tokens).
+pub const MIN_KEY_LEN: usize = 32;
+
+/// A configuration the relay refuses to start with.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// No API key at all: give one with `--api-key`, `RTET_API_KEYS` or `api_keys` in the file.
+    #[error("no API key: give one with --api-key KEY, RTET_API_KEYS=KEY1,KEY2 or api_keys in the config file")]
+    NoKey,
+    /// A key shorter than [`MIN_KEY_LEN`]; generate a longer one (e.g. `openssl rand -hex 32`).
+    #[error("API key number {index} is {len} characters long; keys must have at least {MIN_KEY_LEN} (try: openssl rand -hex 32)")]
+    ShortKey { index: usize, len: usize },
+    /// The config file could not be read; check the path and permissions.
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for these settings; the message names the key.
+    #[error("config file {path} is invalid: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    /// A setting has a value the relay cannot use; the message says which and why.
+    #[error("invalid setting {name}: {message}")]
+    Invalid { name: &'static str, message: String },
+}
+
+/// Every setting, as flags, `RTET_*` environment variables and TOML keys.
+/// Unset fields fall back to the next source, then to the documented default.
+#[derive(Debug, Default, Clone, Parser, Deserialize)]
+#[command(
+    name = "rtet-relay",
+    version,
+    about = "Relay for rtet: real-time events for WordPress.",
+    long_about = "Relay for rtet: real-time events for WordPress.\n\n\
+        Publishers (the PHP extension, or POST /api/send-event) send events with an API key; \
+        browsers subscribe on /ws. One port serves HTTP and both WebSocket endpoints.\n\n\
+        Every option can also be set by its environment variable or as a key of the TOML file \
+        given with --config (the option's name with '_' for '-', e.g. history_age = \"10m\"; \
+        lists as arrays: api_keys, allowed_origins, anonymous_channels). \
+        Precedence: flags, then environment, then file, then defaults. \
+        Durations take units: 500ms, 25s, 10m."
+)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// TOML file with any of these settings.
+    #[arg(long, env = "RTET_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on, for HTTP and both WebSocket endpoints. [default: 127.0.0.1:8090]
+    #[arg(long, env = "RTET_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// API key for publishers and for signing subscriber tokens; repeat to accept several
+    /// (key rotation). At least 32 characters. The environment variable takes a comma-separated
+    /// list. Required.
+    #[arg(
+        long = "api-key",
+        env = "RTET_API_KEYS",
+        value_name = "KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+
+    /// Origin a browser may connect to /ws from (e.g. https://example.com); repeat for several.
+    /// Requests without an Origin header are not refused. [default: none, meaning any origin]
+    #[arg(
+        long = "allowed-origin",
+        env = "RTET_ALLOWED_ORIGINS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+
+    /// Channel that subscribers may join without a token; repeat for several. [default: public]
+    #[arg(
+        long = "anonymous-channel",
+        env = "RTET_ANONYMOUS_CHANNELS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub anonymous_channels: Vec<String>,
+
+    /// Events kept per channel for replay with `since`. [default: 1000]
+    #[arg(long, env = "RTET_HISTORY_SIZE", value_name = "EVENTS")]
+    pub history_size: Option<usize>,
+
+    /// Age after which history events are dropped. [default: 10m]
+    #[arg(long, env = "RTET_HISTORY_AGE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub history_age: Option<Duration>,
+
+    /// How long an acked (channel, id) pair is remembered, so a retried publish is not
+    /// delivered twice. The protocol promises at least 10 minutes. [default: 10m]
+    #[arg(long, env = "RTET_DEDUPE_WINDOW", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub dedupe_window: Option<Duration>,
+
+    /// Largest WebSocket frame or HTTP publish body, in bytes. [default: 65536]
+    #[arg(long, env = "RTET_MAX_FRAME_BYTES", value_name = "BYTES")]
+    pub max_frame_bytes: Option<usize>,
+
+    /// Largest subscriber token, in bytes. [default: 4096]
+    #[arg(long, env = "RTET_MAX_TOKEN_BYTES", value_name = "BYTES")]
+    pub max_token_bytes: Option<usize>,
+
+    /// Subscriptions one connection may hold. [default: 64]
+    #[arg(long, env = "RTET_MAX_SUBSCRIPTIONS", value_name = "N")]
+    pub max_subscriptions: Option<usize>,
+
+    /// Frames per second a subscriber may send, sustained. [default: 20]
+    #[arg(long, env = "RTET_CLIENT_FRAMES_PER_SEC", value_name = "N")]
+    pub client_frames_per_sec: Option<u32>,
+
+    /// Frames a subscriber may send in a burst. [default: 50]
+    #[arg(long, env = "RTET_CLIENT_FRAMES_BURST", value_name = "N")]
+    pub client_frames_burst: Option<u32>,
+
+    /// Publishes per second for one API key, over all its connections and HTTP. [default: 10000]
+    #[arg(long, env = "RTET_PUBLISHES_PER_SEC", value_name = "N")]
+    pub publishes_per_sec: Option<u32>,
+
+    /// Open WebSocket connections from one client IP. [default: 1000]
+    #[arg(long, env = "RTET_CONNECTIONS_PER_IP", value_name = "N")]
+    pub connections_per_ip: Option<usize>,
+
+    /// Open WebSocket connections in total; more are answered 503. [default: 200000]
+    #[arg(long, env = "RTET_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Channels the relay holds at once; publishing to or subscribing to a new channel beyond
+    /// this is refused with `forbidden`. [default: 100000]
+    #[arg(long, env = "RTET_MAX_CHANNELS", value_name = "N")]
+    pub max_channels: Option<usize>,
+
+    /// Frames queued for one subscriber; a subscriber that falls this far behind is
+    /// disconnected with close code 4408 and resumes with `since`. [default: 4096]
+    #[arg(long, env = "RTET_SUBSCRIBER_QUEUE", value_name = "FRAMES")]
+    pub subscriber_queue: Option<usize>,
+
+    /// A subscriber must send its first frame within this, or is closed with 1008. [default: 10s]
+    #[arg(long, env = "RTET_FIRST_FRAME_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub first_frame_timeout: Option<Duration>,
+
+    /// Interval between WebSocket pings from the relay. [default: 25s]
+    #[arg(long, env = "RTET_PING_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub ping_interval: Option<Duration>,
+
+    /// A connection from which nothing (not even a pong) arrives for this long is closed. [default: 60s]
+    #[arg(long, env = "RTET_DEAD_PEER_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub dead_peer_timeout: Option<Duration>,
+
+    /// Clock leeway when checking token expiry; at most 60s. [default: 60s]
+    #[arg(long, env = "RTET_TOKEN_LEEWAY", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub token_leeway: Option<Duration>,
+
+    /// On SIGTERM/SIGINT, how long to wait for in-flight publishes and subscriber queues. [default: 10s]
+    #[arg(long, env = "RTET_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_grace: Option<Duration>,
+
+    /// Header holding the client IP (e.g. X-Forwarded-For; its last address is used) for the
+    /// per-IP limit. Set it only when the relay sits behind a proxy that sets it.
+    /// [default: none, the TCP peer address]
+    #[arg(long, env = "RTET_REAL_IP_HEADER", value_name = "NAME")]
+    pub real_ip_header: Option<String>,
+
+    /// PEM certificate chain, to serve wss:// and https:// (with --tls-key). [default: none, plain]
+    #[arg(long, env = "RTET_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert. [default: none]
+    #[arg(long, env = "RTET_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Certificate and key files for serving TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Clone)]
+pub struct Config {
+    /// Where the binary binds (tests bind their own listener and ignore this).
+    pub listen: SocketAddr,
+    /// Accepted API keys, each at least [`MIN_KEY_LEN`] characters. Never logged.
+    pub api_keys: Vec<String>,
+    /// Allowed `Origin` values for `/ws`, normalised (lower case, no trailing `/`); empty: any.
+    pub allowed_origins: Vec<String>,
+    /// Channels open to subscribers without a token. Default `["public"]`.
+    pub anonymous_channels: Vec<String>,
+    /// The protocol's limits (frame size, rates, history, queue, timeouts, ...).
+    pub limits: Limits,
+    /// Open WebSocket connections in total. Default 200,000.
+    pub max_connections: usize,
+    /// Channels held at once. Default 100,000.
+    pub max_channels: usize,
+    /// Grace period at shutdown. Default 10 s.
+    pub shutdown_grace: Duration,
+    /// Header with the real client IP behind a proxy. Default none.
+    pub real_ip_header: Option<String>,
+    /// Serve TLS with these files. Default none (plain TCP).
+    pub tls: Option<TlsFiles>,
+}
+
+impl std::fmt::Debug for Config {
+    /// Like a derived `Debug`, but the keys are shown only by count.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field(
+                "api_keys",
+                &format_args!("[{} redacted]", self.api_keys.len()),
+            )
+            .field("allowed_origins", &self.allowed_origins)
+            .field("anonymous_channels", &self.anonymous_channels)
+            .field("limits", &self.limits)
+            .field("max_connections", &self.max_connections)
+            .field("max_channels", &self.max_channels)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("real_ip_header", &self.real_ip_header)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl Config {
+    /// The defaults, with these API keys. Call [`Config::validate`] before use
+    /// if the keys come from a user.
+    pub fn new<K: Into<String>>(api_keys: impl IntoIterator<Item = K>) -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            api_keys: api_keys.into_iter().map(Into::into).collect(),
+            allowed_origins: Vec::new(),
+            anonymous_channels: vec!["public".to_owned()],
+            limits: Limits::default(),
+            max_connections: 200_000,
+            max_channels: 100_000,
+            shutdown_grace: Duration::from_secs(10),
+            real_ip_header: None,
+            tls: None,
+        }
+    }
+
+    /// Parses flags and environment, reads the file named by `--config`/`RTET_CONFIG`,
+    /// and resolves everything.
+    pub fn from_args<I, T>(args: I) -> Result<Config, Box<dyn std::error::Error + Send + Sync>>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = Settings::try_parse_from(args)?;
+        let file = match &cli.config {
+            Some(path) => Some(Settings::from_file(path)?),
+            None => None,
+        };
+        Ok(Config::resolve(cli, file)?)
+    }
+
+    /// Merges flags/environment (`cli`, which clap already merged) over the file over defaults.
+    pub fn resolve(cli: Settings, file: Option<Settings>) -> Result<Config, ConfigError> {
+        let file = file.unwrap_or_default();
+        let d = Config::new(Vec::<String>::new());
+        let dl = &d.limits;
+        fn pick<T>(a: Option<T>, b: Option<T>, default: T) -> T {
+            a.or(b).unwrap_or(default)
+        }
+        fn pick_list(a: Vec<String>, b: Vec<String>, default: Vec<String>) -> Vec<String> {
+            let chosen = if !a.is_empty() {
+                a
+            } else if !b.is_empty() {
+                b
+            } else {
+                default
+            };
+            chosen
+                .into_iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        }
+        let limits = Limits {
+            max_frame_bytes: pick(
+                cli.max_frame_bytes,
+                file.max_frame_bytes,
+                dl.max_frame_bytes,
+            ),
+            max_token_bytes: pick(
+                cli.max_token_bytes,
+                file.max_token_bytes,
+                dl.max_token_bytes,
+            ),
+            max_subscriptions: pick(
+                cli.max_subscriptions,
+                file.max_subscriptions,
+                dl.max_subscriptions,
+            ),
+            client_frames_per_sec: pick(
+                cli.client_frames_per_sec,
+                file.client_frames_per_sec,
+                dl.client_frames_per_sec,
+            ),
+            client_frames_burst: pick(
+                cli.client_frames_burst,
+                file.client_frames_burst,
+                dl.client_frames_burst,
+            ),
+            publishes_per_sec_per_key: pick(
+                cli.publishes_per_sec,
+                file.publishes_per_sec,
+                dl.publishes_per_sec_per_key,
+            ),
+            connections_per_ip: pick(
+                cli.connections_per_ip,
+                file.connections_per_ip,
+                dl.connections_per_ip,
+            ),
+            history_events: pick(cli.history_size, file.history_size, dl.history_events),
+            history_age: pick(cli.history_age, file.history_age, dl.history_age),
+            subscriber_queue_frames: pick(
+                cli.subscriber_queue,
+                file.subscriber_queue,
+                dl.subscriber_queue_frames,
+            ),
+            dedupe_window: pick(cli.dedupe_window, file.dedupe_window, dl.dedupe_window),
+            first_frame_timeout: pick(
+                cli.first_frame_timeout,
+                file.first_frame_timeout,
+                dl.first_frame_timeout,
+            ),
+            ping_interval: pick(cli.ping_interval, file.ping_interval, dl.ping_interval),
+            dead_peer_timeout: pick(
+                cli.dead_peer_timeout,
+                file.dead_peer_timeout,
+                dl.dead_peer_timeout,
+            ),
+            token_leeway: pick(cli.token_leeway, file.token_leeway, dl.token_leeway),
+        };
+        let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: "tls_cert/tls_key",
+                    message: "give both a certificate and a key, or neither".into(),
+                })
+            }
+        };
+        let config = Config {
+            listen: pick(cli.listen, file.listen, d.listen),
+            api_keys: pick_list(cli.api_keys, file.api_keys, Vec::new()),
+            allowed_origins: pick_list(cli.allowed_origins, file.allowed_origins, Vec::new())
+                .iter()
+                .map(|o| normalize_origin(o))
+                .collect(),
+            anonymous_channels: pick_list(
+                cli.anonymous_channels,
+                file.anonymous_channels,
+                d.anonymous_channels.clone(),
+            ),
+            limits,
+            max_connections: pick(cli.max_connections, file.max_connections, d.max_connections),
+            max_channels: pick(cli.max_channels, file.max_channels, d.max_channels),
+            shutdown_grace: pick(cli.shutdown_grace, file.shutdown_grace, d.shutdown_grace),
+            real_ip_header: cli.real_ip_header.or(file.real_ip_header),
+            tls,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the relay cannot run with: no key, a short key, a bad
+    /// anonymous channel name, a zero limit or a leeway above 60 s.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.api_keys.is_empty() {
+            return Err(ConfigError::NoKey);
+        }
+        for (i, key) in self.api_keys.iter().enumerate() {
+            if key.chars().count() < MIN_KEY_LEN {
+                return Err(ConfigError::ShortKey {
+                    index: i + 1,
+                    len: key.chars().count(),
+                });
+            }
+        }
+        for channel in &self.anonymous_channels {
+            validate_channel(channel).map_err(|e| ConfigError::Invalid {
+                name: "anonymous_channels",
+                message: e.to_string(),
+            })?;
+        }
+        let l = &self.limits;
+        let positive: [(&'static str, bool); 10] = [
+            ("max_frame_bytes", l.max_frame_bytes > 0),
+            ("max_token_bytes", l.max_token_bytes > 0),
+            ("client_frames_per_sec", l.client_frames_per_sec > 0),
+            ("client_frames_burst", l.client_frames_burst > 0),
+            ("publishes_per_sec", l.publishes_per_sec_per_key > 0),
+            ("connections_per_ip", l.connections_per_ip > 0),
+            ("subscriber_queue", l.subscriber_queue_frames > 0),
+            ("ping_interval", !l.ping_interval.is_zero()),
+            ("dead_peer_timeout", !l.dead_peer_timeout.is_zero()),
+            ("max_channels", self.max_channels > 0),
+        ];
+        for (name, ok) in positive {
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    name,
+                    message: "must be greater than zero".into(),
+                });
+            }
+        }
+        if l.token_leeway > MAX_LEEWAY {
+            return Err(ConfigError::Invalid {
+                name: "token_leeway",
+                message: format!("the protocol allows at most {}s", MAX_LEEWAY.as_secs()),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// Reads a TOML file of settings.
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Lower-cases an origin and drops a trailing `/`, so `https://Example.com/`
+/// matches the browser's `https://example.com`.
+pub fn normalize_origin(origin: &str) -> String {
+    origin.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    fn parse(args: &[&str]) -> Settings {
+        Settings::try_parse_from(std::iter::once("rtet-relay").chain(args.iter().copied()))
+            .expect("flags parse")
+    }
+
+    #[test]
+    fn defaults_match_the_protocol_table() {
+        let c = Config::resolve(parse(&["--api-key", KEY]), None).unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.anonymous_channels, vec!["public"]);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8090");
+        assert!(c.allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn flags_beat_file_and_file_beats_defaults() {
+        let file: Settings = toml::from_str(&format!(
+            "api_keys = [\"{KEY}\"]\nhistory_size = 5\nhistory_age = \"30s\"\nmax_subscriptions = 3\nallowed_origins = [\"https://A.example/\"]\n"
+        ))
+        .unwrap();
+        let c = Config::resolve(parse(&["--history-size", "7"]), Some(file)).unwrap();
+        assert_eq!(c.limits.history_events, 7, "flag wins");
+        assert_eq!(c.limits.history_age, Duration::from_secs(30), "file wins");
+        assert_eq!(c.limits.max_subscriptions, 3);
+        assert_eq!(c.limits.client_frames_burst, 50, "default");
+        assert_eq!(c.allowed_origins, vec!["https://a.example"]);
+        assert_eq!(c.api_keys, vec![KEY]);
+    }
+
+    #[test]
+    fn refuses_missing_and_short_keys() {
+        assert!(matches!(
+            Config::resolve(parse(&[]), None),
+            Err(ConfigError::NoKey)
+        ));
+        assert!(matches!(
+            Config::resolve(parse(&["--api-key", "short"]), None),
+            Err(ConfigError::ShortKey { index: 1, len: 5 })
+        ));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        assert!(toml::from_str::<Settings>("histroy_size = 5").is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_keys() {
+        let c = Config::new([KEY]);
+        assert!(!format!("{c:?}").contains(KEY));
+    }
+}

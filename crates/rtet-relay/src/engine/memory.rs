@@ -1,0 +1,443 @@
+//! The in-memory engine: one mutex-guarded state per channel.
+//!
+//! Publishing takes the channel's lock, assigns `seq`, encodes the event once
+//! and pushes the same bytes into every subscriber's [`Outbox`] without
+//! waiting. Subscribing takes the same lock to read the replay and register
+//! the outbox, so replay and live events meet exactly. History lives as long
+//! as this process: each channel gets a random epoch when it is created, so a
+//! restart (or a channel forgotten after going quiet) is visible to clients.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use rand::distr::{Alphanumeric, SampleString};
+use rtet_protocol::frames::encode_event;
+use rtet_protocol::{PublishFrame, Since};
+use tokio::time::Instant;
+
+use super::{
+    BoxFuture, Engine, EngineError, EngineStats, History, Published, SubscriberId, Subscription,
+};
+use crate::outbox::{Outbox, Push};
+
+/// Bounds of the in-memory engine.
+#[derive(Debug, Clone)]
+pub struct MemoryEngineConfig {
+    /// Events kept per channel. Default 1,000.
+    pub history_events: usize,
+    /// Age after which an event leaves history. Default 10 minutes.
+    pub history_age: Duration,
+    /// How long an acked (channel, id) is remembered. Default 10 minutes.
+    pub dedupe_window: Duration,
+    /// Channels held at once. Default 100,000.
+    pub max_channels: usize,
+}
+
+impl Default for MemoryEngineConfig {
+    fn default() -> Self {
+        MemoryEngineConfig {
+            history_events: 1_000,
+            history_age: Duration::from_secs(600),
+            dedupe_window: Duration::from_secs(600),
+            max_channels: 100_000,
+        }
+    }
+}
+
+struct Stored {
+    seq: u64,
+    at: Instant,
+    frame: Utf8Bytes,
+}
+
+struct ChannelState {
+    /// Set when the channel was removed from the map; holders of the `Arc` must look again.
+    dead: bool,
+    epoch: String,
+    seq: u64,
+    history: VecDeque<Stored>,
+    subscribers: HashMap<SubscriberId, Arc<Outbox>>,
+    dedupe: HashMap<String, u64>,
+    dedupe_order: VecDeque<(Instant, String)>,
+}
+
+type Channel = Mutex<ChannelState>;
+
+/// Fan-out and history in this process's memory.
+pub struct MemoryEngine {
+    config: MemoryEngineConfig,
+    channels: Mutex<HashMap<String, Arc<Channel>>>,
+    history_events: AtomicUsize,
+    history_bytes: AtomicUsize,
+    subscriptions: AtomicUsize,
+}
+
+/// A fresh random epoch: 12 characters of `[A-Za-z0-9]`.
+fn new_epoch() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 12)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its state consistent, so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MemoryEngine {
+    /// An empty engine.
+    pub fn new(config: MemoryEngineConfig) -> Self {
+        MemoryEngine {
+            config,
+            channels: Mutex::new(HashMap::new()),
+            history_events: AtomicUsize::new(0),
+            history_bytes: AtomicUsize::new(0),
+            subscriptions: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs `f` on the channel's locked state, creating the channel if needed.
+    fn with_channel<R>(
+        &self,
+        name: &str,
+        f: impl Fn(&mut ChannelState) -> R,
+    ) -> Result<R, EngineError> {
+        loop {
+            let channel = {
+                let mut map = lock(&self.channels);
+                match map.get(name) {
+                    Some(c) => Arc::clone(c),
+                    None => {
+                        if map.len() >= self.config.max_channels {
+                            return Err(EngineError::TooManyChannels {
+                                max: self.config.max_channels,
+                            });
+                        }
+                        let c = Arc::new(Mutex::new(ChannelState {
+                            dead: false,
+                            epoch: new_epoch(),
+                            seq: 0,
+                            history: VecDeque::new(),
+                            subscribers: HashMap::new(),
+                            dedupe: HashMap::new(),
+                            dedupe_order: VecDeque::new(),
+                        }));
+                        map.insert(name.to_owned(), Arc::clone(&c));
+                        c
+                    }
+                }
+            };
+            let mut state = lock(&channel);
+            if state.dead {
+                // Removed by `maintain` between the map lookup and our lock: look again.
+                continue;
+            }
+            return Ok(f(&mut state));
+        }
+    }
+
+    fn existing(&self, name: &str) -> Option<Arc<Channel>> {
+        lock(&self.channels).get(name).cloned()
+    }
+
+    /// Drops history older than the age limit and dedupe entries older than the window.
+    fn expire(&self, state: &mut ChannelState, now: Instant) {
+        while let Some(front) = state.history.front() {
+            if now.saturating_duration_since(front.at) > self.config.history_age {
+                self.forget_front(state);
+            } else {
+                break;
+            }
+        }
+        while let Some((at, _)) = state.dedupe_order.front() {
+            if now.saturating_duration_since(*at) > self.config.dedupe_window {
+                if let Some((_, id)) = state.dedupe_order.pop_front() {
+                    state.dedupe.remove(&id);
+                }
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn forget_front(&self, state: &mut ChannelState) {
+        if let Some(old) = state.history.pop_front() {
+            self.history_events.fetch_sub(1, Ordering::Relaxed);
+            self.history_bytes
+                .fetch_sub(old.frame.len(), Ordering::Relaxed);
+        }
+    }
+
+    fn publish_locked(&self, state: &mut ChannelState, event: &PublishFrame, ts: u64) -> Published {
+        let now = Instant::now();
+        self.expire(state, now);
+        if let Some(&seq) = state.dedupe.get(&event.id) {
+            return Published {
+                seq,
+                duplicate: true,
+                delivered: 0,
+                overflowed: 0,
+            };
+        }
+        state.seq += 1;
+        let seq = state.seq;
+        let frame = Utf8Bytes::from(encode_event(
+            &event.channel,
+            seq,
+            &event.id,
+            &event.event,
+            &event.data,
+            ts,
+        ));
+        let mut delivered = 0;
+        let mut overflowed = 0;
+        for outbox in state.subscribers.values() {
+            match outbox.push(frame.clone()) {
+                Push::Queued => delivered += 1,
+                Push::Overflowed => overflowed += 1,
+                Push::Dropped => {}
+            }
+        }
+        if self.config.history_events > 0 {
+            self.history_events.fetch_add(1, Ordering::Relaxed);
+            self.history_bytes.fetch_add(frame.len(), Ordering::Relaxed);
+            state.history.push_back(Stored {
+                seq,
+                at: now,
+                frame,
+            });
+            while state.history.len() > self.config.history_events {
+                self.forget_front(state);
+            }
+        }
+        state.dedupe.insert(event.id.clone(), seq);
+        state.dedupe_order.push_back((now, event.id.clone()));
+        Published {
+            seq,
+            duplicate: false,
+            delivered,
+            overflowed,
+        }
+    }
+
+    fn subscribe_locked(
+        &self,
+        state: &mut ChannelState,
+        since: Option<&Since>,
+        subscriber: SubscriberId,
+        outbox: &Arc<Outbox>,
+    ) -> Subscription {
+        self.expire(state, Instant::now());
+        let (recovered, replay) = match since {
+            None => (false, Vec::new()),
+            Some(since) if since.epoch != state.epoch || since.seq > state.seq => {
+                (false, Vec::new())
+            }
+            Some(since) if since.seq == state.seq => (true, Vec::new()),
+            Some(since) => {
+                // Events since.seq+1 ..= state.seq are wanted; history must start at or before since.seq+1.
+                match state.history.front() {
+                    Some(first) if first.seq <= since.seq + 1 => {
+                        let skip = (since.seq + 1 - first.seq) as usize;
+                        let replay = state
+                            .history
+                            .iter()
+                            .skip(skip)
+                            .map(|s| s.frame.clone())
+                            .collect();
+                        (true, replay)
+                    }
+                    _ => (false, Vec::new()),
+                }
+            }
+        };
+        if state
+            .subscribers
+            .insert(subscriber, Arc::clone(outbox))
+            .is_none()
+        {
+            self.subscriptions.fetch_add(1, Ordering::Relaxed);
+        }
+        Subscription {
+            epoch: state.epoch.clone(),
+            seq: state.seq,
+            recovered,
+            replay,
+        }
+    }
+}
+
+impl Engine for MemoryEngine {
+    fn publish<'a>(
+        &'a self,
+        event: &'a PublishFrame,
+        ts: u64,
+    ) -> BoxFuture<'a, Result<Published, EngineError>> {
+        let result = self.with_channel(&event.channel, |state| {
+            self.publish_locked(state, event, ts)
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn subscribe(
+        &self,
+        channel: String,
+        since: Option<Since>,
+        subscriber: SubscriberId,
+        outbox: Arc<Outbox>,
+    ) -> BoxFuture<'_, Result<Subscription, EngineError>> {
+        let result = self.with_channel(&channel, |state| {
+            self.subscribe_locked(state, since.as_ref(), subscriber, &outbox)
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn unsubscribe(&self, channel: String, subscriber: SubscriberId) -> BoxFuture<'_, ()> {
+        if let Some(c) = self.existing(&channel) {
+            if lock(&c).subscribers.remove(&subscriber).is_some() {
+                self.subscriptions.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        Box::pin(std::future::ready(()))
+    }
+
+    fn history(&self, channel: String) -> BoxFuture<'_, Option<History>> {
+        let result = self.existing(&channel).map(|c| {
+            let mut state = lock(&c);
+            self.expire(&mut state, Instant::now());
+            History {
+                epoch: state.epoch.clone(),
+                seq: state.seq,
+                events: state.history.iter().map(|s| s.frame.clone()).collect(),
+            }
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn stats(&self) -> EngineStats {
+        EngineStats {
+            channels: lock(&self.channels).len(),
+            history_events: self.history_events.load(Ordering::Relaxed),
+            history_bytes: self.history_bytes.load(Ordering::Relaxed),
+            subscriptions: self.subscriptions.load(Ordering::Relaxed),
+        }
+    }
+
+    fn maintain(&self) {
+        let now = Instant::now();
+        let mut map = lock(&self.channels);
+        map.retain(|_, channel| {
+            let mut state = lock(channel);
+            self.expire(&mut state, now);
+            let empty =
+                state.history.is_empty() && state.subscribers.is_empty() && state.dedupe.is_empty();
+            if empty {
+                state.dead = true;
+            }
+            !empty
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtet_protocol::frames::parse_publish;
+
+    fn publish(engine: &MemoryEngine, channel: &str, id: &str) -> Published {
+        let frame = parse_publish(&format!(
+            r#"{{"type":"publish","id":"{id}","channel":"{channel}","event":"e","data":{{"n":1}}}}"#
+        ))
+        .unwrap();
+        futures_util::FutureExt::now_or_never(engine.publish(&frame, 1))
+            .unwrap()
+            .unwrap()
+    }
+
+    fn subscribe(
+        engine: &MemoryEngine,
+        since: Option<Since>,
+        outbox: &Arc<Outbox>,
+    ) -> Subscription {
+        futures_util::FutureExt::now_or_never(engine.subscribe(
+            "c".into(),
+            since,
+            1,
+            Arc::clone(outbox),
+        ))
+        .unwrap()
+        .unwrap()
+    }
+
+    #[test]
+    fn seq_increases_and_duplicates_keep_their_seq() {
+        let e = MemoryEngine::new(MemoryEngineConfig::default());
+        assert_eq!(publish(&e, "c", "a").seq, 1);
+        assert_eq!(publish(&e, "c", "b").seq, 2);
+        let dup = publish(&e, "c", "a");
+        assert_eq!((dup.seq, dup.duplicate), (1, true));
+        assert_eq!(publish(&e, "other", "a").seq, 1, "dedupe is per channel");
+    }
+
+    #[test]
+    fn replay_after_since_and_recovered_rules() {
+        let e = MemoryEngine::new(MemoryEngineConfig {
+            history_events: 3,
+            ..Default::default()
+        });
+        let q = Arc::new(Outbox::new(10));
+        let first = subscribe(&e, None, &q);
+        assert_eq!((first.seq, first.recovered), (0, false));
+        for i in 0..5 {
+            publish(&e, "c", &format!("id{i}"));
+        }
+        let epoch = first.epoch.clone();
+        let s = subscribe(
+            &e,
+            Some(Since {
+                epoch: epoch.clone(),
+                seq: 2,
+            }),
+            &q,
+        );
+        assert!(s.recovered);
+        assert_eq!(s.replay.len(), 3, "seq 3, 4, 5");
+        let s = subscribe(
+            &e,
+            Some(Since {
+                epoch: epoch.clone(),
+                seq: 1,
+            }),
+            &q,
+        );
+        assert!(!s.recovered, "seq 2 has left history");
+        assert!(s.replay.is_empty());
+        let s = subscribe(
+            &e,
+            Some(Since {
+                epoch: "other".into(),
+                seq: 4,
+            }),
+            &q,
+        );
+        assert!(!s.recovered && s.replay.is_empty());
+        let s = subscribe(&e, Some(Since { epoch, seq: 5 }), &q);
+        assert!(s.recovered && s.replay.is_empty());
+    }
+
+    #[test]
+    fn too_many_channels_is_refused() {
+        let e = MemoryEngine::new(MemoryEngineConfig {
+            max_channels: 1,
+            ..Default::default()
+        });
+        publish(&e, "a", "1");
+        let frame =
+            parse_publish(r#"{"type":"publish","id":"1","channel":"b","event":"e"}"#).unwrap();
+        let err = futures_util::FutureExt::now_or_never(e.publish(&frame, 1))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err, EngineError::TooManyChannels { max: 1 });
+    }
+}

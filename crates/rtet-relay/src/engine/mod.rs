@@ -1,0 +1,130 @@
+//! The engine: per-channel sequence numbers, history, dedupe and fan-out,
+//! behind one small trait so that storage can change without touching the
+//! connection code.
+//!
+//! [`MemoryEngine`] keeps everything in this process. A Redis engine (several
+//! relay nodes serving one site, history surviving a restart) fits the same
+//! boundary: `publish` becomes a script that bumps the channel's `seq`, checks
+//! the dedupe key and appends to a stream; `subscribe` reads the stream after
+//! `since` and registers the local [`Outbox`] with a node-local fan-out fed by
+//! pub/sub. That is why every call is async and takes owned values, and why
+//! the engine, not the connection, decides `seq`, `epoch` and `recovered`.
+
+mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use rtet_protocol::{PublishFrame, Since};
+use thiserror::Error;
+
+pub use memory::{MemoryEngine, MemoryEngineConfig};
+
+use crate::outbox::Outbox;
+
+/// A boxed future, so the trait can be used as `dyn Engine`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Identifies one subscriber connection inside the engine.
+pub type SubscriberId = u64;
+
+/// The result of a publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The event's `seq` in its channel (the original one for a duplicate).
+    pub seq: u64,
+    /// The (channel, id) pair was seen within the dedupe window; nothing was delivered.
+    pub duplicate: bool,
+    /// Subscribers the event was queued for.
+    pub delivered: usize,
+    /// Subscribers whose queue overflowed with this event (slow consumers).
+    pub overflowed: usize,
+}
+
+/// The result of a subscribe: what to answer, and what to replay first.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// The channel's current epoch.
+    pub epoch: String,
+    /// The channel's latest `seq` at the moment of subscribing.
+    pub seq: u64,
+    /// Whether every event after `since` is in `replay`.
+    pub recovered: bool,
+    /// Encoded `event` frames to send before any live event, in `seq` order.
+    pub replay: Vec<Utf8Bytes>,
+}
+
+/// One channel's history, for inspection (metrics, tests, tools).
+#[derive(Debug, Clone)]
+pub struct History {
+    /// The channel's epoch.
+    pub epoch: String,
+    /// Its latest `seq`.
+    pub seq: u64,
+    /// The encoded events it still holds, oldest first.
+    pub events: Vec<Utf8Bytes>,
+}
+
+/// Totals over all channels, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Channels held.
+    pub channels: usize,
+    /// Events in all histories.
+    pub history_events: usize,
+    /// Bytes of encoded events in all histories.
+    pub history_bytes: usize,
+    /// Subscriptions over all channels.
+    pub subscriptions: usize,
+}
+
+/// Why the engine refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EngineError {
+    /// The channel does not exist and the relay already holds its maximum of channels;
+    /// answer `forbidden`.
+    #[error("the relay holds its maximum of {max} channels")]
+    TooManyChannels { max: usize },
+    /// The backing store failed (not possible in memory); answer and let the client retry.
+    #[error("engine unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Fan-out and history for every channel.
+pub trait Engine: Send + Sync + 'static {
+    /// Stores the event (assigning the next `seq`, unless (channel, id) is a
+    /// duplicate) and queues it for every subscriber of the channel. Events
+    /// published one after another get increasing `seq` in that order.
+    /// `ts` is the event's time in milliseconds, already defaulted by the caller.
+    fn publish<'a>(
+        &'a self,
+        event: &'a PublishFrame,
+        ts: u64,
+    ) -> BoxFuture<'a, Result<Published, EngineError>>;
+
+    /// Registers `outbox` for the channel's live events and returns what to
+    /// replay after `since`. No event is both replayed and queued, and none
+    /// falls between the two.
+    fn subscribe(
+        &self,
+        channel: String,
+        since: Option<Since>,
+        subscriber: SubscriberId,
+        outbox: Arc<Outbox>,
+    ) -> BoxFuture<'_, Result<Subscription, EngineError>>;
+
+    /// Stops queueing the channel's events for this subscriber.
+    fn unsubscribe(&self, channel: String, subscriber: SubscriberId) -> BoxFuture<'_, ()>;
+
+    /// The channel's history, if the channel exists.
+    fn history(&self, channel: String) -> BoxFuture<'_, Option<History>>;
+
+    /// Totals for `/metrics`.
+    fn stats(&self) -> EngineStats;
+
+    /// Periodic housekeeping: drop aged history and dedupe entries, forget
+    /// channels that hold nothing.
+    fn maintain(&self);
+}

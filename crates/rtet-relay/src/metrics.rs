@@ -1,0 +1,212 @@
+//! Prometheus metrics, served on `GET /metrics` in the text exposition format.
+//!
+//! | metric | type | labels | meaning |
+//! |--------|------|--------|---------|
+//! | `rtet_connections` | gauge | `role` = publisher, subscriber | open WebSocket connections |
+//! | `rtet_connections_refused_total` | counter | `reason` = per_ip, max_connections, origin | connections refused before or at upgrade |
+//! | `rtet_events_published_total` | counter | | events stored (duplicates not counted) |
+//! | `rtet_duplicates_total` | counter | | publishes answered from the dedupe window |
+//! | `rtet_deliveries_total` | counter | | event frames queued to subscribers, replays included |
+//! | `rtet_slow_consumer_disconnects_total` | counter | | subscribers closed with 4408 because their queue overflowed |
+//! | `rtet_nacks_total` | counter | `code` | nacks (and HTTP publish errors) by code |
+//! | `rtet_subscriber_errors_total` | counter | `code` | `error` frames sent to subscribers by code |
+//! | `rtet_auth_failures_total` | counter | `role` | refused API keys (publisher) and tokens (subscriber) |
+//! | `rtet_channels` | gauge | | channels held by the engine |
+//! | `rtet_history_events` | gauge | | events held in all channels' history |
+//! | `rtet_history_bytes` | gauge | | bytes of encoded events in all channels' history |
+//! | `rtet_subscriptions` | gauge | | subscriptions over all channels |
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use rtet_protocol::ErrorCode;
+
+use crate::engine::EngineStats;
+
+/// Which endpoint a connection came in on.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Role {
+    /// `/publish` (and HTTP publish, for auth failures).
+    publisher,
+    /// `/ws`.
+    subscriber,
+}
+
+/// Label set `{role="..."}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabel {
+    /// The role.
+    pub role: Role,
+}
+
+/// Label set `{code="..."}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// An error code as on the wire.
+    pub code: &'static str,
+}
+
+/// Label set `{reason="..."}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why a connection was refused.
+    pub reason: &'static str,
+}
+
+/// Every metric of the relay, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    /// Open connections by role.
+    pub connections: Family<RoleLabel, Gauge>,
+    /// Connections refused by reason.
+    pub refused: Family<ReasonLabel, Counter>,
+    /// Events stored.
+    pub events_published: Counter,
+    /// Duplicate publishes.
+    pub duplicates: Counter,
+    /// Event frames queued to subscribers.
+    pub deliveries: Counter,
+    /// Slow subscribers disconnected.
+    pub slow_consumers: Counter,
+    /// Nacks by code.
+    pub nacks: Family<CodeLabel, Counter>,
+    /// Subscriber error frames by code.
+    pub subscriber_errors: Family<CodeLabel, Counter>,
+    /// Auth failures by role.
+    pub auth_failures: Family<RoleLabel, Counter>,
+    channels: Gauge,
+    history_events: Gauge,
+    history_bytes: Gauge,
+    subscriptions: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            connections: Family::default(),
+            refused: Family::default(),
+            events_published: Counter::default(),
+            duplicates: Counter::default(),
+            deliveries: Counter::default(),
+            slow_consumers: Counter::default(),
+            nacks: Family::default(),
+            subscriber_errors: Family::default(),
+            auth_failures: Family::default(),
+            channels: Gauge::default(),
+            history_events: Gauge::default(),
+            history_bytes: Gauge::default(),
+            subscriptions: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "rtet_connections",
+            "Open WebSocket connections by role",
+            m.connections.clone(),
+        );
+        registry.register(
+            "rtet_connections_refused",
+            "Connections refused (per-IP limit, connection limit, origin)",
+            m.refused.clone(),
+        );
+        registry.register(
+            "rtet_events_published",
+            "Events stored and fanned out (duplicates not counted)",
+            m.events_published.clone(),
+        );
+        registry.register(
+            "rtet_duplicates",
+            "Publishes answered from the dedupe window without a second delivery",
+            m.duplicates.clone(),
+        );
+        registry.register(
+            "rtet_deliveries",
+            "Event frames queued to subscribers, replays included",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "rtet_slow_consumer_disconnects",
+            "Subscribers closed with 4408 because their outgoing queue overflowed",
+            m.slow_consumers.clone(),
+        );
+        registry.register("rtet_nacks", "Refused publishes by code", m.nacks.clone());
+        registry.register(
+            "rtet_subscriber_errors",
+            "Error frames sent to subscribers by code",
+            m.subscriber_errors.clone(),
+        );
+        registry.register(
+            "rtet_auth_failures",
+            "Refused API keys (publisher) and tokens (subscriber)",
+            m.auth_failures.clone(),
+        );
+        registry.register("rtet_channels", "Channels held", m.channels.clone());
+        registry.register(
+            "rtet_history_events",
+            "Events held in all channels' history",
+            m.history_events.clone(),
+        );
+        registry.register(
+            "rtet_history_bytes",
+            "Bytes of encoded events in all channels' history",
+            m.history_bytes.clone(),
+        );
+        registry.register(
+            "rtet_subscriptions",
+            "Subscriptions over all channels",
+            m.subscriptions.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Counts a nack (or HTTP publish error).
+    pub fn nack(&self, code: ErrorCode) {
+        self.nacks
+            .get_or_create(&CodeLabel {
+                code: code.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts an error frame to a subscriber.
+    pub fn subscriber_error(&self, code: ErrorCode) {
+        self.subscriber_errors
+            .get_or_create(&CodeLabel {
+                code: code.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts an auth failure.
+    pub fn auth_failure(&self, role: Role) {
+        self.auth_failures.get_or_create(&RoleLabel { role }).inc();
+    }
+
+    /// Counts a refused connection.
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Renders the text exposition, with the engine's totals as of now.
+    pub fn render(&self, stats: EngineStats) -> String {
+        self.channels.set(stats.channels as i64);
+        self.history_events.set(stats.history_events as i64);
+        self.history_bytes.set(stats.history_bytes as i64);
+        self.subscriptions.set(stats.subscriptions as i64);
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

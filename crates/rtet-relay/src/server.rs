@@ -1,0 +1,209 @@
+//! Accepting connections, routing, and shutting down in order.
+//!
+//! [`run`] takes a bound listener and a shutdown future (mini-redis style), so
+//! the binary and the tests start the relay the same way. One port serves
+//! HTTP/1.1 and both WebSocket endpoints, over plain TCP or TLS.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::routing::{get, post};
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::config::{Config, ConfigError, TlsFiles};
+use crate::engine::{Engine, MemoryEngine, MemoryEngineConfig};
+use crate::state::Relay;
+use crate::{http, publisher, subscriber};
+
+/// How long a client may take to send its request headers or finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the engine drops aged history and forgets empty channels.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
+
+/// Why the relay could not start.
+#[derive(Debug, Error)]
+pub enum ServeError {
+    /// The configuration is unusable; the message says what to change.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The TLS certificate or key could not be loaded; check the files.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// Serves the relay on `listener` with the in-memory engine until `shutdown`
+/// resolves, then stops accepting, answers in-flight publishes, and closes
+/// subscribers with 1001.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future,
+) -> Result<(), ServeError> {
+    let engine = Arc::new(MemoryEngine::new(MemoryEngineConfig {
+        history_events: config.limits.history_events,
+        history_age: config.limits.history_age,
+        dedupe_window: config.limits.dedupe_window,
+        max_channels: config.max_channels,
+    }));
+    run_with_engine(listener, config, engine, shutdown).await
+}
+
+/// Like [`run`], with any [`Engine`].
+pub async fn run_with_engine(
+    listener: TcpListener,
+    config: Config,
+    engine: Arc<dyn Engine>,
+    shutdown: impl Future,
+) -> Result<(), ServeError> {
+    config.validate()?;
+    let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+    let relay = Arc::new(Relay::new(config, engine));
+    let app = router(Arc::clone(&relay));
+    if let Ok(addr) = listener.local_addr() {
+        let scheme = if tls.is_some() {
+            "https/wss"
+        } else {
+            "http/ws"
+        };
+        tracing::info!(%addr, scheme, "rtet-relay listening");
+    }
+
+    let maintenance = tokio::spawn({
+        let relay = Arc::clone(&relay);
+        async move {
+            let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+            loop {
+                tick.tick().await;
+                relay.engine.maintain();
+            }
+        }
+    });
+
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let stop = relay.stop_accepting.clone();
+        let tls = tls.clone();
+        relay.http.spawn(async move {
+            match tls {
+                None => serve_http(stream, peer, app, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_http(stream, peer, app, stop).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+
+    drop(listener);
+    tracing::info!("shutting down: answering in-flight publishes");
+    let grace = relay.config.shutdown_grace;
+    relay.stop_accepting.cancel();
+    relay.stop_publishers.cancel();
+    relay.http.close();
+    relay.publishers.close();
+    let _ = tokio::time::timeout(grace, async {
+        tokio::join!(relay.http.wait(), relay.publishers.wait())
+    })
+    .await;
+    tracing::info!("shutting down: closing subscribers with 1001");
+    relay.stop_subscribers.cancel();
+    relay.subscribers.close();
+    let _ = tokio::time::timeout(grace, relay.subscribers.wait()).await;
+    maintenance.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The routes of the one port.
+fn router(relay: Arc<Relay>) -> Router {
+    Router::new()
+        .route("/healthz", get(http::healthz))
+        .route("/metrics", get(http::metrics))
+        .route("/api/send-event", post(http::send_event))
+        .route("/publish", get(publisher::upgrade))
+        .route("/ws", get(subscriber::upgrade))
+        .with_state(relay)
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one connection until it ends or the relay stops.
+async fn serve_http<S>(stream: S, peer: SocketAddr, app: Router, stop: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        app.clone().oneshot(req)
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+            }
+        }
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Loads the certificate chain and key into a TLS acceptor (HTTP/1.1 only).
+fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServeError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let err = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        ServeError::Tls(format!("{what} {}: {e}", path.display()))
+    };
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| err("cannot read certificate", &files.cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err("bad certificate", &files.cert, &e))?;
+    if certs.is_empty() {
+        return Err(err("no certificate in", &files.cert, &"empty"));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| err("cannot read private key", &files.key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}

@@ -1,0 +1,283 @@
+//! What every connection shares: configuration, the engine, metrics, API
+//! keys, rate limiters, connection counts and the shutdown signals.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::metrics::{Metrics, Role, RoleLabel};
+
+/// A token bucket: `rate` per second sustained, up to `burst` at once.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    burst: f64,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate: u32, burst: u32) -> Self {
+        TokenBucket {
+            tokens: f64::from(burst),
+            last: Instant::now(),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+        }
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+    }
+
+    /// Takes one token if there is one.
+    pub fn try_take(&mut self) -> bool {
+        self.refill();
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the bucket is (nearly) full again, i.e. the client has been quiet.
+    pub fn is_full(&mut self) -> bool {
+        self.refill();
+        self.tokens >= self.burst - 1.0
+    }
+}
+
+/// The API keys, kept as SHA-256 digests and compared in constant time.
+pub struct ApiKeys {
+    keys: Vec<String>,
+    digests: Vec<[u8; 32]>,
+}
+
+impl ApiKeys {
+    /// Wraps the configured keys.
+    pub fn new(keys: &[String]) -> Self {
+        ApiKeys {
+            keys: keys.to_vec(),
+            digests: keys
+                .iter()
+                .map(|k| Sha256::digest(k.as_bytes()).into())
+                .collect(),
+        }
+    }
+
+    /// The index of the key equal to `presented`. Every key is compared, each in
+    /// constant time over fixed-size digests, so timing reveals nothing.
+    pub fn find(&self, presented: &str) -> Option<usize> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for (i, k) in self.digests.iter().enumerate() {
+            if bool::from(k.ct_eq(&digest)) && found.is_none() {
+                found = Some(i);
+            }
+        }
+        found
+    }
+
+    /// The keys as HS256 secrets for token verification.
+    pub fn secrets(&self) -> &[String] {
+        &self.keys
+    }
+}
+
+/// Why a connection was refused before its upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Too many connections from this IP: answer 429.
+    PerIp,
+    /// Too many connections in total: answer 503.
+    Total,
+}
+
+/// State shared by every connection and request.
+pub struct Relay {
+    /// The configuration.
+    pub config: Config,
+    /// Fan-out and history.
+    pub engine: Arc<dyn Engine>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// API keys.
+    pub keys: ApiKeys,
+    /// One publish rate limiter per API key, shared by all its connections.
+    key_limits: Vec<Mutex<TokenBucket>>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    total: AtomicUsize,
+    next_id: AtomicU64,
+    /// Publisher connections, awaited first at shutdown.
+    pub publishers: TaskTracker,
+    /// Subscriber connections, closed after the publishers.
+    pub subscribers: TaskTracker,
+    /// Plain HTTP connections (requests in flight).
+    pub http: TaskTracker,
+    /// Cancelled when the relay stops accepting.
+    pub stop_accepting: CancellationToken,
+    /// Cancelled to make publishers answer what they have read and close.
+    pub stop_publishers: CancellationToken,
+    /// Cancelled to close subscribers with 1001.
+    pub stop_subscribers: CancellationToken,
+}
+
+impl Relay {
+    /// Shared state for `config` and `engine`.
+    pub fn new(config: Config, engine: Arc<dyn Engine>) -> Self {
+        let rate = config.limits.publishes_per_sec_per_key;
+        Relay {
+            keys: ApiKeys::new(&config.api_keys),
+            key_limits: config
+                .api_keys
+                .iter()
+                .map(|_| Mutex::new(TokenBucket::new(rate, rate)))
+                .collect(),
+            config,
+            engine,
+            metrics: Metrics::new(),
+            per_ip: Mutex::new(HashMap::new()),
+            total: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            publishers: TaskTracker::new(),
+            subscribers: TaskTracker::new(),
+            http: TaskTracker::new(),
+            stop_accepting: CancellationToken::new(),
+            stop_publishers: CancellationToken::new(),
+            stop_subscribers: CancellationToken::new(),
+        }
+    }
+
+    /// A new connection id.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Takes one publish from the key's rate budget.
+    pub fn take_publish(&self, key: usize) -> bool {
+        match self.key_limits.get(key) {
+            Some(bucket) => bucket.lock().unwrap_or_else(|e| e.into_inner()).try_take(),
+            None => false,
+        }
+    }
+
+    /// The API key in an `Authorization: Bearer` header, if it is one of ours.
+    pub fn bearer_key(&self, headers: &HeaderMap) -> Option<usize> {
+        let value = headers
+            .get(axum::http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?;
+        let (scheme, key) = value.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        self.keys.find(key.trim())
+    }
+
+    /// The client's IP: the TCP peer, or the configured proxy header's last address.
+    pub fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        if let Some(name) = &self.config.real_ip_header {
+            if let Some(ip) = headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|v| v.trim().parse().ok())
+            {
+                return ip;
+            }
+        }
+        peer.ip()
+    }
+
+    /// Counts a new WebSocket connection, or refuses it when a limit is reached.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr, role: Role) -> Result<ConnGuard, Refusal> {
+        {
+            let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let n = per_ip.entry(ip).or_insert(0);
+            if *n >= self.config.limits.connections_per_ip {
+                self.metrics.refused("per_ip");
+                return Err(Refusal::PerIp);
+            }
+            if self.total.fetch_add(1, Ordering::AcqRel) >= self.config.max_connections {
+                self.total.fetch_sub(1, Ordering::AcqRel);
+                self.metrics.refused("max_connections");
+                return Err(Refusal::Total);
+            }
+            *n += 1;
+        }
+        self.metrics
+            .connections
+            .get_or_create(&RoleLabel { role })
+            .inc();
+        Ok(ConnGuard {
+            relay: Arc::clone(self),
+            ip,
+            role,
+        })
+    }
+}
+
+/// Holds a connection's place in the counts; releases it when dropped.
+pub struct ConnGuard {
+    relay: Arc<Relay>,
+    ip: IpAddr,
+    role: Role,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let mut per_ip = self.relay.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        drop(per_ip);
+        self.relay.total.fetch_sub(1, Ordering::AcqRel);
+        self.relay
+            .metrics
+            .connections
+            .get_or_create(&RoleLabel { role: self.role })
+            .dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_keys_and_refuses_others() {
+        let keys = ApiKeys::new(&["a".repeat(32), "b".repeat(40)]);
+        assert_eq!(keys.find(&"a".repeat(32)), Some(0));
+        assert_eq!(keys.find(&"b".repeat(40)), Some(1));
+        assert_eq!(keys.find(&"a".repeat(31)), None);
+        assert_eq!(keys.find(""), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_allows_burst_then_rate() {
+        let mut b = TokenBucket::new(2, 3);
+        assert!(b.try_take() && b.try_take() && b.try_take());
+        assert!(!b.try_take());
+        tokio::time::advance(std::time::Duration::from_millis(500)).await;
+        assert!(b.try_take());
+        assert!(!b.try_take());
+    }
+}

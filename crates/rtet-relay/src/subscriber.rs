@@ -1,0 +1,491 @@
+//! `GET /ws`: the subscribers' WebSocket (browsers).
+//!
+//! One task per connection owns the socket and waits on, in this order of
+//! priority: shutdown, its queue overflowing (slow consumer), its timer (first
+//! frame, then token expiry), the ping interval, the client's frames, and
+//! queued events. Per connection it keeps only what it must: the queue, the
+//! token's claims, the channel names and a rate bucket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
+use rtet_protocol::frames::parse_client_frame;
+use rtet_protocol::token::{verify, Claims};
+use rtet_protocol::{close, ClientFrame, ErrorCode, ServerFrame, Since};
+use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::normalize_origin;
+use crate::engine::SubscriberId;
+use crate::metrics::Role;
+use crate::outbox::Outbox;
+use crate::state::{Relay, TokenBucket};
+use crate::ws::now_millis;
+
+/// Read buffer of a subscriber connection: browsers send small frames; it grows when needed.
+const READ_BUFFER: usize = 2 * 1024;
+/// Bytes collected before the socket is written to; frames are flushed per batch anyway.
+const WRITE_BUFFER: usize = 8 * 1024;
+/// Queued events written per batch before the task looks at its other duties.
+const BATCH: usize = 256;
+/// At shutdown, how long queued events may take to reach a subscriber before the 1001 close.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
+/// Whether a request's `Origin` may connect: no header, an empty allowlist,
+/// or a listed origin.
+pub fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    match headers.get(header::ORIGIN) {
+        None => true,
+        Some(v) => v
+            .to_str()
+            .map(|o| allowed.contains(&normalize_origin(o)))
+            .unwrap_or(false),
+    }
+}
+
+/// `GET /ws`: counts the connection (429 over the per-IP limit), upgrades,
+/// and closes with 1008 at once when the origin is not allowed.
+pub async fn upgrade(
+    State(relay): State<Arc<Relay>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let origin_ok = origin_allowed(&relay.config.allowed_origins, &headers);
+    let guard = match relay.admit(relay.client_ip(peer, &headers), Role::subscriber) {
+        Ok(g) => g,
+        Err(r) => return crate::publisher::refused(r),
+    };
+    let token = relay.subscribers.token();
+    let max = relay.config.limits.max_frame_bytes;
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |mut socket| async move {
+            if origin_ok {
+                Session::new(Arc::clone(&relay)).run(socket).await;
+            } else {
+                relay.metrics.refused("origin");
+                tracing::info!(%peer, "subscriber refused: origin not allowed");
+                crate::ws::close(&mut socket, close::POLICY, "origin not allowed").await;
+            }
+            drop(guard);
+            drop(token);
+        })
+}
+
+/// Why a write was cut short.
+enum Cut {
+    /// The queue overflowed while we were blocked on the socket.
+    Overflow,
+    /// The relay is shutting down.
+    Shutdown,
+    /// The socket failed; the peer is gone.
+    Failed,
+}
+
+/// Writes frames, giving up as soon as the queue overflows or the relay stops,
+/// so a stuck socket never holds the task.
+async fn write(
+    socket: &mut WebSocket,
+    frames: impl IntoIterator<Item = Message>,
+    outbox: &Outbox,
+    stop: &CancellationToken,
+) -> Result<(), Cut> {
+    let io = async {
+        for f in frames {
+            socket.feed(f).await?;
+        }
+        socket.flush().await
+    };
+    tokio::select! {
+        biased;
+        r = io => r.map_err(|_| Cut::Failed),
+        _ = outbox.overflowed() => Err(Cut::Overflow),
+        _ = stop.cancelled() => Err(Cut::Shutdown),
+    }
+}
+
+fn text(frame: &ServerFrame) -> Message {
+    Message::Text(frame.encode().into())
+}
+
+/// What the timer is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    FirstFrame,
+    Expiry,
+    Off,
+}
+
+/// The answer to one client frame.
+#[derive(Default)]
+struct Outcome {
+    /// Send the queued events before `replies` (so `unsubscribed` comes after them).
+    flush_queue_first: bool,
+    replies: Vec<Message>,
+    close: Option<(u16, &'static str)>,
+}
+
+impl Outcome {
+    fn reply(frame: ServerFrame) -> Self {
+        Outcome {
+            replies: vec![text(&frame)],
+            ..Default::default()
+        }
+    }
+}
+
+struct Session {
+    relay: Arc<Relay>,
+    id: SubscriberId,
+    outbox: Arc<Outbox>,
+    claims: Option<Box<Claims>>,
+    subs: Vec<String>,
+    bucket: TokenBucket,
+    warned: bool,
+    /// A new token expiry to arm the timer with, set by `auth`.
+    new_deadline: Option<Instant>,
+}
+
+impl Session {
+    fn new(relay: Arc<Relay>) -> Self {
+        let l = &relay.config.limits;
+        Session {
+            id: relay.next_id(),
+            outbox: Arc::new(Outbox::new(l.subscriber_queue_frames)),
+            claims: None,
+            subs: Vec::new(),
+            bucket: TokenBucket::new(l.client_frames_per_sec, l.client_frames_burst),
+            warned: false,
+            new_deadline: None,
+            relay,
+        }
+    }
+
+    fn error(&self, code: ErrorCode, channel: Option<&str>, message: String) -> Outcome {
+        self.relay.metrics.subscriber_error(code);
+        Outcome::reply(ServerFrame::Error {
+            code,
+            channel: channel.map(str::to_owned),
+            message,
+        })
+    }
+
+    async fn run(mut self, mut socket: WebSocket) {
+        let relay = Arc::clone(&self.relay);
+        let limits = &relay.config.limits;
+        let stop = relay.stop_subscribers.clone();
+        let timer = sleep_until(Instant::now() + limits.first_frame_timeout);
+        tokio::pin!(timer);
+        let mut timer_kind = Timer::FirstFrame;
+        let mut ping = interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_seen = Instant::now();
+        let mut batch: Vec<Utf8Bytes> = Vec::new();
+
+        let end: Option<(u16, &'static str)> = loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    self.drain(&mut batch, usize::MAX);
+                    let frames = batch.drain(..).map(Message::Text);
+                    let _ = tokio::time::timeout(SHUTDOWN_FLUSH, async {
+                        for f in frames {
+                            socket.feed(f).await?;
+                        }
+                        socket.flush().await
+                    })
+                    .await;
+                    break Some((close::GOING_AWAY, "relay shutting down"));
+                }
+                _ = self.outbox.overflowed() => break Some(self.slow()),
+                _ = &mut timer, if timer_kind != Timer::Off => {
+                    break Some(match timer_kind {
+                        Timer::FirstFrame => (close::POLICY, "no frame within the first-frame timeout"),
+                        _ => (close::TOKEN_INVALID, "token expired"),
+                    });
+                }
+                _ = ping.tick() => {
+                    if last_seen.elapsed() >= limits.dead_peer_timeout {
+                        tracing::debug!(id = self.id, "subscriber answered no ping; closing");
+                        break Some((close::GOING_AWAY, "no answer to pings"));
+                    }
+                    match write(&mut socket, [Message::Ping(Default::default())], &self.outbox, &stop).await {
+                        Ok(()) => {}
+                        Err(cut) => break self.cut(cut),
+                    }
+                }
+                msg = socket.recv() => {
+                    let outcome = match msg {
+                        None | Some(Ok(Message::Close(_))) => break None,
+                        Some(Err(e)) => {
+                            if crate::ws::is_too_large(e) {
+                                break Some((close::TOO_LARGE, "frame too large"));
+                            }
+                            break None;
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                            last_seen = Instant::now();
+                            continue;
+                        }
+                        Some(Ok(Message::Text(t))) => {
+                            last_seen = Instant::now();
+                            if timer_kind == Timer::FirstFrame {
+                                timer_kind = Timer::Off;
+                            }
+                            self.on_frame(Some(t.as_str())).await
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            last_seen = Instant::now();
+                            if timer_kind == Timer::FirstFrame {
+                                timer_kind = Timer::Off;
+                            }
+                            self.on_frame(None).await
+                        }
+                    };
+                    if let Some(deadline) = self.new_deadline.take() {
+                        timer.as_mut().reset(deadline);
+                        timer_kind = Timer::Expiry;
+                    }
+                    let mut frames = Vec::new();
+                    if outcome.flush_queue_first {
+                        self.drain(&mut batch, usize::MAX);
+                        frames.extend(batch.drain(..).map(Message::Text));
+                    }
+                    frames.extend(outcome.replies);
+                    if !frames.is_empty() {
+                        if let Err(cut) = write(&mut socket, frames, &self.outbox, &stop).await {
+                            break self.cut(cut);
+                        }
+                    }
+                    if let Some(c) = outcome.close {
+                        break Some(c);
+                    }
+                }
+                _ = self.outbox.ready() => {
+                    self.drain(&mut batch, BATCH);
+                    if self.outbox.has_frames() {
+                        // More than one batch: come back after looking at everything else.
+                        self.outbox.wake();
+                    }
+                    let frames: Vec<Message> = batch.drain(..).map(Message::Text).collect();
+                    if let Err(cut) = write(&mut socket, frames, &self.outbox, &stop).await {
+                        break self.cut(cut);
+                    }
+                }
+            }
+        };
+
+        // Stop receiving before saying goodbye, so nothing more is queued.
+        self.outbox.close();
+        for channel in std::mem::take(&mut self.subs) {
+            relay.engine.unsubscribe(channel, self.id).await;
+        }
+        if let Some((code, reason)) = end {
+            crate::ws::close(&mut socket, code, reason).await;
+        }
+    }
+
+    fn drain(&self, batch: &mut Vec<Utf8Bytes>, max: usize) {
+        self.outbox.drain_into(batch, max);
+    }
+
+    fn slow(&self) -> (u16, &'static str) {
+        tracing::info!(
+            id = self.id,
+            "slow subscriber: outgoing queue overflowed; closing with 4408"
+        );
+        (
+            close::SLOW_CONSUMER,
+            "too slow: outgoing queue overflowed; resume with since",
+        )
+    }
+
+    fn cut(&self, cut: Cut) -> Option<(u16, &'static str)> {
+        match cut {
+            Cut::Overflow => Some(self.slow()),
+            Cut::Shutdown => Some((close::GOING_AWAY, "relay shutting down")),
+            Cut::Failed => None,
+        }
+    }
+
+    /// Handles one data frame (`None`: a binary frame).
+    async fn on_frame(&mut self, text: Option<&str>) -> Outcome {
+        if self.warned && self.bucket.is_full() {
+            self.warned = false;
+        }
+        if !self.bucket.try_take() {
+            if self.warned {
+                self.relay.metrics.subscriber_error(ErrorCode::RateLimited);
+                return Outcome {
+                    close: Some((close::RATE_LIMITED, "too many frames; rate limit exceeded")),
+                    ..Default::default()
+                };
+            }
+            self.warned = true;
+            let l = &self.relay.config.limits;
+            let message = format!(
+                "more than {} frames per second (burst {}); slow down or be closed with 4429",
+                l.client_frames_per_sec, l.client_frames_burst
+            );
+            return self.error(ErrorCode::RateLimited, None, message);
+        }
+        let Some(text) = text else {
+            return self.error(
+                ErrorCode::Invalid,
+                None,
+                "binary frames are not accepted; send JSON text frames".into(),
+            );
+        };
+        match parse_client_frame(text) {
+            Err(e) => {
+                self.relay.metrics.subscriber_error(e.code);
+                Outcome::reply(ServerFrame::from_error(&e))
+            }
+            Ok(ClientFrame::Auth { token }) => self.auth(&token).await,
+            Ok(ClientFrame::Subscribe { channel, since }) => self.subscribe(channel, since).await,
+            Ok(ClientFrame::Unsubscribe { channel }) => {
+                if let Some(i) = self.subs.iter().position(|c| *c == channel) {
+                    self.subs.swap_remove(i);
+                    self.relay
+                        .engine
+                        .unsubscribe(channel.clone(), self.id)
+                        .await;
+                }
+                Outcome {
+                    flush_queue_first: true,
+                    ..Outcome::reply(ServerFrame::Unsubscribed { channel })
+                }
+            }
+        }
+    }
+
+    fn may_subscribe(&self, channel: &str) -> bool {
+        self.relay
+            .config
+            .anonymous_channels
+            .iter()
+            .any(|c| c == channel)
+            || self.claims.as_ref().is_some_and(|c| c.grants(channel))
+    }
+
+    async fn auth(&mut self, token: &str) -> Outcome {
+        let relay = Arc::clone(&self.relay);
+        let l = &relay.config.limits;
+        let claims = match verify(
+            token,
+            relay.keys.secrets(),
+            l.token_leeway,
+            l.max_token_bytes,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                relay.metrics.auth_failure(Role::subscriber);
+                let mut out = self.error(ErrorCode::Unauthorized, None, e.to_string());
+                out.close = Some((close::TOKEN_INVALID, "token invalid"));
+                return out;
+            }
+        };
+        if let Some(old) = &self.claims {
+            if old.sub != claims.sub {
+                relay.metrics.auth_failure(Role::subscriber);
+                let mut out = self.error(
+                    ErrorCode::Forbidden,
+                    None,
+                    "a connection cannot change its subject; reconnect with the new token".into(),
+                );
+                out.close = Some((close::FORBIDDEN, "token subject changed"));
+                return out;
+            }
+        }
+        let leeway = l.token_leeway.min(rtet_protocol::token::MAX_LEEWAY);
+        let expires_ms = claims
+            .exp
+            .saturating_add(leeway.as_secs())
+            .saturating_mul(1000);
+        self.new_deadline =
+            Some(Instant::now() + Duration::from_millis(expires_ms.saturating_sub(now_millis())));
+        let mut replies = vec![text(&ServerFrame::AuthOk {
+            sub: claims.sub.clone(),
+            exp: claims.exp,
+        })];
+        self.claims = Some(Box::new(claims));
+        // A fresh token may grant less: drop what it no longer grants.
+        let mut kept = Vec::with_capacity(self.subs.len());
+        for channel in std::mem::take(&mut self.subs) {
+            if self.may_subscribe(&channel) {
+                kept.push(channel);
+            } else {
+                relay.engine.unsubscribe(channel.clone(), self.id).await;
+                replies.push(text(&ServerFrame::Unsubscribed { channel }));
+            }
+        }
+        self.subs = kept;
+        Outcome {
+            flush_queue_first: replies.len() > 1,
+            replies,
+            close: None,
+        }
+    }
+
+    async fn subscribe(&mut self, channel: String, since: Option<Since>) -> Outcome {
+        if self.subs.contains(&channel) {
+            let message = format!("already subscribed to {channel}");
+            return self.error(ErrorCode::Invalid, Some(&channel), message);
+        }
+        if !self.may_subscribe(&channel) {
+            return if self.claims.is_none() {
+                let message = format!("channel {channel} needs a token; send auth first");
+                self.error(ErrorCode::Unauthorized, Some(&channel), message)
+            } else {
+                let message = format!("token does not grant {channel}");
+                self.error(ErrorCode::Forbidden, Some(&channel), message)
+            };
+        }
+        let max = self.relay.config.limits.max_subscriptions;
+        if self.subs.len() >= max {
+            let message = format!("at most {max} subscriptions per connection");
+            return self.error(ErrorCode::Forbidden, Some(&channel), message);
+        }
+        let result = self
+            .relay
+            .engine
+            .subscribe(channel.clone(), since, self.id, Arc::clone(&self.outbox))
+            .await;
+        match result {
+            Err(e) => self.error(ErrorCode::Forbidden, Some(&channel), e.to_string()),
+            Ok(s) => {
+                self.relay.metrics.deliveries.inc_by(s.replay.len() as u64);
+                let mut replies = Vec::with_capacity(1 + s.replay.len());
+                replies.push(text(&ServerFrame::Subscribed {
+                    channel: channel.clone(),
+                    epoch: s.epoch,
+                    seq: s.seq,
+                    recovered: s.recovered,
+                }));
+                replies.extend(s.replay.into_iter().map(Message::Text));
+                self.subs.push(channel);
+                Outcome {
+                    replies,
+                    ..Default::default()
+                }
+            }
+        }
+    }
+}
