@@ -263,7 +263,7 @@ require_once ABSPATH . 'wp-settings.php';
     const args = ['--listen', `127.0.0.1:${this.ports.relay}`, '--api-key', this.apiKey,
       '--allowed-origin', `http://127.0.0.1:${this.ports.http}`];
     this.procs.relay = new Proc('rtet-relay', this.relayBin, args, {
-      logFile: path.join(this.dir, 'relay.log'), env: { RUST_LOG: this.opts.relayLog || process.env.RUST_LOG || 'info' },
+      logFile: path.join(this.dir, 'relay.log'), env: { RUST_LOG: this.opts.relayLog || process.env.RUST_LOG || 'info', NO_COLOR: '1' },
     });
     await waitFor('rtet-relay /healthz', async () => {
       this.procs.relay.assertRunning();

@@ -11,6 +11,23 @@ import {
   createUser, publishPost, toast, uniq, SEE_TIMEOUT,
 } from './harness.mjs';
 
+/** The relay's count of stored events (from /metrics). */
+async function relayPublished(site) {
+  const text = await (await fetch(`${site.relayHttp}/metrics`)).text();
+  const m = text.match(/^rtet_events_published_total(?:\{[^}]*\})? (\d+)/m);
+  if (!m) throw new Error('rtet_events_published_total not in /metrics');
+  return Number(m[1]);
+}
+
+/** Waits (bounded) until the relay has stored at least `count` events. */
+async function waitForRelayEvents(site, count) {
+  const deadline = Date.now() + SEE_TIMEOUT;
+  while ((await relayPublished(site)) < count) {
+    if (Date.now() > deadline) throw new Error(`the relay did not store ${count} events`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 export function defineFlows({ extension }) {
   const mode = extension ? 'with the extension' : 'HTTP fallback';
 
@@ -196,6 +213,31 @@ export function defineFlows({ extension }) {
       assert.ok(answer.granted.includes(`user.${alice.id}`) && !answer.granted.includes(`user.${bob.id}`));
       await actx.close();
       await bctx.close();
+    });
+
+    it('5a. a page that lost its connection resumes with since: events published meanwhile arrive, each once', async () => {
+      const visitor = await newContext(browser);
+      const page = await openConnected(visitor, site, '/');
+      const before = `Before the drop ${uniq()}`;
+      await publishPost(rest, before);
+      await toast(page, before).waitFor({ timeout: SEE_TIMEOUT });
+
+      await page.evaluate(() => window.rtet.stop()); // the page is offline
+      const stored = await relayPublished(site);
+      const missed1 = `Missed while offline ${uniq()}`;
+      const missed2 = `Also missed while offline ${uniq()}`;
+      await publishPost(rest, missed1);
+      await publishPost(rest, missed2);
+      // Both events are in the relay's history before the page comes back.
+      await waitForRelayEvents(site, stored + 2);
+      await page.evaluate(() => window.rtet.start());
+
+      await toast(page, missed1).waitFor({ timeout: SEE_TIMEOUT });
+      await toast(page, missed2).waitFor({ timeout: SEE_TIMEOUT });
+      const titles = await page.evaluate(() => window.__rtet.events.filter((e) => e.event === 'post_published').map((e) => e.data.title));
+      assert.deepEqual(titles, [before, missed1, missed2]);
+      assert.equal(await page.evaluate(() => window.__rtet.resync), 0, 'history was replayed, no resync needed');
+      await visitor.close();
     });
 
     it('5. the relay restarts while a page is open; events published meanwhile arrive after the page reconnects', async () => {
