@@ -17,6 +17,8 @@ APT_PACKAGES=(
   python3-websockets
   # the local WordPress site and its end-to-end tests
   php8.2-fpm php8.2-mysql mariadb-server nginx wordpress chromium
+  # scripts/dist.sh: the plugin zip
+  zip
   # benchmarks: a Redis PUBLISH baseline through phpredis
   redis-server php-redis
   curl ca-certificates
