@@ -1,2 +1,434 @@
-//! The PHP extension `rtet`: thin glue between PHP and `rtet-publisher`.
-//! (Filled in by the extension issue.)
+//! `rtet.so`: the PHP extension. Thin glue between PHP and the publisher
+//! core (`crates/rtet-publisher`): it validates, turns PHP values into JSON
+//! and owned Rust data, and hands them over. Nothing Zend-owned leaves a call.
+//!
+//! # Layout
+//!
+//! - this file: the PHP functions, the module (startup, shutdown, phpinfo)
+//!   and the process state (the pool of publishers, the configured relay).
+//! - [`settings`]: php.ini directives and `rtet_configure()` options.
+//! - [`json`]: PHP values to JSON through PHP's own `json_encode()`.
+//! - [`errors`]: `Rtet\Exception` and its codes.
+//!
+//! # Lifecycle
+//!
+//! Module startup only registers directives, functions and the class: no
+//! thread, no socket, so php-fpm's master forks clean workers. The first
+//! `rtet_configure()`, `rtet_send_event()` or `rtet_flush()` in a process
+//! starts that relay's publisher (claiming its spool). Request shutdown does
+//! nothing that waits. Module shutdown (process end) gives each publisher
+//! `rtet.shutdown_timeout_ms` for acks, then spools the rest.
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(windows, feature(abi_vectorcall))]
+
+pub mod errors;
+pub mod json;
+pub mod settings;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use ext_php_rs::boxed::ZBox;
+use ext_php_rs::prelude::*;
+use ext_php_rs::types::{ZendHashTable, Zval};
+use ext_php_rs::zend::{Function, ModuleEntry};
+use ext_php_rs::{info_table_end, info_table_header, info_table_row, info_table_start};
+use rtet_protocol::{validate_channel, validate_event, validate_id};
+use rtet_publisher::{Config, Event, Pool, Publisher};
+
+use errors::{Error, Result, RtetException};
+
+/// The process's state. Only the PHP thread locks it, and never across a
+/// call, so a forked child never finds it held.
+struct State {
+    /// One publisher per relay; a forked child replaces its parent's.
+    pool: Option<Pool>,
+    /// Set by `rtet_configure()`; overrides php.ini for the rest of the process.
+    configured: Option<Config>,
+    /// php.ini's config, read once per request when `rtet_configure()` was not called.
+    ini_cache: Option<Option<Config>>,
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    pool: None,
+    configured: None,
+    ini_cache: None,
+});
+
+fn state() -> MutexGuard<'static, State> {
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl State {
+    /// The relay this process sends to: `rtet_configure()`'s, else php.ini's.
+    fn config(&mut self) -> Option<Config> {
+        if let Some(c) = &self.configured {
+            return Some(c.clone());
+        }
+        self.ini_cache
+            .get_or_insert_with(settings::ini_config)
+            .clone()
+    }
+
+    fn pool(&mut self) -> &mut Pool {
+        Pool::current(&mut self.pool)
+    }
+
+    /// The started publisher for the current relay.
+    fn publisher(&mut self) -> Result<&Publisher> {
+        let cfg = self.config().ok_or_else(Error::not_configured)?;
+        let pool = self.pool();
+        if pool.get(&cfg).is_none() {
+            let (_, warnings) = pool.get_or_start(&cfg)?;
+            for w in warnings {
+                ext_php_rs::error::php_error(&ext_php_rs::flags::ErrorType::Warning, &w);
+            }
+        }
+        pool.get(&cfg)
+            .ok_or_else(|| Error::internal("the publisher vanished"))
+    }
+}
+
+/// Writes failures the senders recorded (nacks, spool trouble) to PHP's error log.
+fn log_failures(st: &mut State) {
+    let lines: Vec<String> = match &st.pool {
+        Some(pool) if pool.belongs_to_this_process() => pool
+            .publishers()
+            .iter()
+            .flat_map(|p| p.take_log())
+            .collect(),
+        _ => return,
+    };
+    if lines.is_empty() {
+        return;
+    }
+    if let Some(error_log) = Function::try_from_function("error_log") {
+        for line in lines {
+            let _ = error_log.try_call(vec![&line]);
+        }
+    }
+}
+
+fn string_arg(name: &str, v: &Zval) -> Result<String> {
+    match v.zend_str() {
+        Some(s) => std::str::from_utf8(s.as_bytes())
+            .map(str::to_owned)
+            .map_err(|_| Error::name(format!("{name} is not valid UTF-8"))),
+        None => Err(Error::arg(format!("{name} must be a string"))),
+    }
+}
+
+/// The channels argument: one name or a list of names, checked, duplicates dropped.
+fn channels_arg(v: Option<&Zval>) -> Result<Vec<String>> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(vec!["public".to_owned()]);
+    };
+    let mut out: Vec<String> = Vec::new();
+    if let Some(arr) = v.array() {
+        for (_, c) in arr {
+            let c = string_arg("a channel", c)?;
+            validate_channel(&c).map_err(|e| Error::name(e.to_string()))?;
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        if out.is_empty() {
+            return Err(Error::name("the channel list is empty"));
+        }
+    } else {
+        let c = string_arg("the channel", v)?;
+        validate_channel(&c).map_err(|e| Error::name(e.to_string()))?;
+        out.push(c);
+    }
+    Ok(out)
+}
+
+fn send_event(
+    event: &Zval,
+    data: Option<&Zval>,
+    channels: Option<&Zval>,
+    options: Option<&ZendHashTable>,
+) -> Result<String> {
+    let event = string_arg("the event name", event)?;
+    validate_event(&event).map_err(|e| Error::name(e.to_string()))?;
+    let channels = channels_arg(channels)?;
+    let mut id = None;
+    let mut ts = None;
+    if let Some(options) = options {
+        for (k, v) in options {
+            match k.to_string().as_str() {
+                "id" => {
+                    let s = string_arg("option id", v)?;
+                    validate_id(&s).map_err(|e| Error::name(e.to_string()))?;
+                    id = Some(s);
+                }
+                "ts" => {
+                    let t = v.long().filter(|t| *t >= 0).ok_or_else(|| {
+                        Error::arg("option ts must be a non-negative int (ms since the epoch)")
+                    })?;
+                    ts = Some(t as u64);
+                }
+                other => {
+                    return Err(Error::arg(format!(
+                        "unknown option {other:?}; known: id, ts"
+                    )))
+                }
+            }
+        }
+    }
+    let id = id.unwrap_or_else(rtet_protocol::new_event_id);
+    let data = json::encode(data)?;
+    let mut st = state();
+    let max = match &st.configured {
+        Some(c) => c.max_frame_bytes,
+        None => st
+            .config()
+            .map(|c| c.max_frame_bytes)
+            .ok_or_else(Error::not_configured)?,
+    };
+    let mut events = Vec::with_capacity(channels.len());
+    for channel in channels {
+        let frame = rtet_publisher::publish_frame(&id, &channel, &event, &data, ts);
+        if frame.len() > max {
+            return Err(Error::too_large(format!(
+                "the event is {} bytes as a frame; the relay's limit is {max} bytes",
+                frame.len()
+            )));
+        }
+        events.push(Event::new(id.clone(), channel, frame));
+    }
+    st.publisher()?.enqueue(events);
+    log_failures(&mut st);
+    Ok(id)
+}
+
+/// Sets the relay (and options) for the rest of this process and starts its
+/// publisher, which delivers any spool earlier processes left for it.
+#[php_function]
+pub fn rtet_configure(
+    relay_url: &str,
+    api_key: &str,
+    options: Option<&ZendHashTable>,
+) -> PhpResult<()> {
+    let cfg = settings::from_call(relay_url, api_key, options)?;
+    let mut st = state();
+    st.configured = Some(cfg);
+    st.publisher()?;
+    log_failures(&mut st);
+    Ok(())
+}
+
+/// Validates, encodes and enqueues one event; returns its id. Never waits on the network.
+#[php_function]
+pub fn rtet_send_event(
+    event: &Zval,
+    data: Option<&Zval>,
+    channels: Option<&Zval>,
+    options: Option<&ZendHashTable>,
+) -> PhpResult<String> {
+    Ok(send_event(event, data, channels, options)?)
+}
+
+/// Waits up to `$timeout` seconds until every event of this process's relays is acked.
+#[php_function]
+#[php(defaults(timeout = 1.0))]
+pub fn rtet_flush(timeout: f64) -> PhpResult<bool> {
+    if !(timeout.is_finite() && timeout >= 0.0) {
+        return Err(Error::arg("timeout must be a non-negative number of seconds").into());
+    }
+    let timeout = Duration::from_secs_f64(timeout.min(86_400.0));
+    let mut st = state();
+    if st.config().is_some() {
+        // Starting the publisher claims the spool, which this flush then waits for.
+        st.publisher()?;
+    }
+    let ok = st.pool().flush(timeout);
+    log_failures(&mut st);
+    Ok(ok)
+}
+
+/// A subscriber token (HS256 JWT) for `$channels`, signed with the configured key.
+#[php_function]
+#[php(defaults(subject = "".to_string(), ttl = 300))]
+pub fn rtet_sign_token(channels: &ZendHashTable, subject: String, ttl: i64) -> PhpResult<String> {
+    Ok(sign_token(channels, subject, ttl)?)
+}
+
+fn sign_token(channels: &ZendHashTable, subject: String, ttl: i64) -> Result<String> {
+    if ttl < 1 {
+        return Err(Error::arg("ttl must be at least 1 second"));
+    }
+    let mut list = Vec::new();
+    for (_, c) in channels {
+        let c = string_arg("a channel", c)?;
+        validate_channel(&c).map_err(|e| Error::name(e.to_string()))?;
+        list.push(c);
+    }
+    let key = state()
+        .config()
+        .map(|c| c.api_key)
+        .ok_or_else(Error::not_configured)?;
+    let claims = rtet_protocol::Claims::new(subject, list, Duration::from_secs(ttl.unsigned_abs()));
+    let token = rtet_protocol::token::sign(key.as_bytes(), &claims)
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let max = rtet_protocol::Limits::default().max_token_bytes;
+    if token.len() > max {
+        return Err(Error::too_large(format!(
+            "the token is {} bytes; the relay accepts at most {max}: grant fewer channels",
+            token.len()
+        )));
+    }
+    Ok(token)
+}
+
+/// Counters of the current relay's publisher.
+#[php_function]
+pub fn rtet_stats() -> PhpResult<ZBox<ZendHashTable>> {
+    let mut st = state();
+    let cfg = st.config();
+    let started = cfg
+        .as_ref()
+        .and_then(|c| st.pool().get(c))
+        .map(Publisher::stats);
+    let s = started.clone().unwrap_or_default();
+    let mut ht = ZendHashTable::new();
+    let put = |ht: &mut ZendHashTable, k: &str, v: u64| {
+        let _ = ht.insert(k, i64::try_from(v).unwrap_or(i64::MAX));
+    };
+    let _ = ht.insert("connected", s.connected);
+    put(&mut ht, "queued", s.queued);
+    put(&mut ht, "sent", s.sent);
+    put(&mut ht, "acked", s.acked);
+    put(&mut ht, "nacked", s.nacked);
+    put(&mut ht, "spooled", s.spooled);
+    put(&mut ht, "reconnects", s.reconnects);
+    match &s.last_error {
+        Some(e) => {
+            let _ = ht.insert("last_error", e.as_str());
+        }
+        None => {
+            let _ = ht.insert("last_error", ());
+        }
+    }
+    put(&mut ht, "enqueued", s.enqueued);
+    put(&mut ht, "rate_limited", s.rate_limited);
+    put(&mut ht, "spool_claimed", s.spool_claimed);
+    put(&mut ht, "spool_corrupt", s.spool_corrupt);
+    put(&mut ht, "connects", s.connects);
+    let _ = ht.insert("started", started.is_some());
+    match &cfg {
+        Some(c) => {
+            let _ = ht.insert("relay_url", c.relay_url.as_str());
+        }
+        None => {
+            let _ = ht.insert("relay_url", ());
+        }
+    }
+    let _ = ht.insert("pid", i64::from(std::process::id()));
+    log_failures(&mut st);
+    Ok(ht)
+}
+
+/// The extension's version.
+#[php_function]
+pub fn rtet_version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+extern "C" fn startup(_ty: i32, module_number: i32) -> i32 {
+    IniEntryDef_register(module_number);
+    0
+}
+
+#[allow(non_snake_case)]
+fn IniEntryDef_register(module_number: i32) {
+    ext_php_rs::zend::IniEntryDef::register(settings::INI_ENTRIES.as_slice(), module_number);
+}
+
+/// Request end: forget php.ini's config (it may change between requests). Never waits.
+extern "C" fn request_shutdown(_ty: i32, _module_number: i32) -> i32 {
+    let _ = catch_unwind(|| {
+        if let Ok(mut st) = STATE.try_lock() {
+            st.ini_cache = None;
+        }
+    });
+    0
+}
+
+/// Process end: a bounded wait for acks, then the rest goes to the spool.
+extern "C" fn module_shutdown(_ty: i32, _module_number: i32) -> i32 {
+    let _ = catch_unwind(|| {
+        let mut st = state();
+        let pool = Pool::current(&mut st.pool);
+        pool.shutdown();
+    });
+    0
+}
+
+/// The phpinfo() section: version, relay URL, connection state, counters. Never the key.
+extern "C" fn module_info(_module: *mut ModuleEntry) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let mut st = state();
+        let cfg = st.config();
+        let stats = cfg
+            .as_ref()
+            .and_then(|c| st.pool().get(c))
+            .map(Publisher::stats);
+        info_table_start!();
+        info_table_header!("rtet support", "enabled");
+        info_table_row!("version", env!("CARGO_PKG_VERSION"));
+        info_table_row!(
+            "relay URL",
+            cfg.as_ref()
+                .map(|c| c.relay_url.replace('\0', ""))
+                .unwrap_or_else(|| "(not configured)".into())
+        );
+        info_table_row!(
+            "API key",
+            if cfg.is_some() {
+                "set (hidden)"
+            } else {
+                "not set"
+            }
+        );
+        let state_text = match &stats {
+            None => "not started".to_owned(),
+            Some(s) if s.connected => "connected".to_owned(),
+            Some(_) => "disconnected".to_owned(),
+        };
+        info_table_row!("connection", state_text);
+        if let Some(s) = stats {
+            for (k, v) in [
+                ("queued", s.queued),
+                ("sent", s.sent),
+                ("acked", s.acked),
+                ("nacked", s.nacked),
+                ("spooled", s.spooled),
+                ("reconnects", s.reconnects),
+            ] {
+                info_table_row!(k, v.to_string());
+            }
+            if let Some(e) = s.last_error {
+                info_table_row!("last error", e.replace('\0', ""));
+            }
+        }
+        info_table_end!();
+    }));
+}
+
+#[php_module]
+#[php(startup = startup)]
+pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
+    module
+        .class::<RtetException>()
+        .function(wrap_function!(rtet_configure))
+        .function(wrap_function!(rtet_send_event))
+        .function(wrap_function!(rtet_flush))
+        .function(wrap_function!(rtet_sign_token))
+        .function(wrap_function!(rtet_stats))
+        .function(wrap_function!(rtet_version))
+        .request_shutdown_function(request_shutdown)
+        .shutdown_function(module_shutdown)
+        .info_function(module_info)
+}

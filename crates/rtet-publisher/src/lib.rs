@@ -75,6 +75,35 @@ impl Event {
     }
 }
 
+/// Encodes a `publish` frame around `data_json`, which must already be JSON
+/// (the extension gets it from PHP's own `json_encode`). The three names
+/// must have passed the protocol's checks, whose alphabets need no escaping
+/// in JSON; that is what makes writing the frame by hand safe and cheap.
+pub fn publish_frame(
+    id: &str,
+    channel: &str,
+    event: &str,
+    data_json: &str,
+    ts: Option<u64>,
+) -> String {
+    let mut s =
+        String::with_capacity(64 + id.len() + channel.len() + event.len() + data_json.len());
+    s.push_str(r#"{"type":"publish","id":""#);
+    s.push_str(id);
+    s.push_str(r#"","channel":""#);
+    s.push_str(channel);
+    s.push_str(r#"","event":""#);
+    s.push_str(event);
+    s.push_str(r#"","data":"#);
+    s.push_str(data_json);
+    if let Some(ts) = ts {
+        s.push_str(r#","ts":"#);
+        s.push_str(&ts.to_string());
+    }
+    s.push('}');
+    s
+}
+
 /// Microseconds since the Unix epoch.
 pub fn now_us() -> u64 {
     SystemTime::now()
@@ -420,6 +449,10 @@ impl Publisher {
     }
 }
 
+fn same_relay(a: &Config, b: &Config) -> bool {
+    a.relay_url == b.relay_url && a.api_key == b.api_key
+}
+
 /// One publisher per relay (URL + key) in this process.
 pub struct Pool {
     pid: u32,
@@ -453,22 +486,23 @@ impl Pool {
         slot.get_or_insert_with(Pool::new)
     }
 
+    /// Whether this pool was made by this process (not inherited through a fork).
+    pub fn belongs_to_this_process(&self) -> bool {
+        self.pid == std::process::id()
+    }
+
     /// The publisher for `cfg`'s relay, if started.
     pub fn get(&self, cfg: &Config) -> Option<&Publisher> {
-        let key = cfg.pool_key();
-        self.publishers
-            .iter()
-            .find(|p| p.config().pool_key() == key)
+        self.publishers.iter().find(|p| same_relay(p.config(), cfg))
     }
 
     /// The publisher for `cfg`'s relay, started (and the spool claimed) on
     /// first use. Returns warnings for PHP from a fresh start.
     pub fn get_or_start(&mut self, cfg: &Config) -> Result<(&Publisher, Vec<String>), Error> {
-        let key = cfg.pool_key();
         if let Some(i) = self
             .publishers
             .iter()
-            .position(|p| p.config().pool_key() == key)
+            .position(|p| same_relay(p.config(), cfg))
         {
             return Ok((&self.publishers[i], Vec::new()));
         }
@@ -504,5 +538,31 @@ impl Pool {
                 .map(|h| h.join().unwrap_or_default())
                 .collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_written_frames_parse_as_the_protocol_says() {
+        let text = publish_frame(
+            "01JD",
+            "user.42",
+            "woo.order_paid",
+            r#"{"a":[1,"\u00e9/"]}"#,
+            Some(7),
+        );
+        let f = rtet_protocol::frames::parse_publish(&text).unwrap();
+        assert_eq!(
+            (f.id.as_str(), f.channel.as_str(), f.event.as_str()),
+            ("01JD", "user.42", "woo.order_paid")
+        );
+        assert_eq!(f.data.get(), r#"{"a":[1,"\u00e9/"]}"#);
+        assert_eq!(f.ts, Some(7));
+        let f = rtet_protocol::frames::parse_publish(&publish_frame("a", "b", "c", "null", None))
+            .unwrap();
+        assert_eq!((f.data.get(), f.ts), ("null", None));
     }
 }
