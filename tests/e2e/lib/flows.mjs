@@ -96,6 +96,23 @@ export function defineFlows({ extension }) {
       await visitor.close();
     });
 
+    it('1b. a scheduled post shows the toast when it goes live, not when it is scheduled', async () => {
+      const visitor = await newContext(browser);
+      const page = await openConnected(visitor, site, '/');
+      const title = `Scheduled ${uniq()}`;
+      const marker = `Published after scheduling ${uniq()}`;
+      const { id } = await rest.post('/wp/v2/posts', { title, status: 'future', date_gmt: new Date(Date.now() + 3600e3).toISOString().slice(0, 19) });
+      // Scheduling sends nothing: a later post's toast arrives first.
+      await publishPost(rest, marker);
+      await toast(page, marker).waitFor({ timeout: SEE_TIMEOUT });
+      assert.equal(await toast(page, title).count(), 0);
+      // WP-Cron's publish_future_post runs wp_publish_post(); do what it does, in a PHP process.
+      await site.wpEval('wp_publish_post( (int) $args["id"] );', { id });
+      await toast(page, title).waitFor({ timeout: SEE_TIMEOUT });
+      assert.equal(await toast(page, title).count(), 1);
+      await visitor.close();
+    });
+
     it('2. the settings page saves valid settings, rejects an invalid URL keeping the old value, and never shows the key', async () => {
       const page = await admin.newPage();
       const settingsUrl = `${site.url}/wp-admin/admin.php?page=real-time-events`;
