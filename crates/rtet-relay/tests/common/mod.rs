@@ -1,0 +1,318 @@
+//! Shared helpers for the relay's integration tests: start a relay on
+//! 127.0.0.1:0 in this process, connect real WebSocket clients over TCP,
+//! speak plain HTTP/1.1, sign tokens.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rtet_protocol::token::{sign, Claims};
+use rtet_relay::Config;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The API key every test relay accepts.
+pub const KEY: &str = "test-key-0123456789abcdef0123456789";
+/// A second key, for rotation.
+pub const KEY2: &str = "second-key-0123456789abcdef0123456789";
+
+/// A WebSocket client connection.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Guard against a hung test; never a pass/fail threshold.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The default configuration with the test key.
+pub fn config() -> Config {
+    Config::new([KEY])
+}
+
+/// A relay running in this process.
+pub struct TestRelay {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), rtet_relay::ServeError>>,
+}
+
+/// Binds 127.0.0.1:0 and starts the relay on it; connecting is possible at once.
+pub async fn start(config: Config) -> TestRelay {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(rtet_relay::run(listener, config, async move {
+        let _ = stopped.await;
+    }));
+    TestRelay {
+        addr,
+        stop: Some(stop),
+        handle,
+    }
+}
+
+impl TestRelay {
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Triggers graceful shutdown without waiting for it.
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Triggers shutdown and waits for `run` to return.
+    pub async fn shutdown(mut self) {
+        self.trigger_shutdown();
+        tokio::time::timeout(WAIT, &mut self.handle)
+            .await
+            .expect("relay stops")
+            .expect("task")
+            .expect("run ok");
+    }
+
+    /// A publisher connection with the test key.
+    pub async fn publisher(&self) -> Ws {
+        self.publisher_with(Some(KEY))
+            .await
+            .expect("publisher connects")
+    }
+
+    /// A publisher connection with this key (or none); the HTTP status on refusal.
+    pub async fn publisher_with(&self, key: Option<&str>) -> Result<Ws, u16> {
+        let mut req = self.ws_url("/publish").into_client_request().unwrap();
+        if let Some(key) = key {
+            req.headers_mut().insert(
+                "authorization",
+                HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
+            );
+        }
+        connect(req).await
+    }
+
+    /// A subscriber connection without an Origin header.
+    pub async fn subscriber(&self) -> Ws {
+        self.subscriber_with_origin(None)
+            .await
+            .expect("subscriber connects")
+    }
+
+    /// A subscriber connection with this Origin; the HTTP status on refusal.
+    pub async fn subscriber_with_origin(&self, origin: Option<&str>) -> Result<Ws, u16> {
+        let mut req = self.ws_url("/ws").into_client_request().unwrap();
+        if let Some(origin) = origin {
+            req.headers_mut()
+                .insert("origin", HeaderValue::from_str(origin).unwrap());
+        }
+        connect(req).await
+    }
+
+    /// One plain HTTP/1.1 request; returns status and body.
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+        stream.write_all(body).await.unwrap();
+        let mut raw = Vec::new();
+        tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
+            .await
+            .expect("HTTP answer in time")
+            .expect("read");
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status: u16 = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {text:?}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// `POST /api/send-event` with a JSON body and optional Bearer key.
+    pub async fn send_event(&self, key: Option<&str>, body: &Value) -> (u16, Value) {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a));
+        }
+        let (status, text) = self
+            .http(
+                "POST",
+                "/api/send-event",
+                &headers,
+                body.to_string().as_bytes(),
+            )
+            .await;
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    /// The value of one metric sample (e.g. `rtet_nacks_total{code="invalid"}`), 0 if absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let (status, body) = self.http("GET", "/metrics", &[], b"").await;
+        assert_eq!(status, 200);
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(sample)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Polls `/metrics` until the sample has this value (a real signal, no fixed sleep).
+    pub async fn wait_metric(&self, sample: &str, value: f64) {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if self.metric(sample).await == value {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("metric {sample} never became {value}"));
+    }
+}
+
+async fn connect(
+    req: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> Result<Ws, u16> {
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("connect failed: {e}"),
+    }
+}
+
+/// What a client saw next (pings and pongs skipped).
+#[derive(Debug, PartialEq)]
+pub enum Got {
+    /// A JSON text frame.
+    Json(Value),
+    /// A close frame with this code (1005 when it had none).
+    Close(u16),
+    /// The connection ended without a close frame.
+    End,
+}
+
+/// The next frame, skipping pings.
+pub async fn next(ws: &mut Ws) -> Got {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                None => return Got::End,
+                Some(Err(_)) => return Got::End,
+                Some(Ok(Message::Text(t))) => {
+                    return Got::Json(serde_json::from_str(t.as_str()).expect("relay sends JSON"))
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Got::Close(frame.map(|f| u16::from(f.code)).unwrap_or(1005))
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await
+    .expect("a frame in time")
+}
+
+/// The next JSON frame; panics on anything else.
+pub async fn recv(ws: &mut Ws) -> Value {
+    match next(ws).await {
+        Got::Json(v) => v,
+        other => panic!("expected a JSON frame, got {other:?}"),
+    }
+}
+
+/// Waits for the close frame, skipping JSON frames; returns its code.
+pub async fn closed_with(ws: &mut Ws) -> u16 {
+    loop {
+        match next(ws).await {
+            Got::Json(_) => continue,
+            Got::Close(code) => return code,
+            Got::End => panic!("connection ended without a close frame"),
+        }
+    }
+}
+
+/// Sends a JSON value as a text frame.
+pub async fn send(ws: &mut Ws, value: Value) {
+    ws.send(Message::Text(value.to_string().into()))
+        .await
+        .expect("send");
+}
+
+/// Sends raw text.
+pub async fn send_text(ws: &mut Ws, text: &str) {
+    ws.send(Message::Text(text.to_owned().into()))
+        .await
+        .expect("send");
+}
+
+/// A `publish` frame.
+pub fn publish_frame(id: &str, channel: &str, data: Value) -> Value {
+    json!({"type":"publish","id":id,"channel":channel,"event":"test_event","data":data})
+}
+
+/// Publishes one event and returns the relay's answer.
+pub async fn publish(ws: &mut Ws, id: &str, channel: &str, data: Value) -> Value {
+    send(ws, publish_frame(id, channel, data)).await;
+    recv(ws).await
+}
+
+/// A token for `channels`, valid for `ttl` seconds, signed with `key`.
+pub fn token_with(key: &str, sub: &str, channels: &[&str], ttl: u64) -> String {
+    let claims = Claims::new(
+        sub,
+        channels.iter().map(|c| c.to_string()).collect(),
+        Duration::from_secs(ttl),
+    );
+    sign(key.as_bytes(), &claims).expect("sign")
+}
+
+/// A five-minute token from the test key.
+pub fn token(sub: &str, channels: &[&str]) -> String {
+    token_with(KEY, sub, channels, 300)
+}
+
+/// Authenticates and returns the `auth_ok` frame.
+pub async fn auth(ws: &mut Ws, token: &str) -> Value {
+    send(ws, json!({"type":"auth","token":token})).await;
+    recv(ws).await
+}
+
+/// Subscribes and returns the `subscribed` (or `error`) frame.
+pub async fn subscribe(ws: &mut Ws, channel: &str, since: Option<(&str, u64)>) -> Value {
+    let mut frame = json!({"type":"subscribe","channel":channel});
+    if let Some((epoch, seq)) = since {
+        frame["since"] = json!({"epoch": epoch, "seq": seq});
+    }
+    send(ws, frame).await;
+    recv(ws).await
+}
