@@ -276,5 +276,31 @@ export function defineFlows({ extension }) {
       assert.equal(await toast(page, after).count(), 1);
       await visitor.close();
     });
+
+    it('5b. a page that comes back after a relay restart gets what the new relay holds, and is told older events may be missing', async () => {
+      const visitor = await newContext(browser);
+      const page = await openConnected(visitor, site, '/');
+      const first = `Before the restart ${uniq()}`;
+      await publishPost(rest, first);
+      await toast(page, first).waitFor({ timeout: SEE_TIMEOUT });
+
+      await page.evaluate(() => window.rtet.stop()); // the page stays away until both events are in the new relay
+      await site.stopRelay();
+      const during = `Published while the relay was down, page away ${uniq()}`;
+      await publishPost(rest, during);
+      await site.startRelay(); // a new relay: history starts over (a new epoch)
+      const after = `Published after the restart, page away ${uniq()}`;
+      await publishPost(rest, after);
+      await waitForRelayEvents(site, 2);
+      await page.evaluate(() => window.rtet.start());
+
+      await toast(page, during).waitFor({ timeout: SEE_TIMEOUT });
+      await toast(page, after).waitFor({ timeout: SEE_TIMEOUT });
+      assert.equal(await toast(page, during).count(), 1);
+      assert.equal(await toast(page, after).count(), 1);
+      assert.equal(await toast(page, first).count(), 1);
+      assert.equal(await page.evaluate(() => window.__rtet.resync), 1, 'the page was told once that history was lost');
+      await visitor.close();
+    });
   });
 }
