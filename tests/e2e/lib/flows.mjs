@@ -302,5 +302,20 @@ export function defineFlows({ extension }) {
       assert.equal(await page.evaluate(() => window.__rtet.resync), 1, 'the page was told once that history was lost');
       await visitor.close();
     });
+
+    it('uninstalling removes the plugin\'s options (last: it changes the site)', async () => {
+      const out = await site.wpEval(`
+require_once ABSPATH . 'wp-admin/includes/plugin.php';
+$before = is_array( get_option( 'rtet_settings' ) );
+deactivate_plugins( 'real-time-event-trigger/real-time-event-trigger.php', true );
+uninstall_plugin( 'real-time-event-trigger/real-time-event-trigger.php' );
+wp_cache_flush();
+echo json_encode( array( 'before' => $before, 'after' => get_option( 'rtet_settings', 'gone' ), 'meta' => count( get_posts( array( 'meta_key' => '_rtet_published', 'post_type' => 'any', 'numberposts' => -1 ) ) ) ) );
+`);
+      assert.deepEqual(JSON.parse(out.trim().split('\n').pop()), { before: true, after: 'gone', meta: 0 });
+      // The site no longer loads the client.
+      const html = await (await fetch(`${site.url}/`)).text();
+      assert.ok(!html.includes('rtet-client'));
+    });
   });
 }
