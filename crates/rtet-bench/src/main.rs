@@ -49,7 +49,7 @@ struct Load {
     #[arg(long, default_value_t = 20)]
     flood_secs: u64,
     /// Flood flow control: stay at most this many events ahead of the subscribers' average.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 16)]
     lag: u64,
     /// Unacked publishes in flight at most.
     #[arg(long, default_value_t = 256)]
@@ -96,6 +96,25 @@ struct CompareArgs {
     /// Measure rtet-relay only.
     #[arg(long)]
     skip_node: bool,
+    /// The measurements to run, in this order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "idle,flood,latency"
+    )]
+    only: Vec<Measure>,
+}
+
+/// One measurement of `compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Measure {
+    /// Memory per idle connection and connections per second.
+    Idle,
+    /// Deliveries per second.
+    Flood,
+    /// Latency at a fixed rate.
+    Latency,
 }
 
 #[derive(Args)]
@@ -122,7 +141,14 @@ struct OneArgs {
 /// Limit flags that let one loopback client load rtet-relay: the defaults
 /// are sized for browsers on the internet (1,000 connections per IP, 10,000
 /// publishes/s per key, 20 frames/s per client).
-const RELAY_LOAD_FLAGS: &[&str] = &[];
+const RELAY_LOAD_FLAGS: &[&str] = &[
+    "--connections-per-ip",
+    "1000000",
+    "--max-connections",
+    "1000000",
+    "--publishes-per-sec",
+    "1000000000",
+];
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -185,15 +211,16 @@ async fn flood(target: &Target, load: &Load) -> Result<Delivery> {
         window: load.window,
         lag: Some((load.lag, 0)),
         payload_bytes: load.payload_bytes,
-        drain: Duration::from_secs(10),
+        drain: Duration::from_secs(5),
+        drain_cap: Duration::from_secs(60),
     };
     scenario::deliver(
         target,
         fleet,
         &plan,
         None,
-        Duration::from_secs(3),
-        Duration::from_secs(30),
+        Duration::from_secs(5),
+        Duration::from_secs(60),
     )
     .await
 }
@@ -212,7 +239,8 @@ async fn latency(target: &Target, load: &Load) -> Result<Delivery> {
         window: events.max(1) as usize,
         lag: None,
         payload_bytes: load.payload_bytes,
-        drain: Duration::from_secs(10),
+        drain: Duration::from_secs(5),
+        drain_cap: Duration::from_secs(30),
     };
     let warmup = load.rate as u64;
     scenario::deliver(
@@ -220,7 +248,7 @@ async fn latency(target: &Target, load: &Load) -> Result<Delivery> {
         fleet,
         &plan,
         Some(warmup),
-        Duration::from_secs(3),
+        Duration::from_secs(5),
         Duration::from_secs(30),
     )
     .await
@@ -260,6 +288,15 @@ fn print_delivery(what: &str, d: &Delivery) {
         d.repeats,
         d.closed
     );
+    if let Some(cpu) = d.bench_cpu_secs {
+        println!("  bench (client) CPU {cpu:.2} s in the same span");
+    }
+    if let Some(cpu) = d.relay_cpu_secs {
+        println!(
+            "  relay CPU {cpu:.2} s: {} deliveries per relay CPU-second",
+            group(d.per_relay_cpu_sec().unwrap_or(0.0) as u64)
+        );
+    }
     if let Some(h) = d.latency.as_ref().filter(|h| !h.is_empty()) {
         println!(
             "  latency ms: p50 {:.3}, p99 {:.3}, p99.9 {:.3}, max {:.3} ({} samples)",
@@ -321,44 +358,49 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
     };
     for (dialect, side) in sides.iter_mut() {
         let label = dialect.label();
-        eprintln!("== {label}: {idle_n} idle connections");
-        let r = start(*dialect).await?;
-        match idle(&r.target, &load, idle_n).await {
-            Ok(i) => {
-                print_idle(&i);
-                side.idle = Some(i);
+        for measure in &args.only {
+            let r = start(*dialect).await?;
+            match measure {
+                Measure::Idle => {
+                    eprintln!("== {label}: {idle_n} idle connections");
+                    match idle(&r.target, &load, idle_n).await {
+                        Ok(i) => {
+                            print_idle(&i);
+                            side.idle = Some(i);
+                        }
+                        Err(e) => eprintln!("{label}: idle measurement failed: {e:#}"),
+                    }
+                }
+                Measure::Flood => {
+                    eprintln!(
+                        "== {label}: flood to {} subscribers",
+                        load.flood_subscribers
+                    );
+                    match flood(&r.target, &load).await {
+                        Ok(d) => {
+                            print_delivery("flood", &d);
+                            side.flood = Some(d);
+                        }
+                        Err(e) => eprintln!("{label}: flood failed: {e:#}"),
+                    }
+                }
+                Measure::Latency => {
+                    eprintln!(
+                        "== {label}: {} events/s to {} subscribers for {} s",
+                        load.rate, load.rate_subscribers, load.rate_secs
+                    );
+                    match latency(&r.target, &load).await {
+                        Ok(d) => {
+                            print_delivery("latency", &d);
+                            side.latency = Some(d);
+                        }
+                        Err(e) => eprintln!("{label}: latency failed: {e:#}"),
+                    }
+                }
             }
-            Err(e) => eprintln!("{label}: idle measurement failed: {e:#}"),
+            // A fresh process per measurement: memory and queues start clean.
+            r.stop().await;
         }
-        r.stop().await;
-
-        eprintln!(
-            "== {label}: flood to {} subscribers",
-            load.flood_subscribers
-        );
-        let r = start(*dialect).await?;
-        match flood(&r.target, &load).await {
-            Ok(d) => {
-                print_delivery("flood", &d);
-                side.flood = Some(d);
-            }
-            Err(e) => eprintln!("{label}: flood failed: {e:#}"),
-        }
-        r.stop().await;
-
-        eprintln!(
-            "== {label}: {} events/s to {} subscribers for {} s",
-            load.rate, load.rate_subscribers, load.rate_secs
-        );
-        let r = start(*dialect).await?;
-        match latency(&r.target, &load).await {
-            Ok(d) => {
-                print_delivery("latency", &d);
-                side.latency = Some(d);
-            }
-            Err(e) => eprintln!("{label}: latency failed: {e:#}"),
-        }
-        r.stop().await;
     }
     let node_side = if sides.len() > 1 {
         sides.pop().map(|(_, s)| s).unwrap_or_default()

@@ -37,8 +37,10 @@ pub struct Plan {
     pub lag: Option<(u64, u64)>,
     /// Padding bytes in each event's data.
     pub payload_bytes: usize,
-    /// How long to wait for outstanding acks after the last publish.
+    /// After the last publish, how long to wait for outstanding acks without any arriving.
     pub drain: Duration,
+    /// After the last publish, how long to wait for outstanding acks at most.
+    pub drain_cap: Duration,
 }
 
 /// What the publisher did.
@@ -150,12 +152,24 @@ pub async fn publish(
         out.sent += 1;
     }
 
-    let drain_until = Instant::now() + plan.drain;
-    while answers.acked.load(Ordering::Relaxed) + answers.nacked.load(Ordering::Relaxed) < out.sent
-        && Instant::now() < drain_until
+    // Wait for the outstanding answers while they keep coming (a relay far
+    // behind is still working), at most `drain` without any progress.
+    let answered =
+        || answers.acked.load(Ordering::Relaxed) + answers.nacked.load(Ordering::Relaxed);
+    let mut last = answered();
+    let mut last_change = Instant::now();
+    let drain_start = Instant::now();
+    while last < out.sent
+        && last_change.elapsed() < plan.drain
+        && drain_start.elapsed() < plan.drain_cap
         && !reader.is_finished()
     {
         tokio::time::sleep(Duration::from_millis(1)).await;
+        let now = answered();
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
     }
     reader.abort();
     let _ = sink.close().await;

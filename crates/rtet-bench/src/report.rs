@@ -105,7 +105,9 @@ pub fn table(rtet: &Side, node: &Side, s: &Settings) -> String {
             .map(|h| pct(h, q))
     };
     let flood = |side: &Side| side.flood.as_ref().map(|d| d.per_sec());
+    let flood_cpu = |side: &Side| side.flood.as_ref().and_then(|d| d.per_relay_cpu_sec());
     let kib = |side: &Side| side.idle.as_ref().map(|i| i.bytes_per_conn() / 1024.0);
+    let sustained = |side: &Side| side.latency.as_ref().map(|d| d.per_sec());
     let conns = |side: &Side| side.idle.as_ref().map(|i| i.open_per_sec);
     let idle_n = rtet
         .idle
@@ -124,6 +126,15 @@ pub fn table(rtet: &Side, node: &Side, s: &Settings) -> String {
             higher_is_better: true,
             target: "≥ 3× node".into(),
             met: flood(rtet).zip(flood(node)).map(|(r, n)| r >= 3.0 * n),
+        },
+        Row {
+            name: "deliveries per relay CPU-second, same flood".into(),
+            rtet: flood_cpu(rtet),
+            node: flood_cpu(node),
+            unit: "",
+            higher_is_better: true,
+            target: String::new(),
+            met: None,
         },
         Row {
             name: format!(
@@ -154,6 +165,18 @@ pub fn table(rtet: &Side, node: &Side, s: &Settings) -> String {
             unit: "ms",
             higher_is_better: false,
             target: String::new(),
+            met: None,
+        },
+        Row {
+            name: "sustained deliveries/s in the latency run".into(),
+            rtet: sustained(rtet),
+            node: sustained(node),
+            unit: "",
+            higher_is_better: true,
+            target: format!(
+                "{} offered",
+                group((s.rate * s.rate_subscribers as f64) as u64)
+            ),
             met: None,
         },
         Row {

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::publisher::{publish, Plan, Published};
 use crate::subscriber::{self, latency_histogram, open_many, Shared};
-use crate::sys::rss_kib;
+use crate::sys::{cpu_secs, rss_kib};
 use crate::target::Target;
 use crate::wire::Clock;
 
@@ -54,6 +54,12 @@ pub struct Delivery {
     pub elapsed: Duration,
     /// Latency (µs), publish to receipt, when measured.
     pub latency: Option<Histogram<u64>>,
+    /// CPU seconds the relay process used from the first publish to the end
+    /// (when its pid is known): the client shares the machine, so this says
+    /// what each delivery cost the relay itself.
+    pub relay_cpu_secs: Option<f64>,
+    /// CPU seconds this (client) process used in the same span.
+    pub bench_cpu_secs: Option<f64>,
 }
 
 impl Delivery {
@@ -61,6 +67,13 @@ impl Delivery {
     /// from the first publish to the last receipt.
     pub fn per_sec(&self) -> f64 {
         self.delivered as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Deliveries per CPU-second of the relay process.
+    pub fn per_relay_cpu_sec(&self) -> Option<f64> {
+        self.relay_cpu_secs
+            .filter(|s| *s > 0.0)
+            .map(|s| self.delivered as f64 / s)
     }
 
     /// True when every subscriber got every published event, once, in order.
@@ -111,6 +124,8 @@ pub async fn deliver(
     if let Some((lag, _)) = plan.lag {
         plan.lag = Some((lag, subscribers as u64));
     }
+    let cpu_before = target.pid.and_then(|p| cpu_secs(p).ok());
+    let bench_before = cpu_secs(std::process::id()).ok();
     let published = publish(target, &plan, &shared, &run)
         .await
         .context("publishing")?;
@@ -127,6 +142,15 @@ pub async fn deliver(
             last_change = Instant::now();
         }
     }
+    let relay_cpu_secs = target
+        .pid
+        .and_then(|p| cpu_secs(p).ok())
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
+    let bench_cpu_secs = cpu_secs(std::process::id())
+        .ok()
+        .zip(bench_before)
+        .map(|(after, before)| after - before);
     let _ = stop_tx.send(true);
 
     let mut out = Delivery {
@@ -142,6 +166,8 @@ pub async fn deliver(
         closed: 0,
         elapsed: Duration::ZERO,
         latency: time_from.map(|_| latency_histogram()),
+        relay_cpu_secs,
+        bench_cpu_secs,
     };
     let mut last_us = 0;
     while let Some(joined) = readers.join_next().await {
