@@ -17,6 +17,9 @@ use thiserror::Error;
 /// The shortest API key the relay accepts (it is also the HS256 secret for tokens).
 pub const MIN_KEY_LEN: usize = 32;
 
+/// The shortest dedupe window the protocol allows.
+pub const MIN_DEDUPE_WINDOW: Duration = Duration::from_secs(600);
+
 /// A configuration the relay refuses to start with.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -439,6 +442,12 @@ impl Config {
                 });
             }
         }
+        if l.dedupe_window < MIN_DEDUPE_WINDOW {
+            return Err(ConfigError::Invalid {
+                name: "dedupe_window",
+                message: "the protocol promises at least 10m".into(),
+            });
+        }
         if l.token_leeway > MAX_LEEWAY {
             return Err(ConfigError::Invalid {
                 name: "token_leeway",
@@ -514,6 +523,20 @@ mod tests {
             Config::resolve(parse(&["--api-key", "short"]), None),
             Err(ConfigError::ShortKey { index: 1, len: 5 })
         ));
+    }
+
+    #[test]
+    fn refuses_a_dedupe_window_under_ten_minutes_and_a_leeway_over_60s() {
+        let short = parse(&["--api-key", KEY, "--dedupe-window", "5m"]);
+        assert!(matches!(
+            Config::resolve(short, None),
+            Err(ConfigError::Invalid {
+                name: "dedupe_window",
+                ..
+            })
+        ));
+        let leeway = parse(&["--api-key", KEY, "--token-leeway", "2m"]);
+        assert!(Config::resolve(leeway, None).is_err());
     }
 
     #[test]

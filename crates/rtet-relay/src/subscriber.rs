@@ -419,8 +419,10 @@ impl Session {
             .exp
             .saturating_add(leeway.as_secs())
             .saturating_mul(1000);
-        self.new_deadline =
-            Some(Instant::now() + Duration::from_millis(expires_ms.saturating_sub(now_millis())));
+        // Capped so that an absurd `exp` cannot overflow the clock; a year is "never" here.
+        let remaining = Duration::from_millis(expires_ms.saturating_sub(now_millis()))
+            .min(Duration::from_secs(365 * 24 * 3600));
+        self.new_deadline = Some(Instant::now() + remaining);
         let mut replies = vec![text(&ServerFrame::AuthOk {
             sub: claims.sub.clone(),
             exp: claims.exp,

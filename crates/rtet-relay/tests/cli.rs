@@ -140,6 +140,7 @@ fn serves_with_env_and_file_settings_and_stops_on_sigterm() {
         "--listen",
         "127.0.0.1:0",
     ]));
+    assert!(!addr.ends_with(":1"), "the flag wins over the file: {addr}");
     let health = get(&addr, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.ends_with("ok"));
@@ -159,13 +160,23 @@ fn serves_with_env_and_file_settings_and_stops_on_sigterm() {
 }
 
 #[test]
-fn environment_configures_the_relay() {
+fn environment_beats_the_file() {
+    let dir = std::env::temp_dir().join(format!("rtet-relay-env-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("relay.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:1\"\n").unwrap();
     let (mut child, addr, _) = spawn(
         relay()
+            .env("RTET_CONFIG", &file)
             .env("RTET_LISTEN", "127.0.0.1:0")
             .env("RTET_API_KEYS", format!("{KEY},{KEY}-second")),
+    );
+    assert!(
+        !addr.ends_with(":1"),
+        "RTET_LISTEN wins over the file: {addr}"
     );
     assert!(get(&addr, "/healthz").ends_with("ok"));
     child.kill().unwrap();
     child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }

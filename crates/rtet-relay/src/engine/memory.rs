@@ -426,6 +426,82 @@ mod tests {
         assert!(s.recovered && s.replay.is_empty());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn history_drops_events_older_than_the_age_limit() {
+        let e = MemoryEngine::new(MemoryEngineConfig {
+            history_age: Duration::from_secs(60),
+            ..Default::default()
+        });
+        publish(&e, "c", "old");
+        tokio::time::advance(Duration::from_secs(45)).await;
+        publish(&e, "c", "new");
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let q = Arc::new(Outbox::new(10));
+        let epoch = subscribe(&e, None, &q).epoch;
+        let s = subscribe(
+            &e,
+            Some(Since {
+                epoch: epoch.clone(),
+                seq: 0,
+            }),
+            &q,
+        );
+        assert!(!s.recovered, "seq 1 aged out");
+        let s = subscribe(&e, Some(Since { epoch, seq: 1 }), &q);
+        assert!(s.recovered);
+        assert_eq!(s.replay.len(), 1);
+        assert_eq!(e.stats().history_events, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dedupe_lasts_the_window_and_quiet_channels_are_forgotten_with_a_new_epoch() {
+        let e = MemoryEngine::new(MemoryEngineConfig::default());
+        publish(&e, "c", "a");
+        let epoch = futures_util::FutureExt::now_or_never(e.history("c".into()))
+            .unwrap()
+            .unwrap()
+            .epoch;
+        tokio::time::advance(Duration::from_secs(599)).await;
+        e.maintain();
+        assert!(publish(&e, "c", "a").duplicate, "still within 10 minutes");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        e.maintain();
+        assert_eq!(e.stats().channels, 0, "nothing left: forgotten");
+        let again = publish(&e, "c", "a");
+        assert!(!again.duplicate);
+        assert_eq!(again.seq, 1);
+        let new_epoch = futures_util::FutureExt::now_or_never(e.history("c".into()))
+            .unwrap()
+            .unwrap()
+            .epoch;
+        assert_ne!(new_epoch, epoch, "a new life of the channel's history");
+    }
+
+    #[test]
+    fn fan_out_pushes_the_same_bytes_to_every_subscriber() {
+        let e = MemoryEngine::new(MemoryEngineConfig::default());
+        let (a, b) = (Arc::new(Outbox::new(10)), Arc::new(Outbox::new(1)));
+        futures_util::FutureExt::now_or_never(e.subscribe("c".into(), None, 1, Arc::clone(&a)));
+        futures_util::FutureExt::now_or_never(e.subscribe("c".into(), None, 2, Arc::clone(&b)));
+        let p = publish(&e, "c", "x");
+        assert_eq!((p.delivered, p.overflowed), (2, 0));
+        let p = publish(&e, "c", "y");
+        assert_eq!(
+            (p.delivered, p.overflowed),
+            (1, 1),
+            "b's queue of 1 overflowed"
+        );
+        let (mut fa, mut fb) = (Vec::new(), Vec::new());
+        a.drain_into(&mut fa, 10);
+        b.drain_into(&mut fb, 10);
+        assert!(
+            fb.is_empty(),
+            "an overflowed queue is emptied: its connection closes"
+        );
+        assert_eq!(fa.len(), 2);
+        assert!(fa[0].as_str().contains(r#""id":"x""#));
+    }
+
     #[test]
     fn too_many_channels_is_refused() {
         let e = MemoryEngine::new(MemoryEngineConfig {
