@@ -100,12 +100,14 @@ enum Cut {
 }
 
 /// Writes frames, giving up as soon as the queue overflows or the relay stops,
-/// so a stuck socket never holds the task.
+/// so a stuck socket never holds the task. A write that takes longer than the
+/// dead-peer timeout means the peer is gone.
 async fn write(
     socket: &mut WebSocket,
     frames: impl IntoIterator<Item = Message>,
     outbox: &Outbox,
     stop: &CancellationToken,
+    dead_after: Duration,
 ) -> Result<(), Cut> {
     let io = async {
         for f in frames {
@@ -118,6 +120,7 @@ async fn write(
         r = io => r.map_err(|_| Cut::Failed),
         _ = outbox.overflowed() => Err(Cut::Overflow),
         _ = stop.cancelled() => Err(Cut::Shutdown),
+        _ = tokio::time::sleep(dead_after) => Err(Cut::Failed),
     }
 }
 
@@ -226,7 +229,7 @@ impl Session {
                         tracing::debug!(id = self.id, "subscriber answered no ping; closing");
                         break Some((close::GOING_AWAY, "no answer to pings"));
                     }
-                    match write(&mut socket, [Message::Ping(Default::default())], &self.outbox, &stop).await {
+                    match write(&mut socket, [Message::Ping(Default::default())], &self.outbox, &stop, limits.dead_peer_timeout).await {
                         Ok(()) => {}
                         Err(cut) => break self.cut(cut),
                     }
@@ -270,7 +273,7 @@ impl Session {
                     }
                     frames.extend(outcome.replies);
                     if !frames.is_empty() {
-                        if let Err(cut) = write(&mut socket, frames, &self.outbox, &stop).await {
+                        if let Err(cut) = write(&mut socket, frames, &self.outbox, &stop, limits.dead_peer_timeout).await {
                             break self.cut(cut);
                         }
                     }
@@ -285,7 +288,7 @@ impl Session {
                         self.outbox.wake();
                     }
                     let frames: Vec<Message> = batch.drain(..).map(Message::Text).collect();
-                    if let Err(cut) = write(&mut socket, frames, &self.outbox, &stop).await {
+                    if let Err(cut) = write(&mut socket, frames, &self.outbox, &stop, limits.dead_peer_timeout).await {
                         break self.cut(cut);
                     }
                 }
