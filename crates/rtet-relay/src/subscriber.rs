@@ -205,18 +205,7 @@ impl Session {
         let end: Option<(u16, &'static str)> = loop {
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => {
-                    self.drain(&mut batch, usize::MAX);
-                    let frames = batch.drain(..).map(Message::Text);
-                    let _ = tokio::time::timeout(SHUTDOWN_FLUSH, async {
-                        for f in frames {
-                            socket.feed(f).await?;
-                        }
-                        socket.flush().await
-                    })
-                    .await;
-                    break Some((close::GOING_AWAY, "relay shutting down"));
-                }
+                _ = stop.cancelled() => break Some(self.going_away(&mut socket, &mut batch).await),
                 _ = self.outbox.overflowed() => break Some(self.slow()),
                 _ = &mut timer, if timer_kind != Timer::Off => {
                     break Some(match timer_kind {
@@ -231,7 +220,7 @@ impl Session {
                     }
                     match write(&mut socket, [Message::Ping(Default::default())], &self.outbox, &stop, limits.dead_peer_timeout).await {
                         Ok(()) => {}
-                        Err(cut) => break self.cut(cut),
+                        Err(cut) => break self.cut(cut, &mut socket, &mut batch).await,
                     }
                 }
                 msg = socket.recv() => {
@@ -274,7 +263,7 @@ impl Session {
                     frames.extend(outcome.replies);
                     if !frames.is_empty() {
                         if let Err(cut) = write(&mut socket, frames, &self.outbox, &stop, limits.dead_peer_timeout).await {
-                            break self.cut(cut);
+                            break self.cut(cut, &mut socket, &mut batch).await;
                         }
                     }
                     if let Some(c) = outcome.close {
@@ -289,7 +278,7 @@ impl Session {
                     }
                     let frames: Vec<Message> = batch.drain(..).map(Message::Text).collect();
                     if let Err(cut) = write(&mut socket, frames, &self.outbox, &stop, limits.dead_peer_timeout).await {
-                        break self.cut(cut);
+                        break self.cut(cut, &mut socket, &mut batch).await;
                     }
                 }
             }
@@ -320,12 +309,36 @@ impl Session {
         )
     }
 
-    fn cut(&self, cut: Cut) -> Option<(u16, &'static str)> {
+    async fn cut(
+        &self,
+        cut: Cut,
+        socket: &mut WebSocket,
+        batch: &mut Vec<Utf8Bytes>,
+    ) -> Option<(u16, &'static str)> {
         match cut {
             Cut::Overflow => Some(self.slow()),
-            Cut::Shutdown => Some((close::GOING_AWAY, "relay shutting down")),
+            Cut::Shutdown => Some(self.going_away(socket, batch).await),
             Cut::Failed => None,
         }
+    }
+
+    /// At shutdown: finish the write in progress and send what is queued
+    /// (for at most [`SHUTDOWN_FLUSH`]), then the caller closes with 1001.
+    async fn going_away(
+        &self,
+        socket: &mut WebSocket,
+        batch: &mut Vec<Utf8Bytes>,
+    ) -> (u16, &'static str) {
+        self.drain(batch, usize::MAX);
+        let frames = batch.drain(..).map(Message::Text);
+        let _ = tokio::time::timeout(SHUTDOWN_FLUSH, async {
+            for f in frames {
+                socket.feed(f).await?;
+            }
+            socket.flush().await
+        })
+        .await;
+        (close::GOING_AWAY, "relay shutting down")
     }
 
     /// Handles one data frame (`None`: a binary frame).
