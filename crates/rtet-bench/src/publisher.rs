@@ -133,7 +133,7 @@ pub async fn publish(
             _ => break,
         }
         if let Some((lag, subscribers)) = plan.lag {
-            while shared.delivered.load(Ordering::Relaxed) < n.saturating_sub(lag) * subscribers {
+            while shared.delivered.load() < n.saturating_sub(lag) * subscribers {
                 if Instant::now() >= deadline {
                     break 'publishing;
                 }

@@ -1,7 +1,6 @@
 //! The measurements. Each one is bounded in count and in time and returns
 //! plain numbers; [`crate::report`] turns them into the table.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,15 +108,15 @@ pub async fn deliver(
         );
     }
     let shared = Arc::new(Shared {
-        delivered: AtomicU64::new(0),
+        delivered: Default::default(),
         clock: Clock::start(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut readers = JoinSet::new();
-    for ws in opened.conns {
+    for (i, ws) in opened.conns.into_iter().enumerate() {
         let shared = shared.clone();
         let stop = stop_rx.clone();
-        readers.spawn(subscriber::run(ws, shared, stop, time_from));
+        readers.spawn(subscriber::run(ws, i, shared, stop, time_from));
     }
     let run = format!("b{}", std::process::id());
     let mut plan = plan.clone();
@@ -132,11 +131,11 @@ pub async fn deliver(
     let expected = published.sent * subscribers as u64;
 
     let drain_start = Instant::now();
-    let mut last = shared.delivered.load(Ordering::Relaxed);
+    let mut last = shared.delivered.load();
     let mut last_change = Instant::now();
     while last < expected && drain_start.elapsed() < drain_cap && last_change.elapsed() < quiet {
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let now = shared.delivered.load(Ordering::Relaxed);
+        let now = shared.delivered.load();
         if now != last {
             last = now;
             last_change = Instant::now();
