@@ -8,7 +8,7 @@
 //! | `rtet_duplicates_total` | counter | | publishes answered from the dedupe window |
 //! | `rtet_deliveries_total` | counter | | event frames queued to subscribers, replays included |
 //! | `rtet_slow_consumer_disconnects_total` | counter | | subscribers closed with 4408 because their queue overflowed |
-//! | `rtet_nacks_total` | counter | `code` | nacks (and HTTP publish errors) by code |
+//! | `rtet_nacks_total` | counter | `code` | refused publisher frames (nacks, errors on /publish, HTTP publish errors) by code |
 //! | `rtet_subscriber_errors_total` | counter | `code` | `error` frames sent to subscribers by code |
 //! | `rtet_auth_failures_total` | counter | `role` | refused API keys (publisher) and tokens (subscriber) |
 //! | `rtet_channels` | gauge | | channels held by the engine |
@@ -139,7 +139,11 @@ impl Metrics {
             "Subscribers closed with 4408 because their outgoing queue overflowed",
             m.slow_consumers.clone(),
         );
-        registry.register("rtet_nacks", "Refused publishes by code", m.nacks.clone());
+        registry.register(
+            "rtet_nacks",
+            "Refused publisher frames (nacks, errors on /publish, HTTP publish errors) by code",
+            m.nacks.clone(),
+        );
         registry.register(
             "rtet_subscriber_errors",
             "Error frames sent to subscribers by code",

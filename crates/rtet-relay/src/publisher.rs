@@ -113,9 +113,9 @@ async fn handle(relay: &Relay, key: usize, msg: Option<Result<Message, axum::Err
         Some(Ok(Message::Text(text))) => Step::Reply(answer(relay, key, text.as_str()).await),
         Some(Ok(Message::Binary(_))) => {
             relay.metrics.nack(ErrorCode::Invalid);
-            Step::Reply(ServerFrame::Nack {
-                id: String::new(),
+            Step::Reply(ServerFrame::Error {
                 code: ErrorCode::Invalid,
+                channel: None,
                 message: "binary frames are not accepted; send JSON text frames".into(),
             })
         }
@@ -147,9 +147,27 @@ async fn answer(relay: &Relay, key: usize, text: &str) -> ServerFrame {
         },
         Err(e) => {
             relay.metrics.nack(e.code);
-            ServerFrame::nack_from_error(&e)
+            if is_publish(text) {
+                ServerFrame::nack_from_error(&e)
+            } else {
+                // Not a publish at all (not JSON, not an object, another type):
+                // the protocol answers such frames with `error`, as on /ws.
+                ServerFrame::from_error(&e)
+            }
         }
     }
+}
+
+/// Whether a refused frame was meant as a publish (a JSON object with `"type":"publish"`).
+fn is_publish(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_str::<Kind>(text)
+        .map(|k| k.kind.as_deref() == Some("publish"))
+        .unwrap_or(false)
 }
 
 fn too_large(frame: &PublishFrame, len: usize, max: usize) -> FrameError {

@@ -135,27 +135,34 @@ async fn bad_publishes_get_a_nack_invalid_and_the_connection_keeps_working() {
         }
         assert!(!nack["message"].as_str().unwrap().is_empty());
     }
+    // Frames that are not a publish at all get an `error`, as the protocol's transport rule says.
     for text in [
         "not json",
         "[1]",
         r#"{"type":"subscribe","channel":"public"}"#,
+        r#"{"id":"x"}"#,
     ] {
         send_text(&mut p, text).await;
-        let nack = recv(&mut p).await;
+        let err = recv(&mut p).await;
         assert_eq!(
-            (nack["type"].as_str(), nack["code"].as_str()),
-            (Some("nack"), Some("invalid"))
+            (err["type"].as_str(), err["code"].as_str()),
+            (Some("error"), Some("invalid")),
+            "{text}"
         );
     }
     p.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
-    assert_eq!(recv(&mut p).await["code"], "invalid");
+    let err = recv(&mut p).await;
+    assert_eq!(
+        (err["type"].as_str(), err["code"].as_str()),
+        (Some("error"), Some("invalid"))
+    );
     assert_eq!(
         publish(&mut p, "good", "public", json!(1)).await["type"],
         "ack"
     );
     assert_eq!(
         relay.metric("rtet_nacks_total{code=\"invalid\"}").await,
-        8.0
+        9.0
     );
 }
 
