@@ -121,3 +121,33 @@ async fn idle_connections_open_and_memory_is_read() {
     let _ = stop.send(());
     server.await.expect("relay stops");
 }
+
+/// The Node peer, through the same code path as `compare`. Needs `node` and
+/// `npm ci --prefix bench/node-ws-peer`; run with `cargo test -p rtet-bench -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs node and bench/node-ws-peer/node_modules"]
+async fn node_peer_reaches_every_subscriber() {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/node-ws-peer/server.js");
+    let peer = rtet_bench::spawn::start_node("node", &script)
+        .await
+        .expect("node peer starts");
+    let fleet = Fleet {
+        subscribers: 20,
+        sources: 4,
+        in_flight: 8,
+    };
+    let d = scenario::deliver(
+        &peer.target,
+        fleet,
+        &plan(100, None),
+        None,
+        Duration::from_secs(10),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("flood runs");
+    assert_eq!(d.delivered, 2_000);
+    assert!(d.complete(), "{d:?}");
+    peer.stop().await;
+}
