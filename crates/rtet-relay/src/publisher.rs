@@ -17,12 +17,12 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{FutureExt, SinkExt};
 use rtet_protocol::frames::parse_publish;
 use rtet_protocol::{close, ErrorCode, FrameError, PublishFrame, ServerFrame};
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio::time::sleep_until;
 
 use crate::engine::Published;
 use crate::metrics::Role;
 use crate::state::{Refusal, Relay};
-use crate::ws::{is_too_large, now_millis};
+use crate::ws::{is_too_large, now_millis, Keepalive, KeepaliveAction};
 
 /// Answers flushed together at most, when a publisher pipelines without pause.
 const FLUSH_EVERY: usize = 64;
@@ -238,9 +238,9 @@ pub async fn publish(
 /// Serves one publisher connection until it closes or the relay shuts down.
 pub async fn serve(relay: Arc<Relay>, mut socket: WebSocket, key: usize) {
     let limits = relay.config.limits.clone();
-    let mut ping = interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_seen = Instant::now();
+    let mut keepalive = Keepalive::new(limits.ping_interval, limits.dead_peer_timeout);
+    let timer = sleep_until(keepalive.deadline());
+    tokio::pin!(timer);
     let stop = relay.stop_publishers.clone();
     loop {
         tokio::select! {
@@ -263,7 +263,7 @@ pub async fn serve(relay: Arc<Relay>, mut socket: WebSocket, key: usize) {
                 return;
             }
             msg = socket.recv() => {
-                last_seen = Instant::now();
+                keepalive.seen();
                 let mut step = handle(&relay, key, msg).await;
                 let mut pending = 0;
                 loop {
@@ -297,15 +297,21 @@ pub async fn serve(relay: Arc<Relay>, mut socket: WebSocket, key: usize) {
                     return;
                 }
             }
-            _ = ping.tick() => {
-                if last_seen.elapsed() >= limits.dead_peer_timeout {
-                    tracing::debug!("publisher answered no ping; closing");
-                    crate::ws::close(&mut socket, close::GOING_AWAY, "no answer to pings").await;
-                    return;
+            _ = &mut timer => {
+                match keepalive.fire() {
+                    KeepaliveAction::Dead => {
+                        tracing::debug!("publisher answered no ping; closing");
+                        crate::ws::close(&mut socket, close::GOING_AWAY, "no answer to pings").await;
+                        return;
+                    }
+                    KeepaliveAction::Ping => {
+                        if socket.send(Message::Ping(Default::default())).await.is_err() {
+                            return;
+                        }
+                    }
+                    KeepaliveAction::Wait => {}
                 }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
-                    return;
-                }
+                timer.as_mut().reset(keepalive.deadline());
             }
         }
     }

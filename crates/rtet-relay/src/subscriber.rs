@@ -19,7 +19,7 @@ use futures_util::SinkExt;
 use rtet_protocol::frames::parse_client_frame;
 use rtet_protocol::token::{verify, Claims};
 use rtet_protocol::{close, ClientFrame, ErrorCode, ServerFrame, Since};
-use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
+use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::normalize_origin;
@@ -27,7 +27,7 @@ use crate::engine::SubscriberId;
 use crate::metrics::Role;
 use crate::outbox::Outbox;
 use crate::state::{Relay, TokenBucket};
-use crate::ws::now_millis;
+use crate::ws::{now_millis, Keepalive, KeepaliveAction};
 
 /// Read buffer of a subscriber connection: browsers send small frames; it grows when needed.
 const READ_BUFFER: usize = 2 * 1024;
@@ -197,9 +197,9 @@ impl Session {
         let timer = sleep_until(Instant::now() + limits.first_frame_timeout);
         tokio::pin!(timer);
         let mut timer_kind = Timer::FirstFrame;
-        let mut ping = interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_seen = Instant::now();
+        let mut keepalive = Keepalive::new(limits.ping_interval, limits.dead_peer_timeout);
+        let keepalive_timer = sleep_until(keepalive.deadline());
+        tokio::pin!(keepalive_timer);
         let mut batch: Vec<Utf8Bytes> = Vec::new();
 
         let end: Option<(u16, &'static str)> = loop {
@@ -213,15 +213,21 @@ impl Session {
                         _ => (close::TOKEN_INVALID, "token expired"),
                     });
                 }
-                _ = ping.tick() => {
-                    if last_seen.elapsed() >= limits.dead_peer_timeout {
-                        tracing::debug!(id = self.id, "subscriber answered no ping; closing");
-                        break Some((close::GOING_AWAY, "no answer to pings"));
+                _ = &mut keepalive_timer => {
+                    match keepalive.fire() {
+                        KeepaliveAction::Dead => {
+                            tracing::debug!(id = self.id, "subscriber answered no ping; closing");
+                            break Some((close::GOING_AWAY, "no answer to pings"));
+                        }
+                        KeepaliveAction::Ping => {
+                            let ping = [Message::Ping(Default::default())];
+                            if let Err(cut) = write(&mut socket, ping, &self.outbox, &stop, limits.dead_peer_timeout).await {
+                                break self.cut(cut, &mut socket, &mut batch).await;
+                            }
+                        }
+                        KeepaliveAction::Wait => {}
                     }
-                    match write(&mut socket, [Message::Ping(Default::default())], &self.outbox, &stop, limits.dead_peer_timeout).await {
-                        Ok(()) => {}
-                        Err(cut) => break self.cut(cut, &mut socket, &mut batch).await,
-                    }
+                    keepalive_timer.as_mut().reset(keepalive.deadline());
                 }
                 msg = socket.recv() => {
                     let outcome = match msg {
@@ -233,18 +239,18 @@ impl Session {
                             break None;
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                            last_seen = Instant::now();
+                            keepalive.seen();
                             continue;
                         }
                         Some(Ok(Message::Text(t))) => {
-                            last_seen = Instant::now();
+                            keepalive.seen();
                             if timer_kind == Timer::FirstFrame {
                                 timer_kind = Timer::Off;
                             }
                             self.on_frame(Some(t.as_str())).await
                         }
                         Some(Ok(Message::Binary(_))) => {
-                            last_seen = Instant::now();
+                            keepalive.seen();
                             if timer_kind == Timer::FirstFrame {
                                 timer_kind = Timer::Off;
                             }
