@@ -484,6 +484,48 @@ async fn connections_beyond_the_per_ip_limit_get_429_before_upgrade() {
 }
 
 #[tokio::test]
+async fn behind_a_proxy_the_per_ip_limit_uses_the_configured_header() {
+    let mut cfg = config();
+    cfg.limits.connections_per_ip = 1;
+    cfg.real_ip_header = Some("X-Forwarded-For".into());
+    let relay = start(cfg).await;
+    let xff = |v| [("x-forwarded-for", v)];
+    let _a = relay
+        .subscriber_with_headers(&xff("10.0.0.1, 192.0.2.1"))
+        .await
+        .unwrap();
+    let _b = relay
+        .subscriber_with_headers(&xff("192.0.2.2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        relay.subscriber_with_headers(&xff("192.0.2.1")).await.err(),
+        Some(429),
+        "the last address in the header is the client"
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_the_total_limit_get_503() {
+    let mut cfg = config();
+    cfg.max_connections = 2;
+    let relay = start(cfg).await;
+    let mut a = relay.subscriber().await;
+    let _b = relay.publisher().await;
+    assert_eq!(relay.subscriber_with_origin(None).await.err(), Some(503));
+    assert_eq!(
+        relay
+            .metric("rtet_connections_refused_total{reason=\"max_connections\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        subscribe(&mut a, "public", None).await["type"],
+        "subscribed"
+    );
+}
+
+#[tokio::test]
 async fn the_relay_pings_and_closes_peers_that_answer_nothing() {
     use futures_util::StreamExt;
     let mut cfg = config();

@@ -107,10 +107,21 @@ impl TestRelay {
 
     /// A subscriber connection with this Origin; the HTTP status on refusal.
     pub async fn subscriber_with_origin(&self, origin: Option<&str>) -> Result<Ws, u16> {
+        match origin {
+            Some(o) => self.subscriber_with_headers(&[("origin", o)]).await,
+            None => self.subscriber_with_headers(&[]).await,
+        }
+    }
+
+    /// A subscriber connection with extra request headers; the HTTP status on refusal.
+    pub async fn subscriber_with_headers(
+        &self,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Ws, u16> {
         let mut req = self.ws_url("/ws").into_client_request().unwrap();
-        if let Some(origin) = origin {
+        for (name, value) in headers {
             req.headers_mut()
-                .insert("origin", HeaderValue::from_str(origin).unwrap());
+                .insert(*name, HeaderValue::from_str(value).unwrap());
         }
         connect(req).await
     }
