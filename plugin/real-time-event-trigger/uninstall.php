@@ -12,5 +12,6 @@ if ( ! defined( 'WP_UNINSTALL_PLUGIN' ) ) {
 
 delete_option( 'rtet_settings' );
 delete_option( 'rtet_pending_events' );
+delete_transient( 'rtet_relay_slow' );
 delete_post_meta_by_key( '_rtet_published' );
 wp_clear_scheduled_hook( 'rtet_retry_pending' );

@@ -128,6 +128,7 @@ async function run(cmd, args, opts = {}) {
  * - `workers` (int): php-fpm static workers (default 2).
  * - `relayBin`, `extensionPath`: binaries to use.
  * - `dir`: working directory (default: a new one under /tmp).
+ * - `relayArgs`: extra flags for rtet-relay.
  * - `relayLog`: RUST_LOG for the relay (default info).
  * - `fixtures` (bool): install the test-only must-use plugins of tests/e2e/fixtures.
  * - `log(msg)`: progress output.
@@ -261,7 +262,7 @@ require_once ABSPATH . 'wp-settings.php';
 
   async startRelay() {
     const args = ['--listen', `127.0.0.1:${this.ports.relay}`, '--api-key', this.apiKey,
-      '--allowed-origin', `http://127.0.0.1:${this.ports.http}`];
+      '--allowed-origin', `http://127.0.0.1:${this.ports.http}`, ...(this.opts.relayArgs || [])];
     this.procs.relay = new Proc('rtet-relay', this.relayBin, args, {
       logFile: path.join(this.dir, 'relay.log'), env: { RUST_LOG: this.opts.relayLog || process.env.RUST_LOG || 'info', NO_COLOR: '1' },
     });

@@ -84,7 +84,16 @@ class RTET_REST {
 		if ( '' === $url ) {
 			return new WP_Error( 'rtet_not_configured', __( 'Real-time events are not configured.', 'real-time-event-trigger' ), array( 'status' => 503 ) );
 		}
-		$issued = RTET_Token::issue( $channels, $user ? (string) $user->ID : '', RTET_Token::TTL );
+		/**
+		 * Filters how long a browser token lives, in seconds (clamped to 1 minute..1 hour; default 5 minutes).
+		 * The client sends a fresh token before the old one expires.
+		 *
+		 * @param int          $ttl  Seconds.
+		 * @param WP_User|null $user The user, null for a visitor.
+		 */
+		$ttl    = (int) apply_filters( 'rtet_token_ttl', RTET_Token::TTL, $user );
+		$ttl    = max( RTET_Token::MIN_TTL, min( 3600, $ttl ) );
+		$issued = RTET_Token::issue( $channels, $user ? (string) $user->ID : '', $ttl );
 		if ( is_wp_error( $issued ) ) {
 			$issued->add_data( array( 'status' => 503 ) );
 			return $issued;

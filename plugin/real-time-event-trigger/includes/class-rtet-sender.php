@@ -30,6 +30,12 @@ class RTET_Sender {
 	/** How long the fallback keeps an undelivered event, in seconds (the relay's history window). */
 	const PENDING_TTL = 600;
 
+	/** Transient set while the relay is slow to fail (timeouts): sending is not tried meanwhile. */
+	const SLOW_TRANSIENT = 'rtet_relay_slow';
+
+	/** How long to stop trying after a slow failure, in seconds. */
+	const SLOW_BACKOFF = 15;
+
 	/** WP-Cron hook that retries undelivered events. */
 	const RETRY_HOOK = 'rtet_retry_pending';
 
@@ -195,11 +201,18 @@ class RTET_Sender {
 	}
 
 	/**
-	 * Posts every queued event (and earlier undelivered ones) now.
+	 * Posts every queued event (and earlier undelivered ones) now, oldest first.
 	 *
+	 * Stops at the first event the relay does not take: it and everything after
+	 * it wait in the `rtet_pending_events` option, so one flush costs at most one
+	 * timeout. When that failure was slow (a relay that accepts connections but
+	 * does not answer), flushes in the next SLOW_BACKOFF seconds do not try at
+	 * all; a refused connection costs nothing, so the next flush tries again.
+	 *
+	 * @param bool $force Try even during the back-off (WP-Cron's retry).
 	 * @return int How many events are still undelivered.
 	 */
-	public static function flush() {
+	public static function flush( $force = false ) {
 		$items       = self::$queue;
 		self::$queue = array();
 		$pending     = get_option( self::PENDING_OPTION, array() );
@@ -207,16 +220,38 @@ class RTET_Sender {
 			delete_option( self::PENDING_OPTION );
 			$items = array_merge( $pending, $items );
 		}
+		$items = array_values(
+			array_filter(
+				$items,
+				static function ( $item ) {
+					return is_array( $item ) && isset( $item['time'] ) && ( time() - (int) $item['time'] ) <= self::PENDING_TTL;
+				}
+			)
+		);
+		if ( empty( $items ) ) {
+			return 0;
+		}
+
 		$failed = array();
-		foreach ( $items as $item ) {
-			if ( ! is_array( $item ) || ( time() - (int) $item['time'] ) > self::PENDING_TTL ) {
-				continue;
+		if ( ! $force && get_transient( self::SLOW_TRANSIENT ) ) {
+			$failed = $items;
+		} else {
+			foreach ( $items as $i => $item ) {
+				$started = microtime( true );
+				$result  = self::post( $item );
+				if ( is_wp_error( $result ) && 'rtet_retry' === $result->get_error_code() ) {
+					if ( microtime( true ) - $started >= 0.5 ) {
+						set_transient( self::SLOW_TRANSIENT, 1, self::SLOW_BACKOFF );
+					}
+					$failed = array_slice( $items, $i );
+					break;
+				}
 			}
-			$result = self::post( $item );
-			if ( is_wp_error( $result ) && 'rtet_retry' === $result->get_error_code() ) {
-				$failed[] = $item;
+			if ( empty( $failed ) ) {
+				delete_transient( self::SLOW_TRANSIENT );
 			}
 		}
+
 		if ( ! empty( $failed ) ) {
 			$failed = array_slice( $failed, -self::PENDING_MAX );
 			update_option( self::PENDING_OPTION, $failed, false );
@@ -294,7 +329,7 @@ class RTET_Sender {
 	 */
 	public static function retry_pending() {
 		if ( ! self::extension_available() ) {
-			self::flush();
+			self::flush( true );
 		}
 	}
 

@@ -19,6 +19,9 @@ class RTET_Token {
 	/** How long a token lives, in seconds. */
 	const TTL = 300;
 
+	/** The shortest lifetime the token endpoint hands out (the end-to-end tests use it). */
+	const MIN_TTL = 5;
+
 	/**
 	 * Signs a token for `$channels`.
 	 *

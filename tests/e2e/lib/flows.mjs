@@ -232,6 +232,24 @@ export function defineFlows({ extension }) {
       await bctx.close();
     });
 
+    it('a page stays connected past its token\'s expiry: the client sends fresh tokens in time', async () => {
+      await site.wpEval("update_option( 'rtet_e2e_token_ttl', 15 );");
+      try {
+        const visitor = await newContext(browser);
+        const page = await openConnected(visitor, site, '/');
+        // Two refreshes: by then the first token (15 s, no leeway on the relay) has expired.
+        await page.waitForFunction(() => window.__rtet.tokens >= 2, null, { timeout: SEE_TIMEOUT });
+        const title = `After token refreshes ${uniq()}`;
+        await publishPost(rest, title);
+        await toast(page, title).waitFor({ timeout: SEE_TIMEOUT });
+        assert.deepEqual(await page.evaluate(() => [window.__rtet.connected, window.__rtet.disconnected]), [1, 0],
+          'one connection throughout, never dropped');
+        await visitor.close();
+      } finally {
+        await site.wpEval("delete_option( 'rtet_e2e_token_ttl' );");
+      }
+    });
+
     it('5a. a page that lost its connection resumes with since: events published meanwhile arrive, each once', async () => {
       const visitor = await newContext(browser);
       const page = await openConnected(visitor, site, '/');

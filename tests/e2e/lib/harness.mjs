@@ -23,7 +23,8 @@ const CHROMIUM_ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable
 /** Starts a site with the test fixtures installed. */
 export async function startTestSite(opts = {}) {
   const log = process.env.RTET_E2E_VERBOSE ? (m) => console.error(`# site: ${m}`) : () => {};
-  return startSite({ fixtures: true, log, ...opts });
+  // No clock leeway on tokens: an expired token is refused at once, so the refresh test means something.
+  return startSite({ fixtures: true, log, relayArgs: ['--token-leeway', '0s'], ...opts });
 }
 
 /** Launches headless Chromium. */
@@ -41,11 +42,12 @@ export function uniq() {
  * so a test can wait for "connected" and inspect received events.
  */
 const RECORDER = `
-  window.__rtet = { events: [], connected: 0, disconnected: 0, resync: 0 };
+  window.__rtet = { events: [], connected: 0, disconnected: 0, resync: 0, tokens: 0 };
   document.addEventListener('rtet:event', function (e) { window.__rtet.events.push(e.detail); });
   document.addEventListener('rtet:connected', function () { window.__rtet.connected++; });
   document.addEventListener('rtet:disconnected', function () { window.__rtet.disconnected++; });
   document.addEventListener('rtet:resync', function () { window.__rtet.resync++; });
+  document.addEventListener('rtet:token', function () { window.__rtet.tokens++; });
 `;
 
 /** A new browser context whose pages record rtet events. */

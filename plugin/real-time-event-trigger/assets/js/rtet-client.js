@@ -21,6 +21,7 @@
  * - `rtet.connected` / `rtet:connected`     subscribed after (re)connecting: {channels}
  * - `rtet.disconnected` / `rtet:disconnected` the connection dropped: {code, reason, retryIn}
  * - `rtet.resync` / `rtet:resync`           events on {channel} may have been missed: refetch what you show
+ * - `rtet.token` / `rtet:token`             a fresh token was sent on the open connection: {expires}
  *
  * Public API: `window.rtet.start()`, `window.rtet.stop()`, `window.rtet.status()`.
  * The client stops on `pagehide` and starts again when a page comes back from the bfcache.
@@ -61,9 +62,9 @@
 		i18n: raw.i18n || {},
 	};
 
-	/** Shortest and longest wait before refreshing a token, in ms. */
-	var REFRESH_MIN = 5000;
-	/** Refresh this long before the token expires, in ms. */
+	/** Shortest wait before refreshing a token, in ms. */
+	var REFRESH_MIN = 1000;
+	/** Refresh this long before the token expires (at most a fifth of its life), in ms. */
 	var REFRESH_MARGIN = 60000;
 
 	var ws = null;
@@ -151,7 +152,8 @@
 					if ( ! body || typeof body.token !== 'string' || typeof body.url !== 'string' || ! Array.isArray( body.channels ) ) {
 						throw new Error( 'unexpected token response' );
 					}
-					var now = isFinite( serverNow ) ? serverNow : Date.now();
+					// The Date header has whole seconds: assume the latest time it can mean.
+					var now = isFinite( serverNow ) ? serverNow + 1000 : Date.now();
 					body.lifetime = Math.max( 0, Number( body.expires ) * 1000 - now );
 					return body;
 				} );
@@ -385,7 +387,7 @@
 	 */
 	function scheduleRefresh() {
 		clearTimeout( refreshTimer );
-		var wait = Math.max( REFRESH_MIN, Math.min( token.lifetime - REFRESH_MARGIN, token.lifetime * 0.8 ) );
+		var wait = Math.max( REFRESH_MIN, token.lifetime - Math.min( REFRESH_MARGIN, token.lifetime * 0.2 ) );
 		refreshTimer = setTimeout( refresh, wait );
 	}
 
@@ -403,6 +405,7 @@
 				} );
 				token = tk;
 				send( { type: 'auth', token: tk.token } );
+				fire( 'token', { expires: tk.expires } );
 				fresh.forEach( function ( name ) {
 					channels[ name ] = { epoch: null, seq: 0, subscribed: false, since: null, retried: false, resyncing: false };
 					subscribe( name );
@@ -412,7 +415,7 @@
 			.catch( function ( e ) {
 				logError( e );
 				clearTimeout( refreshTimer );
-				refreshTimer = setTimeout( refresh, REFRESH_MIN );
+				refreshTimer = setTimeout( refresh, 5000 );
 			} );
 	}
 
