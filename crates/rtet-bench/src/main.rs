@@ -420,6 +420,10 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
     println!();
     println!("machine: {}", sys::machine());
     let argv: Vec<String> = std::env::args().collect();
-    println!("reproduce: cargo build --release -p rtet-relay -p rtet-bench && npm ci --prefix bench/node-ws-peer && target/release/rtet-bench {}", argv[1..].join(" "));
+    println!(
+        "reproduce (from the repository root): cargo build --release -p rtet-relay -p rtet-bench && npm ci --prefix bench/node-ws-peer && {} {}",
+        argv[0],
+        argv[1..].join(" ")
+    );
     Ok(())
 }
