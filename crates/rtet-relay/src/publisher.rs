@@ -27,6 +27,9 @@ use crate::ws::{is_too_large, now_millis, Keepalive, KeepaliveAction};
 /// Answers flushed together at most, when a publisher pipelines without pause.
 const FLUSH_EVERY: usize = 64;
 
+/// At shutdown, frames already received that are still answered at most.
+const SHUTDOWN_DRAIN_MAX: usize = 100_000;
+
 /// Read buffer for a publisher connection (it grows for larger frames).
 const READ_BUFFER: usize = 16 * 1024;
 
@@ -246,8 +249,14 @@ pub async fn serve(relay: Arc<Relay>, mut socket: WebSocket, key: usize) {
         tokio::select! {
             biased;
             _ = stop.cancelled() => {
-                // Answer every publish that already arrived, then say goodbye.
+                // Answer every publish that already arrived (bounded, in case the peer never
+                // pauses), then say goodbye.
+                let mut answered = 0;
                 while let Some(msg) = socket.recv().now_or_never() {
+                    answered += 1;
+                    if answered > SHUTDOWN_DRAIN_MAX {
+                        break;
+                    }
                     match handle(&relay, key, msg).await {
                         Step::Reply(f) => {
                             if socket.feed(Message::Text(f.encode().into())).await.is_err() {
