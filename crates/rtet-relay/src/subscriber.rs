@@ -282,7 +282,7 @@ impl Session {
                         // More than one batch: come back after looking at everything else.
                         self.outbox.wake();
                     }
-                    let frames: Vec<Message> = batch.drain(..).map(Message::Text).collect();
+                    let frames = batch.drain(..).map(Message::Text);
                     if let Err(cut) = write(&mut socket, frames, &self.outbox, &stop, limits.dead_peer_timeout).await {
                         break self.cut(cut, &mut socket, &mut batch).await;
                     }
