@@ -175,3 +175,18 @@ async fn send_event_over_the_rate_is_429() {
             >= 1.0
     );
 }
+
+#[tokio::test]
+async fn send_event_beyond_the_channel_limit_is_403_forbidden() {
+    let mut cfg = config();
+    cfg.max_channels = 1;
+    let relay = start(cfg).await;
+    assert_eq!(
+        relay.send_event(Some(KEY), &json!({"type":"e"})).await.0,
+        200
+    );
+    let (status, body) = relay
+        .send_event(Some(KEY), &json!({"type":"e","channel":"other"}))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+}
