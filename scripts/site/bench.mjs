@@ -13,7 +13,7 @@
  * stopped (connection refused) and hung (SIGSTOP: it accepts TCP but never
  * answers, like an overloaded or unreachable host).
  *
- *   node scripts/site/bench.mjs [--n 30] [--n-hung 5]
+ *   node scripts/site/bench.mjs [--n 30] [--n-hung 6] [--rounds 3]
  *
  * Prints a Markdown table (median and p95 in ms).
  */
@@ -31,7 +31,8 @@ const opt = (name, def) => {
   return i >= 0 ? Number(args[i + 1]) : def;
 };
 const N = opt('--n', 30);
-const N_HUNG = opt('--n-hung', 5);
+const N_HUNG = opt('--n-hung', 6);
+const ROUNDS = opt('--rounds', 3);
 const log = (m) => process.stderr.write(`# ${m}\n`);
 
 if (!fs.existsSync(EXTENSION_SO)) {
@@ -56,6 +57,9 @@ try {
   async function plugins(active) {
     await site.wpEval(`
 require_once ABSPATH . 'wp-admin/includes/plugin.php';
+// Every variant starts clean: no undelivered events or back-off left by the previous one.
+delete_option( 'rtet_pending_events' );
+delete_transient( 'rtet_relay_slow' );
 $all = array( 'real-time-event-trigger/real-time-event-trigger.php', 'rtet-recipe/rtet-recipe.php' );
 foreach ( $all as $p ) {
   if ( in_array( $p, $args['active'], true ) ) { activate_plugin( $p ); } else { deactivate_plugins( $p, true ); }
@@ -119,35 +123,58 @@ echo json_encode( array( 'times' => $times, 'deferred' => $deferred ) );
     { name: 'original recipe (save_post + blocking wp_remote_post)', extension: false, active: ['rtet-recipe/rtet-recipe.php'] },
     { name: 'no plugin', extension: false, active: [] },
   ];
+  let hung = false;
+  const relayRunning = () => site.procs.relay && !site.procs.relay.done;
   const relayStates = [
-    { name: 'up', n: N, set: async () => {} },
-    { name: 'stopped', n: N, set: () => site.stopRelay() },
-    { name: 'hung (SIGSTOP)', n: N_HUNG, set: async () => { await site.startRelay(); site.procs.relay.child.kill('SIGSTOP'); } },
+    { name: 'up', n: N, set: async () => {
+      if (hung) { site.procs.relay.child.kill('SIGCONT'); hung = false; }
+      if (!relayRunning()) await site.startRelay();
+    } },
+    { name: 'stopped', n: N, set: async () => {
+      if (hung) { site.procs.relay.child.kill('SIGCONT'); hung = false; }
+      await site.stopRelay();
+    } },
+    { name: 'hung (SIGSTOP)', n: N_HUNG, set: async () => {
+      if (!relayRunning()) await site.startRelay();
+      site.procs.relay.child.kill('SIGSTOP');
+      hung = true;
+    } },
   ];
 
-  const rows = [];
-  for (const state of relayStates) {
-    log(`relay ${state.name}`);
-    await state.set();
-    for (const v of variants) {
-      if (site.extension !== v.extension) {
-        log(`restarting php-fpm ${v.extension ? 'with' : 'without'} rtet.so`);
-        await site.restartPhp({ extension: v.extension });
+  // Rounds over the whole grid, so that a noisy minute on a shared machine
+  // spreads over every variant instead of landing on one.
+  const results = new Map();
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const state of relayStates) {
+      log(`round ${round}/${ROUNDS}: relay ${state.name}`);
+      await state.set();
+      const n = Math.max(1, Math.round(state.n / ROUNDS));
+      for (const v of variants) {
+        if (site.extension !== v.extension) {
+          log(`restarting php-fpm ${v.extension ? 'with' : 'without'} rtet.so`);
+          await site.restartPhp({ extension: v.extension });
+        }
+        await plugins(v.active);
+        await http(1); // warm the workers and opcache
+        log(`${v.name}: wp_insert_post x${n}, HTTP x${n}`);
+        const c = await cli(n, v.extension);
+        const h = await http(n);
+        const key = `${state.name}|${v.name}`;
+        const r = results.get(key) || { relay: state.name, variant: v.name, cli: [], http: [], deferred: 0, n: 0 };
+        r.cli.push(...c.times);
+        r.http.push(...h);
+        r.deferred += c.deferred;
+        r.n += n;
+        results.set(key, r);
       }
-      await plugins(v.active);
-      await http(2); // warm the workers and opcache
-      log(`${v.name}: wp_insert_post x${state.n}`);
-      const c = await cli(state.n, v.extension);
-      log(`${v.name}: HTTP x${state.n}`);
-      const h = await http(state.n);
-      rows.push({ relay: state.name, variant: v.name, cli: stats(c.times), deferred: c.deferred / state.n, http: stats(h) });
     }
   }
-  site.procs.relay.child.kill('SIGCONT');
+  if (hung) site.procs.relay.child.kill('SIGCONT');
+  const rows = [...results.values()].map((r) => ({ ...r, cli: stats(r.cli), http: stats(r.http), deferred: r.deferred / r.n }));
 
   const cpu = os.cpus()[0]?.model || 'unknown CPU';
   console.log(`Machine: ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}; PHP ${execFileSync('php', ['-r', 'echo PHP_VERSION;']).toString()}, WordPress from Debian's package; php-fpm 2 static workers behind nginx, MariaDB, all on loopback.`);
-  console.log(`Command: node scripts/site/bench.mjs --n ${N} --n-hung ${N_HUNG}\n`);
+  console.log(`Command: node scripts/site/bench.mjs --n ${N} --n-hung ${N_HUNG} --rounds ${ROUNDS}\n`);
   console.log('| relay | variant | wp_insert_post median ms | p95 ms | HTTP fallback send deferred to shutdown, ms/post | POST /wp/v2/posts via nginx median ms | p95 ms |');
   console.log('|---|---|---:|---:|---:|---:|---:|');
   for (const r of rows) {

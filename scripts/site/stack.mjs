@@ -130,6 +130,7 @@ async function run(cmd, args, opts = {}) {
  * - `dir`: working directory (default: a new one under /tmp).
  * - `relayArgs`: extra flags for rtet-relay.
  * - `relayLog`: RUST_LOG for the relay (default info).
+ * - `plugin` (bool, default true): install the plugin from the repository (false: only its settings).
  * - `fixtures` (bool): install the test-only must-use plugins of tests/e2e/fixtures.
  * - `log(msg)`: progress output.
  */
@@ -223,7 +224,9 @@ export class Site {
     });
     fs.rmSync(path.join(wp, '.htaccess'), { force: true });
     fs.rmSync(path.join(wp, 'wp-content', 'languages'), { recursive: true, force: true });
-    fs.symlinkSync(PLUGIN_DIR, path.join(wp, 'wp-content', 'plugins', 'real-time-event-trigger'));
+    if (this.opts.plugin !== false) {
+      fs.symlinkSync(PLUGIN_DIR, path.join(wp, 'wp-content', 'plugins', 'real-time-event-trigger'));
+    }
     // Test-only helpers (tests/e2e/fixtures/mu-plugins), when asked for.
     const extra = path.join(REPO, 'tests', 'e2e', 'fixtures', 'mu-plugins');
     if (this.opts.fixtures && fs.existsSync(extra)) {
@@ -402,14 +405,18 @@ echo json_encode( array( 'user_id' => $r['user_id'] ) );
     await this.wpEval(`
 require_once ABSPATH . 'wp-admin/includes/plugin.php';
 flush_rewrite_rules();
-$r = activate_plugin( 'real-time-event-trigger/real-time-event-trigger.php' );
-if ( is_wp_error( $r ) ) { fwrite( STDERR, $r->get_error_message() ); exit( 1 ); }
+if ( $args['activate'] ) {
+	$r = activate_plugin( 'real-time-event-trigger/real-time-event-trigger.php' );
+	if ( is_wp_error( $r ) ) { fwrite( STDERR, $r->get_error_message() ); exit( 1 ); }
+}
 $s = get_option( 'rtet_settings', array() );
 $s['websocket_server_url'] = $args['relay'];
-$s['public_url'] = $args['relay'];
+if ( $args['activate'] ) {
+	$s['public_url'] = $args['relay']; // without the plugin: only the original recipe's two keys
+}
 $s['api_key'] = $args['key'];
 update_option( 'rtet_settings', $s );
-`, { relay: this.relayUrl, key: this.apiKey }, { extension: false });
+`, { relay: this.relayUrl, key: this.apiKey, activate: this.opts.plugin !== false }, { extension: false });
     await waitFor('WordPress front page', () => httpOk(`${this.url}/`));
     this.log(`WordPress on ${this.url} (admin: ${this.admin.user} / ${this.admin.password})`);
   }

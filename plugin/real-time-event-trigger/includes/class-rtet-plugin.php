@@ -44,7 +44,8 @@ class RTET_Plugin {
 		add_action( 'wp_after_insert_post', array( 'RTET_Events', 'on_after_insert_post' ), 10, 4 );
 		add_action( 'user_register', array( 'RTET_Events', 'on_user_register' ), 10, 1 );
 
-		// Undelivered events of the HTTP fallback.
+		// The HTTP fallback: events queued by a request go out after the response; undelivered ones are retried.
+		add_action( 'shutdown', array( 'RTET_Sender', 'flush_at_shutdown' ), PHP_INT_MAX );
 		add_action( RTET_Sender::RETRY_HOOK, array( 'RTET_Sender', 'retry_pending' ) );
 
 		// REST: tokens and the test event.

@@ -54,13 +54,6 @@ class RTET_Sender {
 	private static $configured = null;
 
 	/**
-	 * Whether the shutdown flush is registered.
-	 *
-	 * @var bool
-	 */
-	private static $flush_registered = false;
-
-	/**
 	 * Whether the rtet extension is loaded (filterable, e.g. to force the fallback).
 	 *
 	 * @return bool
@@ -179,16 +172,14 @@ class RTET_Sender {
 			}
 			return $id;
 		}
+		// Sent by flush_at_shutdown() (hooked to `shutdown` in RTET_Plugin).
 		self::$queue[] = $item;
-		if ( ! self::$flush_registered ) {
-			self::$flush_registered = true;
-			add_action( 'shutdown', array( __CLASS__, 'flush_at_shutdown' ), PHP_INT_MAX );
-		}
 		return $id;
 	}
 
 	/**
-	 * At shutdown: let the visitor go (php-fpm), then post the queued events.
+	 * At shutdown, when this request queued events: let the visitor go
+	 * (php-fpm's fastcgi_finish_request()), then post them.
 	 */
 	public static function flush_at_shutdown() {
 		if ( empty( self::$queue ) ) {
