@@ -19,7 +19,7 @@ use rtet_protocol::frames::parse_publish;
 use rtet_protocol::{close, ErrorCode, FrameError, PublishFrame, ServerFrame};
 use tokio::time::sleep_until;
 
-use crate::engine::Published;
+use crate::engine::{EngineError, Published};
 use crate::metrics::Role;
 use crate::state::{Refusal, Relay};
 use crate::ws::{is_too_large, now_millis, Keepalive, KeepaliveAction};
@@ -234,7 +234,16 @@ pub async fn publish(
             }
             Ok(p)
         }
-        Err(e) => Err(fail(ErrorCode::Forbidden, e.to_string(), frame)),
+        Err(e) => Err(fail(engine_error_code(&e), e.to_string(), frame)),
+    }
+}
+
+/// The protocol code for an engine refusal: a count limit is `forbidden`; a
+/// store that is down is `rate_limited` ("try again later"; HTTP 429).
+pub fn engine_error_code(e: &EngineError) -> ErrorCode {
+    match e {
+        EngineError::TooManyChannels { .. } => ErrorCode::Forbidden,
+        EngineError::Unavailable(_) => ErrorCode::RateLimited,
     }
 }
 

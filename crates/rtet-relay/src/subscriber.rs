@@ -493,7 +493,11 @@ impl Session {
             .subscribe(channel.clone(), since, self.id, Arc::clone(&self.outbox))
             .await;
         match result {
-            Err(e) => self.error(ErrorCode::Forbidden, Some(&channel), e.to_string()),
+            Err(e) => self.error(
+                crate::publisher::engine_error_code(&e),
+                Some(&channel),
+                e.to_string(),
+            ),
             Ok(s) => {
                 self.relay.metrics.deliveries.inc_by(s.replay.len() as u64);
                 let mut replies = Vec::with_capacity(1 + s.replay.len());

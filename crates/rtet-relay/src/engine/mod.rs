@@ -87,7 +87,8 @@ pub enum EngineError {
     /// answer `forbidden`.
     #[error("the relay holds its maximum of {max} channels")]
     TooManyChannels { max: usize },
-    /// The backing store failed (not possible in memory); answer and let the client retry.
+    /// The backing store failed (not possible in memory); answered `rate_limited`
+    /// (HTTP 429) so the client retries later.
     #[error("engine unavailable: {0}")]
     Unavailable(String),
 }
