@@ -83,7 +83,8 @@ pub struct Settings {
     #[serde(default)]
     pub api_keys: Vec<String>,
 
-    /// Origin a browser may connect to /ws from (e.g. https://example.com); repeat for several.
+    /// Origin a browser may connect to /ws from (scheme://host[:port], as browsers send it);
+    /// repeat for several.
     /// Requests without an Origin header are not refused. [default: none, meaning any origin]
     #[arg(
         long = "allowed-origin",
