@@ -83,7 +83,7 @@ pub struct Settings {
     #[serde(default)]
     pub api_keys: Vec<String>,
 
-    /// Origin a browser may connect to /ws from (scheme://host[:port], as browsers send it);
+    /// Origin a browser may connect to /ws from (scheme, host and port, as browsers send it);
     /// repeat for several.
     /// Requests without an Origin header are not refused. [default: none, meaning any origin]
     #[arg(
