@@ -1,9 +1,10 @@
 //! `rtet-relay`: parses flags, starts tracing, binds, and runs the server
 //! until SIGTERM or SIGINT.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -25,7 +26,7 @@ async fn main() -> ExitCode {
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
-    let listener = match TcpListener::bind(config.listen).await {
+    let listener = match bind(config.listen) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("rtet-relay: cannot listen on {}: {e}", config.listen);
@@ -39,6 +40,25 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Pending connections the kernel queues before the relay accepts them.
+/// `TcpListener::bind` uses 128 (the standard library's value); a burst of
+/// browsers reconnecting after a restart overflows that, and each dropped SYN
+/// costs its client a one-second retransmit. Linux caps it at
+/// `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as `TcpListener::bind` does).
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Resolves on SIGTERM or SIGINT.
