@@ -54,9 +54,10 @@ struct Load {
     /// Unacked publishes in flight at most.
     #[arg(long, default_value_t = 256)]
     window: usize,
-    /// Events per second for the latency measurement.
-    #[arg(long, default_value_t = 1_000.0)]
-    rate: f64,
+    /// Events per second for the latency measurement; several (comma-separated)
+    /// make one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    rate: Vec<f64>,
     /// Subscribers for the latency measurement.
     #[arg(long, default_value_t = 1_000)]
     rate_subscribers: usize,
@@ -165,8 +166,11 @@ fn main() -> Result<()> {
                 Ok(())
             }
             Command::Latency(args) => {
-                let d = latency(&one_target(&args)?, &args.load).await?;
-                print_delivery("latency", &d);
+                let target = one_target(&args)?;
+                for &rate in &args.load.rate {
+                    let d = latency(&target, &args.load, rate).await?;
+                    print_delivery(&format!("latency at {rate} events/s"), &d);
+                }
                 Ok(())
             }
             Command::Idle(args) => {
@@ -225,24 +229,24 @@ async fn flood(target: &Target, load: &Load) -> Result<Delivery> {
     .await
 }
 
-async fn latency(target: &Target, load: &Load) -> Result<Delivery> {
+async fn latency(target: &Target, load: &Load, rate: f64) -> Result<Delivery> {
     let fleet = Fleet {
         subscribers: load.rate_subscribers,
         sources: load.sources,
         in_flight: load.in_flight,
     };
-    let events = (load.rate * load.rate_secs as f64) as u64;
+    let events = (rate * load.rate_secs as f64) as u64;
     let plan = Plan {
         events,
         max_duration: Duration::from_secs(load.rate_secs + 5),
-        rate: Some(load.rate),
+        rate: Some(rate),
         window: events.max(1) as usize,
         lag: None,
         payload_bytes: load.payload_bytes,
         drain: Duration::from_secs(5),
         drain_cap: Duration::from_secs(30),
     };
-    let warmup = load.rate as u64;
+    let warmup = rate as u64;
     scenario::deliver(
         target,
         fleet,
@@ -325,6 +329,7 @@ fn print_idle(i: &Idle) {
 async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
     let load = args.load.clone();
     let idle_n = idle_count(load.idle_connections, nofile);
+    let load_at_start = sys::load_average();
     eprintln!("machine: {}", sys::machine());
     eprintln!("fd limit (RLIMIT_NOFILE) for the bench and the relays it starts: {nofile}");
     if idle_n < load.idle_connections {
@@ -356,9 +361,18 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
             }
         }
     };
+    // One job per measurement (and per latency rate), each on a fresh process.
+    let mut jobs: Vec<(Measure, usize)> = Vec::new();
+    for measure in &args.only {
+        match measure {
+            Measure::Latency => jobs.extend((0..load.rate.len()).map(|i| (Measure::Latency, i))),
+            m => jobs.push((*m, 0)),
+        }
+    }
     for (dialect, side) in sides.iter_mut() {
         let label = dialect.label();
-        for measure in &args.only {
+        side.latency = load.rate.iter().map(|_| None).collect();
+        for &(measure, i) in &jobs {
             let r = start(*dialect).await?;
             match measure {
                 Measure::Idle => {
@@ -385,14 +399,15 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
                     }
                 }
                 Measure::Latency => {
+                    let rate = load.rate[i];
                     eprintln!(
-                        "== {label}: {} events/s to {} subscribers for {} s",
-                        load.rate, load.rate_subscribers, load.rate_secs
+                        "== {label}: {rate} events/s to {} subscribers for {} s",
+                        load.rate_subscribers, load.rate_secs
                     );
-                    match latency(&r.target, &load).await {
+                    match latency(&r.target, &load, rate).await {
                         Ok(d) => {
                             print_delivery("latency", &d);
-                            side.latency = Some(d);
+                            side.latency[i] = Some(d);
                         }
                         Err(e) => eprintln!("{label}: latency failed: {e:#}"),
                     }
@@ -411,14 +426,19 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
     let settings = Settings {
         flood_subscribers: load.flood_subscribers,
         rate_subscribers: load.rate_subscribers,
-        rate: load.rate,
+        rates: load.rate.clone(),
         idle_connections: idle_n,
+        idle_capped: idle_n < load.idle_connections,
         in_flight: load.in_flight,
     };
     println!();
     print!("{}", report::table(&rtet_side, &node_side, &settings));
     println!();
     println!("machine: {}", sys::machine());
+    println!(
+        "1-minute load average: {load_at_start} at the start, {} at the end",
+        sys::load_average()
+    );
     let argv: Vec<String> = std::env::args().collect();
     println!(
         "reproduce (from the repository root): cargo build --release -p rtet-relay -p rtet-bench && npm ci --prefix bench/node-ws-peer && {} {}",

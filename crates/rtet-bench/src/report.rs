@@ -10,8 +10,8 @@ use crate::scenario::{Delivery, Idle};
 pub struct Side {
     /// Flood: deliveries per second to many subscribers.
     pub flood: Option<Delivery>,
-    /// Fixed rate: latency.
-    pub latency: Option<Delivery>,
+    /// Fixed rates: latency, one run per rate in [`Settings::rates`] order.
+    pub latency: Vec<Option<Delivery>>,
     /// Idle connections: memory and connection rate.
     pub idle: Option<Idle>,
 }
@@ -23,10 +23,12 @@ pub struct Settings {
     pub flood_subscribers: usize,
     /// Latency-run subscribers.
     pub rate_subscribers: usize,
-    /// Latency-run events per second.
-    pub rate: f64,
-    /// Idle connections asked for.
+    /// Latency runs' events per second; the target applies at 1,000.
+    pub rates: Vec<f64>,
+    /// Idle connections measured (asked for, capped by the fd limit).
     pub idle_connections: usize,
+    /// Whether the fd limit capped them.
+    pub idle_capped: bool,
     /// Handshakes in flight while opening.
     pub in_flight: usize,
 }
@@ -97,11 +99,15 @@ fn completeness(d: &Delivery) -> String {
     s
 }
 
+/// The latency run number `i` of a side, if it ran.
+fn run(side: &Side, i: usize) -> Option<&Delivery> {
+    side.latency.get(i).and_then(|d| d.as_ref())
+}
+
 /// The markdown table for two sides.
 pub fn table(rtet: &Side, node: &Side, s: &Settings) -> String {
-    let lat = |side: &Side, q: f64| {
-        side.latency
-            .as_ref()
+    let lat = |side: &Side, i: usize, q: f64| {
+        run(side, i)
             .and_then(|d| d.latency.as_ref())
             .filter(|h| !h.is_empty())
             .map(|h| pct(h, q))
@@ -109,14 +115,13 @@ pub fn table(rtet: &Side, node: &Side, s: &Settings) -> String {
     let flood = |side: &Side| side.flood.as_ref().map(|d| d.per_sec());
     let flood_cpu = |side: &Side| side.flood.as_ref().and_then(|d| d.per_relay_cpu_sec());
     let kib = |side: &Side| side.idle.as_ref().map(|i| i.bytes_per_conn() / 1024.0);
-    let sustained = |side: &Side| side.latency.as_ref().map(|d| d.per_sec());
     let conns = |side: &Side| side.idle.as_ref().map(|i| i.open_per_sec);
     let idle_n = rtet
         .idle
         .as_ref()
         .map(|i| i.connections)
         .unwrap_or(s.idle_connections);
-    let rows = vec![
+    let mut rows = vec![
         Row {
             name: format!(
                 "deliveries/s, flood to {} subscribers",
@@ -142,53 +147,6 @@ pub fn table(rtet: &Side, node: &Side, s: &Settings) -> String {
         },
         Row {
             name: format!(
-                "latency p50, {} events/s to {} subscribers",
-                group(s.rate as u64),
-                group(s.rate_subscribers as u64)
-            ),
-            rtet: lat(rtet, 0.5),
-            node: lat(node, 0.5),
-            unit: "ms",
-            higher_is_better: false,
-            target: String::new(),
-            met: None,
-            note: String::new(),
-        },
-        Row {
-            name: "latency p99, same run".into(),
-            rtet: lat(rtet, 0.99),
-            node: lat(node, 0.99),
-            unit: "ms",
-            higher_is_better: false,
-            target: "< 5 ms".into(),
-            met: lat(rtet, 0.99).map(|v| v < 5.0),
-            note: String::new(),
-        },
-        Row {
-            name: "latency p99.9, same run".into(),
-            rtet: lat(rtet, 0.999),
-            node: lat(node, 0.999),
-            unit: "ms",
-            higher_is_better: false,
-            target: String::new(),
-            met: None,
-            note: String::new(),
-        },
-        Row {
-            name: "sustained deliveries/s in the latency run".into(),
-            rtet: sustained(rtet),
-            node: sustained(node),
-            unit: "",
-            higher_is_better: true,
-            target: format!(
-                "{} offered",
-                group((s.rate * s.rate_subscribers as f64) as u64)
-            ),
-            met: None,
-            note: String::new(),
-        },
-        Row {
-            name: format!(
                 "relay RSS per idle connection, {} connections",
                 group(idle_n as u64)
             ),
@@ -198,10 +156,10 @@ pub fn table(rtet: &Side, node: &Side, s: &Settings) -> String {
             higher_is_better: false,
             target: "< 16 KiB at 50,000".into(),
             met: kib(rtet).map(|v| v < 16.0),
-            note: if idle_n < 50_000 {
-                format!(" (at {}: fd limit)", group(idle_n as u64))
-            } else {
-                String::new()
+            note: match (idle_n < 50_000, s.idle_capped) {
+                (true, true) => format!(" (at {}: the fd limit)", group(idle_n as u64)),
+                (true, false) => format!(" (at {})", group(idle_n as u64)),
+                _ => String::new(),
             },
         },
         Row {
@@ -215,6 +173,46 @@ pub fn table(rtet: &Side, node: &Side, s: &Settings) -> String {
             note: String::new(),
         },
     ];
+    let mut latency_rows = Vec::new();
+    for (i, &rate) in s.rates.iter().enumerate() {
+        let at = format!(
+            "{} events/s to {} subscribers",
+            group(rate as u64),
+            group(s.rate_subscribers as u64)
+        );
+        let targeted = rate == 1_000.0 && s.rate_subscribers == 1_000;
+        for (q, name) in [(0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")] {
+            let with_target = targeted && name == "p99";
+            latency_rows.push(Row {
+                name: format!("latency {name}, {at}"),
+                rtet: lat(rtet, i, q),
+                node: lat(node, i, q),
+                unit: "ms",
+                higher_is_better: false,
+                target: if with_target {
+                    "< 5 ms".into()
+                } else {
+                    String::new()
+                },
+                met: lat(rtet, i, q).filter(|_| with_target).map(|v| v < 5.0),
+                note: String::new(),
+            });
+        }
+        latency_rows.push(Row {
+            name: format!("deliveries/s sustained, {at}"),
+            rtet: run(rtet, i).map(|d| d.per_sec()),
+            node: run(node, i).map(|d| d.per_sec()),
+            unit: "",
+            higher_is_better: true,
+            target: format!(
+                "{} offered",
+                group((rate * s.rate_subscribers as f64) as u64)
+            ),
+            met: None,
+            note: String::new(),
+        });
+    }
+    rows.splice(2..2, latency_rows);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -254,9 +252,10 @@ pub fn table(rtet: &Side, node: &Side, s: &Settings) -> String {
     out.push_str(&check("flood: delivered / expected", &|side| {
         side.flood.as_ref().map(completeness)
     }));
-    out.push_str(&check("latency run: delivered / expected", &|side| {
-        side.latency.as_ref().map(completeness)
-    }));
+    for (i, &rate) in s.rates.iter().enumerate() {
+        let name = format!("{} events/s: delivered / expected", group(rate as u64));
+        out.push_str(&check(&name, &|side| run(side, i).map(completeness)));
+    }
     out.push_str(&check("idle: connections opened / asked", &|side| {
         side.idle.as_ref().map(|i| {
             format!(

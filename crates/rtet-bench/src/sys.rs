@@ -86,10 +86,13 @@ pub fn machine() -> String {
         .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
         .unwrap_or_default();
     let kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
-    let load = read("/proc/loadavg")
-        .split_whitespace()
-        .next()
-        .unwrap_or("?")
-        .to_owned();
-    format!("{cores} cores, {mem_gib:.0} GiB, {cpu}, Linux {kernel}, load average {load} at start")
+    format!("{cores} cores, {mem_gib:.0} GiB, {cpu}, Linux {kernel}")
+}
+
+/// The 1-minute load average: how busy the machine was besides the bench.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
