@@ -62,6 +62,7 @@ export async function waitFor(what, check, timeoutMs = 30000) {
       const v = await check();
       if (v) return v;
     } catch (e) {
+      if (e.fatal) throw e;
       lastErr = e;
     }
     if (Date.now() > deadline) {
@@ -109,7 +110,10 @@ class Proc {
   assertRunning() {
     if (this.done) {
       const tail = fs.existsSync(this.logFile) ? fs.readFileSync(this.logFile, 'utf8').slice(-2000) : '';
-      throw new Error(`${this.name} exited early; log ${this.logFile}:\n${tail}`);
+      const err = new Error(`${this.name} exited early; log ${this.logFile}:\n${tail}`);
+      err.fatal = true;
+      err.portTaken = /address already in use|bind on tcp\/ip port/i.test(tail);
+      throw err;
     }
   }
 }
@@ -175,13 +179,31 @@ export class Site {
     if (this.extension && !fs.existsSync(this.extensionPath)) {
       throw new Error(`extension not found at ${this.extensionPath}`);
     }
-    this.ports = { db: await freePort(), fpm: await freePort(), http: await freePort(), relay: await freePort() };
+    // Each port is picked just before its server binds it; a port taken in between
+    // (another program's outgoing connection) means another pick, not a failure.
+    this.ports = {};
     this.log(`working directory ${this.dir}`);
     await Promise.all([this.startDatabase(), this.copyWordPress()]);
-    if (this.opts.relay !== false) await this.startRelay();
-    await this.startPhp();
-    await this.startNginx();
+    await this.withFreePort('fpm', () => this.startPhp());
+    await this.withFreePort('http', () => this.startNginx());
+    this.writeWpConfig();
+    if (this.opts.relay !== false) await this.withFreePort('relay', () => this.startRelay());
+    else this.ports.relay = await freePort();
     await this.installWordPress();
+  }
+
+  /** Picks a free port for `key` and runs `start`; picks again (up to 5 times) when the port was taken. */
+  async withFreePort(key, start) {
+    for (let attempt = 1; ; attempt++) {
+      this.ports[key] = await freePort();
+      try {
+        await start();
+        return;
+      } catch (e) {
+        if (!e.portTaken || attempt >= 5) throw e;
+        this.log(`port ${this.ports[key]} was taken before ${key} could bind it; picking another`);
+      }
+    }
   }
 
   async startDatabase() {
@@ -192,6 +214,20 @@ export class Site {
     const userArgs = IS_ROOT ? ['--user=root'] : [];
     await run('mariadb-install-db', ['--no-defaults', `--datadir=${datadir}`, ...userArgs,
       '--auth-root-authentication-method=socket', '--skip-test-db']);
+    await this.withFreePort('db', () => this.startDatabaseServer(datadir, userArgs));
+    const sql = [
+      'CREATE DATABASE wordpress CHARACTER SET utf8mb4',
+      `CREATE USER 'wp'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'`,
+      `CREATE USER 'wp'@'localhost' IDENTIFIED BY '${this.dbPassword}'`,
+      "GRANT ALL ON wordpress.* TO 'wp'@'127.0.0.1'",
+      "GRANT ALL ON wordpress.* TO 'wp'@'localhost'",
+    ].join(';');
+    await run('mariadb', ['--no-defaults', '-S', this.dbSocket, '-u', 'root', '-e', sql]);
+    this.log(`MariaDB on 127.0.0.1:${this.ports.db}`);
+  }
+
+  async startDatabaseServer(datadir, userArgs) {
+    const d = this.dir;
     this.procs.db = new Proc('mariadbd', 'mariadbd', ['--no-defaults', `--datadir=${datadir}`, ...userArgs,
       `--socket=${this.dbSocket}`, `--port=${this.ports.db}`, '--bind-address=127.0.0.1',
       `--pid-file=${path.join(d, 'mariadb.pid')}`, '--skip-log-bin', '--skip-name-resolve',
@@ -203,15 +239,6 @@ export class Site {
       await run('mariadb', ['--no-defaults', '-S', this.dbSocket, '-u', 'root', '-e', 'SELECT 1']);
       return true;
     }, 60000);
-    const sql = [
-      'CREATE DATABASE wordpress CHARACTER SET utf8mb4',
-      `CREATE USER 'wp'@'127.0.0.1' IDENTIFIED BY '${this.dbPassword}'`,
-      `CREATE USER 'wp'@'localhost' IDENTIFIED BY '${this.dbPassword}'`,
-      "GRANT ALL ON wordpress.* TO 'wp'@'127.0.0.1'",
-      "GRANT ALL ON wordpress.* TO 'wp'@'localhost'",
-    ].join(';');
-    await run('mariadb', ['--no-defaults', '-S', this.dbSocket, '-u', 'root', '-e', sql]);
-    this.log(`MariaDB on 127.0.0.1:${this.ports.db}`);
   }
 
   async copyWordPress() {
@@ -235,6 +262,11 @@ export class Site {
         fs.symlinkSync(path.join(extra, f), path.join(wp, 'wp-content', 'mu-plugins', f));
       }
     }
+  }
+
+  /** Writes wp-config.php (needs the database and site ports). */
+  writeWpConfig() {
+    const wp = this.wpDir;
     const salts = ['AUTH_KEY', 'SECURE_AUTH_KEY', 'LOGGED_IN_KEY', 'NONCE_KEY', 'AUTH_SALT', 'SECURE_AUTH_SALT',
       'LOGGED_IN_SALT', 'NONCE_SALT'].map((k) => `define( '${k}', '${randomBytes(32).toString('hex')}' );`).join('\n');
     fs.writeFileSync(path.join(wp, 'wp-config.php'), `<?php

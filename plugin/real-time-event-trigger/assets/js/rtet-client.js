@@ -247,16 +247,23 @@
 			}
 			ws = null;
 			clearTimeout( refreshTimer );
-			Object.keys( channels ).forEach( function ( name ) {
-				channels[ name ].subscribed = false;
-				channels[ name ].resyncing = false;
-				channels[ name ].retried = false;
-				channels[ name ].since = null;
-			} );
+			resetChannels();
 			if ( running ) {
 				scheduleReconnect( ev.code, ev.reason );
 			}
 		};
+	}
+
+	/**
+	 * Forgets per-connection state; keeps each channel's epoch and seq for `since`.
+	 */
+	function resetChannels() {
+		Object.keys( channels ).forEach( function ( name ) {
+			channels[ name ].subscribed = false;
+			channels[ name ].resyncing = false;
+			channels[ name ].retried = false;
+			channels[ name ].since = null;
+		} );
 	}
 
 	/**
@@ -552,6 +559,7 @@
 			ws = null;
 			socket.close( 1000, 'pagehide' );
 		}
+		resetChannels();
 	}
 
 	/**
