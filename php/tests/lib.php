@@ -1,0 +1,233 @@
+<?php
+// Test helpers: start a real relay on a free port (it reports its own
+// address), a small WebSocket subscriber, and test()/check() that print
+// one PASS or FAIL line per test for run.sh to count.
+declare(strict_types=1);
+
+const KEY = 'test-key-0123456789abcdef0123456789abcdef';
+const FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE;
+
+$GLOBALS['__failed'] = 0;
+$GLOBALS['__cleanup'] = [];
+
+final class CheckFailed extends Exception {}
+
+function check(bool $cond, string $what): void {
+    if (!$cond) {
+        throw new CheckFailed($what);
+    }
+}
+
+function check_eq($want, $got, string $what): void {
+    if ($want !== $got) {
+        throw new CheckFailed($what . ': expected ' . var_export($want, true) . ', got ' . var_export($got, true));
+    }
+}
+
+function test(string $name, callable $fn): void {
+    try {
+        $fn();
+        echo "PASS $name\n";
+    } catch (Throwable $e) {
+        $GLOBALS['__failed']++;
+        echo "FAIL $name: " . get_class($e) . ': ' . $e->getMessage() . ' at ' . basename($e->getFile()) . ':' . $e->getLine() . "\n";
+    }
+}
+
+function tmpdir(): string {
+    $d = sys_get_temp_dir() . '/rtet-test-' . getmypid() . '-' . bin2hex(random_bytes(4));
+    mkdir($d, 0700, true);
+    $GLOBALS['__cleanup'][] = fn() => exec('rm -rf ' . escapeshellarg($d));
+    return $d;
+}
+
+register_shutdown_function(function () {
+    foreach (array_reverse($GLOBALS['__cleanup']) as $f) {
+        $f();
+    }
+});
+
+function relay_bin(): string {
+    $b = getenv('RTET_RELAY_BIN');
+    check($b !== false && is_executable($b), 'RTET_RELAY_BIN must point at rtet-relay');
+    return $b;
+}
+
+/** A relay process; $listen "127.0.0.1:0" for a free port, or a port it had before (restart). */
+final class Relay {
+    public $proc;
+    public array $pipes = [];
+    public string $addr;
+    public string $log;
+
+    public function __construct(string $listen = '127.0.0.1:0', array $args = [], array $env = []) {
+        $this->log = tmpdir() . '/relay.log';
+        $cmd = 'exec > >(tee -p ' . escapeshellarg($this->log) . ') 2>&1; exec ' . escapeshellarg(relay_bin())
+            . ' --listen ' . escapeshellarg($listen) . ' --api-key ' . escapeshellarg(KEY)
+            . ' --history-size 50000';
+        foreach (['public', 'stream', 'down', 'restart', 'spool', 'overflow', 'fork', 'fpm', 'tls', 'leak'] as $c) {
+            $cmd .= ' --anonymous-channel ' . $c;
+        }
+        foreach ($args as $a) {
+            $cmd .= ' ' . escapeshellarg($a);
+        }
+        $envs = array_merge(getenv(), ['RUST_LOG' => 'info', 'NO_COLOR' => '1'], $env);
+        $this->proc = proc_open(['bash', '-c', $cmd], [0 => ['file', '/dev/null', 'r'], 1 => ['pipe', 'w']], $this->pipes, null, $envs);
+        check(is_resource($this->proc), 'relay starts');
+        // Wait for the relay's own "listening" line, which names the bound address.
+        while (($line = fgets($this->pipes[1])) !== false) {
+            if (preg_match('/listening.*addr=(\S+)/', $line, $m)) {
+                $this->addr = $m[1];
+                fclose($this->pipes[1]);
+                $GLOBALS['__cleanup'][] = fn() => $this->kill();
+                return;
+            }
+        }
+        throw new CheckFailed("relay did not start: " . @file_get_contents($this->log));
+    }
+
+    public function port(): int { return (int)substr($this->addr, strrpos($this->addr, ':') + 1); }
+    public function url(string $scheme = 'ws'): string { return "$scheme://{$this->addr}"; }
+
+    public function kill(): void {
+        if (is_resource($this->proc)) {
+            $st = proc_get_status($this->proc);
+            if ($st['running']) {
+                posix_kill($st['pid'], SIGKILL);
+            }
+            proc_close($this->proc);
+        }
+    }
+
+    public function metrics(): string {
+        return (string)file_get_contents("http://{$this->addr}/metrics");
+    }
+}
+
+/** A minimal WebSocket client (RFC 6455) for subscribing, plain or TLS. */
+final class Ws {
+    private $s;
+    private string $buf = '';
+
+    public function __construct(string $url, array $ssl = []) {
+        $u = parse_url($url);
+        $tls = $u['scheme'] === 'wss';
+        $ctx = stream_context_create(['ssl' => $ssl + ['peer_name' => $u['host']]]);
+        $this->s = stream_socket_client(($tls ? 'tls://' : 'tcp://') . $u['host'] . ':' . $u['port'], $errno, $err, 10, STREAM_CLIENT_CONNECT, $ctx);
+        check($this->s !== false, "connect $url: $err");
+        $key = base64_encode(random_bytes(16));
+        fwrite($this->s, "GET {$u['path']} HTTP/1.1\r\nHost: {$u['host']}:{$u['port']}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: $key\r\nSec-WebSocket-Version: 13\r\n\r\n");
+        $head = '';
+        while (!str_contains($head, "\r\n\r\n")) {
+            $c = fread($this->s, 1);
+            check($c !== '' && $c !== false, 'upgrade answer');
+            $head .= $c;
+        }
+        check(str_starts_with($head, 'HTTP/1.1 101'), "upgrade: $head");
+    }
+
+    public function send(string $text): void {
+        $len = strlen($text);
+        $h = chr(0x81);
+        if ($len < 126) { $h .= chr(0x80 | $len); }
+        elseif ($len < 65536) { $h .= chr(0x80 | 126) . pack('n', $len); }
+        else { $h .= chr(0x80 | 127) . pack('J', $len); }
+        $mask = random_bytes(4);
+        $masked = '';
+        for ($i = 0; $i < $len; $i++) { $masked .= $text[$i] ^ $mask[$i % 4]; }
+        fwrite($this->s, $h . $mask . $masked);
+    }
+
+    private function need(int $n): bool {
+        while (strlen($this->buf) < $n) {
+            $c = fread($this->s, 65536);
+            if ($c === '' || $c === false) {
+                if (feof($this->s)) return false;
+                continue;
+            }
+            $this->buf .= $c;
+        }
+        return true;
+    }
+
+    /** The next text frame, or null when the connection ends. */
+    public function recv(): ?string {
+        $msg = '';
+        while (true) {
+            if (!$this->need(2)) return null;
+            $b0 = ord($this->buf[0]); $b1 = ord($this->buf[1]);
+            $len = $b1 & 0x7f; $off = 2;
+            if ($len === 126) { if (!$this->need(4)) return null; $len = unpack('n', substr($this->buf, 2, 2))[1]; $off = 4; }
+            elseif ($len === 127) { if (!$this->need(10)) return null; $len = unpack('J', substr($this->buf, 2, 8))[1]; $off = 10; }
+            if (!$this->need($off + $len)) return null;
+            $payload = substr($this->buf, $off, $len);
+            $this->buf = substr($this->buf, $off + $len);
+            $op = $b0 & 0x0f;
+            if ($op === 0x9) { $this->control(0xA, $payload); continue; }
+            if ($op === 0x8) return null;
+            if ($op === 0xA) continue;
+            $msg .= $payload;
+            if ($b0 & 0x80) return $msg;
+        }
+    }
+
+    private function control(int $op, string $payload): void {
+        $mask = random_bytes(4); $m = '';
+        for ($i = 0; $i < strlen($payload); $i++) { $m .= $payload[$i] ^ $mask[$i % 4]; }
+        fwrite($this->s, chr(0x80 | $op) . chr(0x80 | strlen($payload)) . $mask . $m);
+    }
+
+    public function frame(): ?array {
+        $t = $this->recv();
+        return $t === null ? null : json_decode($t, true, 512, JSON_THROW_ON_ERROR);
+    }
+}
+
+/** Subscribes to $channel and returns its whole history (replayed with since), then live events until $until is seen or $count events arrived. Each element: [decoded frame, raw data JSON]. */
+function collect(string $url, string $channel, int $count, ?string $until = null, array $ssl = []): array {
+    $ws = new Ws(rtrim($url, '/') . '/ws', $ssl);
+    $ws->send(json_encode(['type' => 'subscribe', 'channel' => $channel]));
+    $sub = $ws->frame();
+    check(($sub['type'] ?? '') === 'subscribed', 'subscribed: ' . json_encode($sub));
+    $ws->send(json_encode(['type' => 'unsubscribe', 'channel' => $channel]));
+    while (($f = $ws->frame()) !== null && $f['type'] !== 'unsubscribed') {}
+    $ws->send(json_encode(['type' => 'subscribe', 'channel' => $channel, 'since' => ['epoch' => $sub['epoch'], 'seq' => 0]]));
+    $out = [];
+    while (count($out) < $count) {
+        $t = $ws->recv();
+        check($t !== null, 'connection stayed open; got ' . count($out) . " of $count events");
+        $f = json_decode($t, true, 512, JSON_THROW_ON_ERROR);
+        if ($f['type'] === 'subscribed') { check($f['recovered'] === true, 'history recovered'); continue; }
+        if ($f['type'] !== 'event') continue;
+        check(preg_match('/"data":(.*),"ts":\d+\}$/s', $t, $m) === 1, 'event frame shape');
+        if ($until !== null && $f['event'] === $until) break;
+        $out[] = [$f, $m[1]];
+    }
+    return $out;
+}
+
+function php_cmd(array $ini = []): array {
+    $cmd = [PHP_BINARY, '-n', '-d', 'extension=' . getenv('RTET_EXT'), '-d', 'zend.assertions=1', '-d', 'extension=posix'];
+    foreach ($ini as $k => $v) { $cmd[] = '-d'; $cmd[] = "$k=$v"; }
+    return $cmd;
+}
+
+/** Runs PHP code in a new process with the extension loaded; returns [exit code, stdout+stderr]. */
+function run_php(string $code, array $ini = []): array {
+    $f = tmpdir() . '/snippet.php';
+    file_put_contents($f, "<?php\n" . $code);
+    $cmd = php_cmd($ini);
+    $cmd[] = $f;
+    $p = proc_open($cmd, [0 => ['file', '/dev/null', 'r'], 1 => ['pipe', 'w'], 2 => ['redirect', 1]], $pipes);
+    $out = stream_get_contents($pipes[1]);
+    fclose($pipes[1]);
+    return [proc_close($p), $out];
+}
+
+function spool_files(string $dir, string $suffix = '.spool'): array {
+    return array_values(array_filter(scandir($dir) ?: [], fn($n) => str_ends_with($n, $suffix)));
+}
+
+function finish(): void {
+    exit($GLOBALS['__failed'] > 0 ? 1 : 0);
+}
