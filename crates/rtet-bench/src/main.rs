@@ -244,7 +244,7 @@ async fn latency(target: &Target, load: &Load, rate: f64) -> Result<Delivery> {
         lag: None,
         payload_bytes: load.payload_bytes,
         drain: Duration::from_secs(5),
-        drain_cap: Duration::from_secs(30),
+        drain_cap: Duration::from_secs(15),
     };
     let warmup = rate as u64;
     scenario::deliver(
@@ -253,7 +253,7 @@ async fn latency(target: &Target, load: &Load, rate: f64) -> Result<Delivery> {
         &plan,
         Some(warmup),
         Duration::from_secs(5),
-        Duration::from_secs(30),
+        Duration::from_secs(15),
     )
     .await
 }
