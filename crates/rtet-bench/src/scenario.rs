@@ -1,6 +1,7 @@
 //! The measurements. Each one is bounded in count and in time and returns
 //! plain numbers; [`crate::report`] turns them into the table.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -118,7 +119,18 @@ pub async fn deliver(
         let stop = stop_rx.clone();
         readers.spawn(subscriber::run(ws, i, shared, stop, time_from));
     }
-    let run = format!("b{}", std::process::id());
+    // Unique per run, so a relay that outlives one run (`rtet-bench latency
+    // --addr …` with several rates) does not dedupe the next run's ids.
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let run = format!(
+        "b{}.{}.{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    );
     let mut plan = plan.clone();
     if let Some((lag, _)) = plan.lag {
         plan.lag = Some((lag, subscribers as u64));
