@@ -56,7 +56,7 @@ struct Load {
     window: usize,
     /// Events per second for the latency measurement; several (comma-separated)
     /// make one run each.
-    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    #[arg(long, value_delimiter = ',', default_value = "100,300,1000")]
     rate: Vec<f64>,
     /// Subscribers for the latency measurement.
     #[arg(long, default_value_t = 1_000)]
