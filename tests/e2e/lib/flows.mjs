@@ -120,6 +120,13 @@ export function defineFlows({ extension }) {
       assert.equal(await page.locator('#rtet_api_key').inputValue(), '');
       assert.equal(await page.locator('#rtet_api_key').getAttribute('type'), 'password');
 
+      // "Generate key" fills in a strong key in the browser, shown once so it can be copied to the relay.
+      await page.click('#rtet_generate_key');
+      const generated = await page.locator('#rtet_api_key').inputValue();
+      assert.match(generated, /^[A-Za-z0-9]{48}$/);
+      assert.equal(await page.locator('#rtet_api_key').getAttribute('type'), 'text');
+      await page.fill('#rtet_api_key', ''); // not saved: the relay knows the current key
+
       // Valid: a public URL with a trailing slash; the key left blank keeps the stored key.
       const valid = `${site.relayUrl}/`;
       await page.fill('#rtet_public_url', valid);
