@@ -91,7 +91,9 @@ class Proc {
   constructor(name, cmd, args, { logFile, env, cwd } = {}) {
     this.name = name;
     const out = fs.openSync(logFile, 'a');
-    this.child = spawn(cmd, args, { stdio: ['ignore', out, out], env: { ...process.env, ...env }, cwd });
+    // Its own process group: Ctrl-C reaches only us (we stop the servers in order), and
+    // killGroup() can take a server's workers along if we must end abruptly.
+    this.child = spawn(cmd, args, { stdio: ['ignore', out, out], env: { ...process.env, ...env }, cwd, detached: true });
     fs.closeSync(out);
     this.logFile = logFile;
     this.exited = new Promise((resolve) => this.child.once('exit', (code, sig) => resolve({ code, sig })));
@@ -105,6 +107,12 @@ class Proc {
     const t = setTimeout(() => { if (!this.done) this.child.kill('SIGKILL'); }, 10000);
     await this.exited;
     clearTimeout(t);
+  }
+
+  /** SIGKILL to the whole process group (master and workers), for abrupt exits. */
+  killGroup() {
+    if (this.done) return;
+    try { process.kill(-this.child.pid, 'SIGKILL'); } catch { /* gone */ }
   }
 
   assertRunning() {
@@ -163,6 +171,11 @@ export class Site {
     this.admin = { user: 'admin', password: randomBytes(9).toString('base64url'), email: 'admin@example.test' };
     this.dbPassword = randomBytes(12).toString('hex');
     this.procs = {};
+    // If this process ends without stop() (a crash, a test runner's timeout), take the servers with it.
+    this.onExit = () => {
+      for (const proc of Object.values(this.procs)) proc.killGroup();
+    };
+    process.once('exit', this.onExit);
   }
 
   /** The site's URL, e.g. http://127.0.0.1:43123 */
@@ -459,6 +472,7 @@ update_option( 'rtet_settings', $s );
     for (const name of order) {
       try { await this.procs[name]?.stop(name === 'php' ? 'SIGQUIT' : 'SIGTERM'); } catch { /* already gone */ }
     }
+    process.removeListener('exit', this.onExit);
     if (!keepDir && !process.env.RTET_KEEP_SITE) fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
