@@ -85,7 +85,7 @@ class RTET_REST {
 			return new WP_Error( 'rtet_not_configured', __( 'Real-time events are not configured.', 'real-time-event-trigger' ), array( 'status' => 503 ) );
 		}
 		/**
-		 * Filters how long a browser token lives, in seconds (clamped to 1 minute..1 hour; default 5 minutes).
+		 * Filters how long a browser token lives, in seconds (clamped to 5 seconds..1 hour; default 5 minutes).
 		 * The client sends a fresh token before the old one expires.
 		 *
 		 * @param int          $ttl  Seconds.
