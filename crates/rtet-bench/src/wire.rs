@@ -56,6 +56,63 @@ fn digits(s: &str) -> Option<(u64, &str)> {
     Some((s[..end].parse().ok()?, &s[end..]))
 }
 
+/// WebSocket opcodes the bench's reader handles.
+pub const OP_TEXT: u8 = 0x1;
+/// Close.
+pub const OP_CLOSE: u8 = 0x8;
+/// Ping.
+pub const OP_PING: u8 = 0x9;
+/// Pong.
+pub const OP_PONG: u8 = 0xA;
+
+/// Where one complete WebSocket frame lies at the start of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameAt {
+    /// The frame's opcode (low 4 bits of its first byte).
+    pub opcode: u8,
+    /// Header bytes (2, 4 or 10, plus 4 if masked), before the payload.
+    pub header: usize,
+    /// Payload bytes.
+    pub len: usize,
+}
+
+/// Finds the first complete frame in `buf` (RFC 6455 section 5.2); `None`
+/// until all of it has arrived. Servers do not mask, so a masked frame is
+/// reported with its masked payload (the bench never receives one).
+pub fn parse_frame(buf: &[u8]) -> Option<FrameAt> {
+    let (&b0, rest) = buf.split_first()?;
+    let &b1 = rest.first()?;
+    let masked = b1 & 0x80 != 0;
+    let (len, mut header): (usize, usize) = match b1 & 0x7f {
+        126 => (u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]) as usize, 4),
+        127 => {
+            let bytes: [u8; 8] = buf.get(2..10)?.try_into().ok()?;
+            (usize::try_from(u64::from_be_bytes(bytes)).ok()?, 10)
+        }
+        n => (n as usize, 2),
+    };
+    if masked {
+        header += 4;
+    }
+    if buf.len() < header.checked_add(len)? {
+        return None;
+    }
+    Some(FrameAt {
+        opcode: b0 & 0x0f,
+        header,
+        len,
+    })
+}
+
+/// A final client frame (masked, as clients must; the zero key leaves the
+/// payload as is) with a payload under 126 bytes, e.g. a pong or a close.
+pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len().min(125);
+    let mut frame = vec![0x80 | opcode, 0x80 | len as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(&payload[..len]);
+    frame
+}
+
 /// The run's clock: microseconds since it started.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock(Instant);
@@ -90,5 +147,42 @@ mod tests {
         );
         assert_eq!(scan(&event), Some((7, 1234)));
         assert_eq!(scan(r#"{"type":"ack","id":"r1-7"}"#), None);
+    }
+
+    #[test]
+    fn parses_frames_of_each_length_form() {
+        let short = [0x81, 3, b'a', b'b', b'c'];
+        assert_eq!(
+            parse_frame(&short),
+            Some(FrameAt {
+                opcode: OP_TEXT,
+                header: 2,
+                len: 3
+            })
+        );
+        assert_eq!(parse_frame(&short[..4]), None);
+        let mut medium = vec![0x81, 126, 0x01, 0x00];
+        medium.extend(std::iter::repeat_n(b'x', 256));
+        assert_eq!(
+            parse_frame(&medium).map(|f| (f.header, f.len)),
+            Some((4, 256))
+        );
+        assert_eq!(parse_frame(&medium[..200]), None);
+        let mut long = vec![0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0];
+        long.extend(std::iter::repeat_n(0u8, 65_536));
+        assert_eq!(
+            parse_frame(&long).map(|f| (f.header, f.len)),
+            Some((10, 65_536))
+        );
+        let ping = client_frame(OP_PING, b"hi");
+        assert_eq!(
+            parse_frame(&ping),
+            Some(FrameAt {
+                opcode: OP_PING,
+                header: 6,
+                len: 2
+            })
+        );
+        assert_eq!(parse_frame(&[]), None);
     }
 }
