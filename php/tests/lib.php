@@ -231,3 +231,47 @@ function spool_files(string $dir, string $suffix = '.spool'): array {
 function finish(): void {
     exit($GLOBALS['__failed'] > 0 ? 1 : 0);
 }
+
+/** Starts subscriber.php for $channel; returns [process, outfile] once it is subscribed. */
+function live_subscriber(string $url, string $channel, string $until, ?string $cafile = null): array {
+    $outfile = tmpdir() . '/events.jsonl';
+    $cmd = [PHP_BINARY, '-n', '-d', 'extension=posix', __DIR__ . '/subscriber.php', $url, $channel, $outfile, $until];
+    if ($cafile !== null) $cmd[] = $cafile;
+    $p = proc_open($cmd, [0 => ['file', '/dev/null', 'r'], 1 => ['pipe', 'w'], 2 => STDERR], $pipes);
+    check(trim((string)fgets($pipes[1])) === 'ready', 'subscriber ready');
+    fclose($pipes[1]);
+    $GLOBALS['__cleanup'][] = function () use ($p) { if (is_resource($p)) { proc_terminate($p, SIGKILL); proc_close($p); } };
+    return [$p, $outfile];
+}
+
+/** Waits for a live subscriber to end and returns [frame, raw data] per event. */
+function live_events($proc, string $outfile, bool $kill = false): array {
+    if ($kill) proc_terminate($proc, SIGKILL);
+    proc_close($proc);
+    $out = [];
+    foreach (file($outfile, FILE_IGNORE_NEW_LINES) ?: [] as $t) {
+        preg_match('/"data":(.*),"ts":\d+\}$/s', $t, $m);
+        $out[] = [json_decode($t, true), $m[1] ?? null];
+    }
+    return $out;
+}
+
+enum Suit: string { case Hearts = 'H'; case Spades = 'S'; }
+class Point { public $x = 1; protected $y = 2; private $z = 3; public $list = [1, 2]; }
+class Money implements JsonSerializable {
+    public function __construct(private int $cents) {}
+    public function jsonSerialize(): mixed { return ['amount' => $this->cents / 100, 'currency' => 'EUR']; }
+}
+
+/** PHP values whose JSON must arrive exactly as json_encode() makes it. */
+function corpus(): array {
+    $o = new stdClass; $o->a = 1; $o->{'0'} = 'zero'; $o->{'b c'} = [true, null];
+    return [
+        null, true, false, 0, -1, PHP_INT_MAX, PHP_INT_MIN, 0.1, -0.0, 3.0, 1e100, 1.5e-7, 123456789.125,
+        '', 'plain', "é/ü \"q\" \\ \n\t\x01 <>&' 😀", "\u{2028}\u{2029}", str_repeat('x', 2000),
+        [], [1, 2, 3], ['a' => 1, 'b' => 2], [3 => 'x', 1 => 'y'], [0 => 'a', 2 => 'c'], ['b' => 1, 'a' => 2],
+        ['nested' => ['deep' => ['deeper' => [1, ['k' => 'v']]]]], [[], new stdClass, [[]]],
+        $o, new stdClass, new Point, new Money(1999), Suit::Hearts, [Suit::Spades, new Point],
+        new ArrayObject([1, 2]), ['float' => 0.30000000000000004, 'int_key' => [10 => 1]],
+    ];
+}

@@ -18,7 +18,7 @@ filter=${1:-}
 for t in php/tests/*_test.php; do
   [[ -n "$filter" && "$t" != *"$filter"* ]] && continue
   echo "==> $t" >&2
-  $PHP -n -d extension="$RTET_EXT" -d extension=posix -d zend.assertions=1 "$t" 2>&1 | tee -a "$OUT"
+  timeout 300 $PHP -n -d extension="$RTET_EXT" -d extension=posix -d zend.assertions=1 "$t" 2>&1 | tee -a "$OUT"
   rc=${PIPESTATUS[0]}
   if [[ $rc -ne 0 ]] && ! grep -q "^FAIL" <(tail -n 50 "$OUT"); then
     echo "FAIL $t: exited $rc without a FAIL line" | tee -a "$OUT"

@@ -1,0 +1,112 @@
+<?php
+// Nothing queued is lost: the relay down at the start, killed and restarted
+// mid-stream, down at process end (a later process delivers the spool),
+// the queue limit overflowing to disk, and a corrupt spool file.
+require __DIR__ . '/lib.php';
+
+/** A relay that was started on a free port and is now down; returns its address. */
+function dead_relay_addr(): string {
+    $r = new Relay();
+    $addr = $r->addr;
+    $r->kill();
+    return $addr;
+}
+
+function ids_of(array $events): array { return array_map(fn($e) => $e[0]['id'], $events); }
+
+test('relay down when sending starts: events wait, then all arrive in order', function () {
+    $addr = dead_relay_addr();
+    rtet_configure("ws://$addr", KEY, ['spool_dir' => tmpdir(), 'reconnect_max_ms' => 200]);
+    $ids = [];
+    for ($i = 0; $i < 300; $i++) $ids[] = rtet_send_event('down', ['i' => $i], 'down');
+    check_eq(false, rtet_flush(0.2), 'nothing can be acked while the relay is down');
+    $s = rtet_stats();
+    check_eq(300, $s['queued'], 'all queued');
+    check_eq(false, $s['connected'], 'not connected');
+    check(str_contains((string)$s['last_error'], 'cannot connect'), 'last_error says why: ' . $s['last_error']);
+    $r = new Relay($addr);
+    check(rtet_flush(30.0), 'flush after the relay came up');
+    check_eq($ids, ids_of(collect($r->url(), 'down', 300)), 'every event once, in order');
+});
+
+test('relay killed and restarted mid-stream: nothing lost, order kept', function () {
+    $r = new Relay();
+    $addr = $r->addr;
+    [$sub, $file] = live_subscriber($r->url(), 'restart', 'never');
+    rtet_configure($r->url(), KEY, ['spool_dir' => tmpdir(), 'reconnect_max_ms' => 200]);
+    $ids = [];
+    for ($i = 0; $i < 3000; $i++) {
+        $ids[] = rtet_send_event('r', ['i' => $i], 'restart');
+        if ($i === 1000) {
+            $r->kill(); // SIGKILL: whatever was in flight gets no ack
+        }
+    }
+    $before = live_events($sub, $file, true);
+    $r2 = new Relay($addr);
+    check(rtet_flush(30.0), 'flush after the restart; stats ' . json_encode(rtet_stats()));
+    check(rtet_stats()['reconnects'] >= 1, 'reconnected');
+    $after = ids_of(collect($r2->url(), 'restart', count($ids) - 0, null) ?: []);
+    // The new relay got a contiguous tail of the stream, in order; the old one the head.
+    $first = array_search($after[0], $ids, true);
+    check($first !== false, 'the new relay got our events');
+    check_eq(array_slice($ids, $first), $after, 'the rest of the stream, in order, once');
+    $head = ids_of($before);
+    check_eq(array_slice($ids, 0, count($head)), $head, 'the old relay got the head in order');
+    check(count($head) >= $first, 'no gap between what the old relay delivered and what the new one got');
+}); 
+
+test('relay down at process end: the spool is delivered in order by a later process', function () {
+    $addr = dead_relay_addr();
+    $dir = tmpdir();
+    $url = "ws://$addr";
+    [$code, $out] = run_php('rtet_configure(' . var_export($url, true) . ', ' . var_export(KEY, true) . ', ["spool_dir" => ' . var_export($dir, true) . ', "shutdown_timeout_ms" => 100]);
+        $ids = []; for ($i = 0; $i < 200; $i++) { $ids[] = rtet_send_event("s", ["i" => $i], "spool"); }
+        echo json_encode($ids);');
+    check_eq(0, $code, "first process exits cleanly: $out");
+    $ids = json_decode($out, true);
+    $files = spool_files($dir);
+    check_eq(1, count($files), 'one spool file');
+    check_eq(0600, fileperms("$dir/{$files[0]}") & 0777, 'spool file mode 0600');
+    check_eq(0700, fileperms($dir) & 0777, 'spool dir mode 0700');
+    check_eq(200, count(file("$dir/{$files[0]}")), '200 events spooled');
+    $r = new Relay($addr);
+    [$code, $out] = run_php('rtet_configure(' . var_export($url, true) . ', ' . var_export(KEY, true) . ', ["spool_dir" => ' . var_export($dir, true) . ']);
+        var_export(rtet_flush(30.0)); echo " ", rtet_stats()["spool_claimed"];');
+    check_eq(0, $code, "second process: $out");
+    check_eq('true 200', trim($out), 'the later process delivered the spool and flush waited for it');
+    check_eq($ids, ids_of(collect($r->url(), 'spool', 200)), 'every spooled event once, in order');
+    check_eq([], spool_files($dir), 'the delivered spool file is gone');
+});
+
+test('past the queue limit events go to the spool and are still delivered in order', function () {
+    $addr = dead_relay_addr();
+    $dir = tmpdir();
+    rtet_configure("ws://$addr", KEY . 'x', ['spool_dir' => $dir, 'queue_limit' => 50, 'reconnect_max_ms' => 200]);
+    $ids = [];
+    for ($i = 0; $i < 500; $i++) $ids[] = rtet_send_event('o', ['i' => $i], 'overflow');
+    $s = rtet_stats();
+    check_eq(450, $s['spooled'], 'everything past the limit spooled');
+    check(count(spool_files($dir)) >= 1, 'an overflow file exists');
+    $r = new Relay($addr, ['--api-key', KEY . 'x']);
+    check(rtet_flush(30.0), 'flush; stats ' . json_encode(rtet_stats()));
+    check_eq($ids, ids_of(collect($r->url(), 'overflow', 500)), 'all 500 once, in order');
+    check_eq([], spool_files($dir), 'overflow files removed once delivered');
+});
+
+test('a corrupt spool file is set aside with a warning', function () {
+    $dir = tmpdir();
+    $url = 'ws://127.0.0.1:9';
+    $tag = substr(hash('sha256', "rtet-spool-v1\0$url\0" . KEY), 0, 16);
+    $name = "rtet-$tag-00000000000000000001-0000000001-000001.spool";
+    file_put_contents("$dir/$name", "{\"type\":\"publish\",\"id\":\"a\",\"channel\":\"public\",\"event\":\"e\",\"data\":1}\nGARBAGE\n");
+    [$code, $out] = run_php('set_error_handler(function ($no, $msg) { echo "WARNING: $msg\n"; return true; });
+        rtet_configure(' . var_export($url, true) . ', ' . var_export(KEY, true) . ', ["spool_dir" => ' . var_export($dir, true) . ', "shutdown_timeout_ms" => 0]);
+        echo "corrupt=", rtet_stats()["spool_corrupt"], "\n";');
+    check_eq(0, $code, "no crash: $out");
+    check(str_contains($out, 'WARNING: ') && str_contains($out, 'corrupt'), "a warning: $out");
+    check(str_contains($out, 'corrupt=1'), "counted: $out");
+    check(file_exists("$dir/$name.corrupt"), 'set aside as .corrupt');
+    check(!file_exists("$dir/$name"), 'not left to be claimed again');
+});
+
+finish();
