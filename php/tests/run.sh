@@ -26,7 +26,9 @@ for t in php/tests/*_test.php; do
 done
 if [[ -z "$filter" || "$filter" == rust ]]; then
   echo "==> cargo test -p rtet-publisher" >&2
-  if cargo test -p rtet-publisher 2>&1 | tee /dev/stderr | grep -q "^test result: ok"; then
+  rust_out=$(cargo test -p rtet-publisher 2>&1); rust_rc=$?
+  echo "$rust_out" >&2
+  if [[ $rust_rc -eq 0 ]]; then
     echo "PASS rust: cargo test -p rtet-publisher" | tee -a "$OUT"
   else
     echo "FAIL rust: cargo test -p rtet-publisher" | tee -a "$OUT"
