@@ -4,7 +4,7 @@
 require __DIR__ . '/lib.php';
 
 test('10,000 events arrive in order, once, with json_encode-equal data', function () {
-    $r = new Relay('127.0.0.1:0', ['--publishes-per-sec', '1000000']);
+    $r = new Relay('127.0.0.1:0', ['--publishes-per-sec', '1000000', '--subscriber-queue', '20000']);
     [$sub, $file] = live_subscriber($r->url(), 'stream', 'end');
     rtet_configure($r->url(), KEY, ['spool_dir' => tmpdir()]);
     $corpus = corpus();
