@@ -22,11 +22,14 @@ suite() {
   return 0
 }
 
-# Adds up "test result: ... N passed; M failed" (cargo) and "N passed, M failed" lines.
+# Adds up a suite's closing lines: cargo's "test result: ... N passed; M failed",
+# node's TAP "# pass N" / "# fail N", and the plain "N passed, M failed".
+# With "plain" as $2 only the plain line counts (the PHP runner reports its
+# Rust part as one PASS line and echoes cargo's output, which must not count twice).
 count() {
   local p f
-  read -r p f < <(awk '
-    /test result:/ { for (i=1;i<=NF;i++) { if ($(i)~/^passed;?$/) p+=$(i-1); if ($(i)~/^failed;?$/) f+=$(i-1) } }
+  read -r p f < <(awk -v plain="${2:-}" '
+    plain == "" && /test result:/ { for (i=1;i<=NF;i++) { if ($(i)~/^passed;?$/) p+=$(i-1); if ($(i)~/^failed;?$/) f+=$(i-1) } }
     /^([A-Za-z-]+: )?[0-9]+ passed, [0-9]+ failed/ { sub(/^[A-Za-z-]+: /, ""); p+=$1; f+=$3 }
     /^# pass [0-9]+$/ { p+=$3 }
     /^# fail [0-9]+$/ { f+=$3 }
@@ -44,7 +47,7 @@ count cargo-test
 
 if [ -x php/tests/run.sh ]; then
   suite php php/tests/run.sh
-  count php
+  count php plain
 fi
 if [ -x tests/e2e/run.sh ]; then
   suite e2e tests/e2e/run.sh
