@@ -108,6 +108,7 @@ final class Relay {
 final class Ws {
     private $s;
     private string $buf = '';
+    private float $deadline = INF;
 
     public function __construct(string $url, array $ssl = []) {
         $u = parse_url($url);
@@ -124,6 +125,7 @@ final class Ws {
             $head .= $c;
         }
         check(str_starts_with($head, 'HTTP/1.1 101'), "upgrade: $head");
+        stream_set_timeout($this->s, 5);
     }
 
     public function send(string $text): void {
@@ -140,6 +142,9 @@ final class Ws {
 
     private function need(int $n): bool {
         while (strlen($this->buf) < $n) {
+            // A test waiting for frames that never come fails instead of hanging
+            // (the relay's pings alone would keep the socket busy).
+            check(microtime(true) < $this->deadline, 'no message from the relay within 30 s');
             $c = fread($this->s, 65536);
             if ($c === '' || $c === false) {
                 if (feof($this->s)) return false;
@@ -153,6 +158,7 @@ final class Ws {
     /** The next text frame, or null when the connection ends. */
     public function recv(): ?string {
         $msg = '';
+        $this->deadline = microtime(true) + 30;
         while (true) {
             if (!$this->need(2)) return null;
             $b0 = ord($this->buf[0]); $b1 = ord($this->buf[1]);
