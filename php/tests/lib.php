@@ -281,3 +281,119 @@ function corpus(): array {
         new ArrayObject([1, 2]), ['float' => 0.30000000000000004, 'int_key' => [10 => 1]],
     ];
 }
+
+/**
+ * A minimal FastCGI client (responder role, one request per connection) for
+ * talking to php-fpm without a web server. $addr is "unix:///path" or
+ * "tcp://127.0.0.1:port".
+ */
+final class FastCgi {
+    /** Opens a connection and writes one whole request; the server closes it after answering (see parse()). */
+    public static function start(string $addr, array $params, string $stdin = '') {
+        $s = stream_socket_client($addr, $errno, $err, 10);
+        check($s !== false, "connect $addr: $err");
+        $id = 1;
+        $out = self::record(1, $id, pack('nCx5', 1, 0)); // BEGIN_REQUEST: RESPONDER, close after the request
+        $body = '';
+        foreach ($params as $k => $v) {
+            $body .= self::len(strlen((string)$k)) . self::len(strlen((string)$v)) . $k . $v;
+        }
+        foreach (str_split($body, 65535) as $chunk) {
+            if ($chunk !== '') $out .= self::record(4, $id, $chunk);
+        }
+        $out .= self::record(4, $id, '');
+        foreach (str_split($stdin, 65535) as $chunk) {
+            if ($chunk !== '') $out .= self::record(5, $id, $chunk);
+        }
+        $out .= self::record(5, $id, '');
+        for ($off = 0; $off < strlen($out); $off += $n) {
+            $n = fwrite($s, substr($out, $off));
+            check($n !== false && $n > 0, 'write the FastCGI request');
+        }
+        return $s;
+    }
+
+    /** Parses everything the server sent on a connection it closed: [stdout body without headers, stderr, app status, headers]. */
+    public static function parse(string $buf): array {
+        $stdout = $stderr = '';
+        $status = null;
+        for ($off = 0; $off + 8 <= strlen($buf);) {
+            $h = unpack('Cversion/Ctype/nid/nlen/Cpad', substr($buf, $off, 7));
+            $content = substr($buf, $off + 8, $h['len']);
+            $off += 8 + $h['len'] + $h['pad'];
+            if ($h['type'] === 6) $stdout .= $content;
+            elseif ($h['type'] === 7) $stderr .= $content;
+            elseif ($h['type'] === 3) { $status = unpack('N', $content)[1]; check(ord($content[4]) === 0, 'FastCGI request complete'); }
+        }
+        check($status !== null, 'FastCGI END_REQUEST received; got ' . strlen($buf) . ' bytes: ' . substr($stdout . $stderr, 0, 500));
+        $sep = strpos($stdout, "\r\n\r\n");
+        $head = $sep === false ? '' : substr($stdout, 0, $sep);
+        $body = $sep === false ? $stdout : substr($stdout, $sep + 4);
+        return [$body, $stderr, $status, $head];
+    }
+
+    /**
+     * Runs every request of $list (each a params array), keeping up to
+     * $parallel connections in flight; returns the parsed answers in $list's order.
+     */
+    public static function many(string $addr, array $list, int $parallel): array {
+        $results = [];
+        $open = []; // key => [stream, buffer]
+        $next = 0;
+        $keys = array_keys($list);
+        while ($next < count($keys) || $open) {
+            while ($next < count($keys) && count($open) < $parallel) {
+                $k = $keys[$next++];
+                $s = self::start($addr, $list[$k]);
+                stream_set_blocking($s, false);
+                $open[$k] = [$s, ''];
+            }
+            $read = array_map(fn($o) => $o[0], $open);
+            $w = $e = null;
+            $n = stream_select($read, $w, $e, 30);
+            check($n !== false && $n > 0, 'php-fpm answers within 30 s (' . count($open) . ' requests open)');
+            foreach ($read as $s) {
+                $k = array_search($s, array_map(fn($o) => $o[0], $open), true);
+                $chunk = fread($s, 65536);
+                if ($chunk !== false && $chunk !== '') {
+                    $open[$k][1] .= $chunk;
+                } elseif (feof($s)) {
+                    fclose($s);
+                    $results[$k] = self::parse($open[$k][1]);
+                    unset($open[$k]);
+                }
+            }
+        }
+        $ordered = [];
+        foreach ($keys as $k) $ordered[$k] = $results[$k];
+        return $ordered;
+    }
+
+    private static function record(int $type, int $id, string $content): string {
+        $pad = (8 - strlen($content) % 8) % 8;
+        return pack('CCnnCx', 1, $type, $id, strlen($content), $pad) . $content . str_repeat("\0", $pad);
+    }
+
+    private static function len(int $n): string {
+        return $n < 128 ? chr($n) : pack('N', $n | 0x80000000);
+    }
+}
+
+/** Polls $fn (a real condition) until it returns something other than null/false, or fails after $seconds. */
+function wait_until(callable $fn, string $what, float $seconds = 10.0) {
+    $deadline = microtime(true) + $seconds;
+    while (true) {
+        $v = $fn();
+        if ($v !== null && $v !== false) return $v;
+        check(microtime(true) < $deadline, "$what (waited $seconds s)");
+        usleep(10000);
+    }
+}
+
+/** The value of one sample of the relay's /metrics (e.g. 'rtet_connections{role="publisher"}'), null if absent. */
+function metric_value(string $metrics, string $sample): ?float {
+    foreach (explode("\n", $metrics) as $line) {
+        if (str_starts_with($line, $sample . ' ')) return (float)substr($line, strlen($sample) + 1);
+    }
+    return null;
+}

@@ -3,6 +3,7 @@
 //! | metric | type | labels | meaning |
 //! |--------|------|--------|---------|
 //! | `rtet_connections` | gauge | `role` = publisher, subscriber | open WebSocket connections |
+//! | `rtet_connections_accepted_total` | counter | `role` = publisher, subscriber | WebSocket connections admitted and answered with the upgrade since the relay started (counted before the `101`; subscribers closed for their origin not counted) |
 //! | `rtet_connections_refused_total` | counter | `reason` = per_ip, max_connections, origin | connections refused before or at upgrade |
 //! | `rtet_events_published_total` | counter | | events stored (duplicates not counted) |
 //! | `rtet_duplicates_total` | counter | | publishes answered from the dedupe window |
@@ -61,6 +62,8 @@ pub struct Metrics {
     registry: Registry,
     /// Open connections by role.
     pub connections: Family<RoleLabel, Gauge>,
+    /// Connections admitted to the upgrade by role, since start.
+    pub accepted: Family<RoleLabel, Counter>,
     /// Connections refused by reason.
     pub refused: Family<ReasonLabel, Counter>,
     /// Events stored.
@@ -95,6 +98,7 @@ impl Metrics {
         let mut registry = Registry::default();
         let m = Metrics {
             connections: Family::default(),
+            accepted: Family::default(),
             refused: Family::default(),
             events_published: Counter::default(),
             duplicates: Counter::default(),
@@ -113,6 +117,11 @@ impl Metrics {
             "rtet_connections",
             "Open WebSocket connections by role",
             m.connections.clone(),
+        );
+        registry.register(
+            "rtet_connections_accepted",
+            "WebSocket connections accepted (answered with the upgrade) since start, by role",
+            m.accepted.clone(),
         );
         registry.register(
             "rtet_connections_refused",
@@ -170,6 +179,10 @@ impl Metrics {
             "Subscriptions over all channels",
             m.subscriptions.clone(),
         );
+        // Both roles show from the start (0), so a scrape can tell "none yet" from "not exported".
+        for role in [Role::publisher, Role::subscriber] {
+            let _ = m.accepted.get_or_create(&RoleLabel { role });
+        }
         Metrics { registry, ..m }
     }
 
@@ -194,6 +207,11 @@ impl Metrics {
     /// Counts an auth failure.
     pub fn auth_failure(&self, role: Role) {
         self.auth_failures.get_or_create(&RoleLabel { role }).inc();
+    }
+
+    /// Counts a connection admitted to the upgrade.
+    pub fn accepted(&self, role: Role) {
+        self.accepted.get_or_create(&RoleLabel { role }).inc();
     }
 
     /// Counts a refused connection.

@@ -79,6 +79,7 @@ pub async fn upgrade(
         Ok(g) => g,
         Err(r) => return refused(r),
     };
+    relay.metrics.accepted(Role::publisher);
     let token = relay.publishers.token();
     let max = relay.config.limits.max_frame_bytes;
     ws.read_buffer_size(READ_BUFFER)

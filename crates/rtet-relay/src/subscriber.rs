@@ -70,6 +70,9 @@ pub async fn upgrade(
         Ok(g) => g,
         Err(r) => return crate::publisher::refused(r),
     };
+    if origin_ok {
+        relay.metrics.accepted(Role::subscriber);
+    }
     let token = relay.subscribers.token();
     let max = relay.config.limits.max_frame_bytes;
     ws.read_buffer_size(READ_BUFFER)

@@ -54,6 +54,57 @@ async fn metrics_use_the_rtet_prefix_and_count_what_happens() {
 }
 
 #[tokio::test]
+async fn connections_accepted_total_counts_every_upgrade_by_role_while_the_gauge_counts_open_ones()
+{
+    let mut cfg = config();
+    cfg.allowed_origins = vec!["https://site.example".into()];
+    let relay = start(cfg).await;
+    let accepted_pub = "rtet_connections_accepted_total{role=\"publisher\"}";
+    let accepted_sub = "rtet_connections_accepted_total{role=\"subscriber\"}";
+    let (_, body) = relay.http("GET", "/metrics", &[], b"").await;
+    assert!(
+        body.contains(&format!("{accepted_pub} 0")) && body.contains(&format!("{accepted_sub} 0")),
+        "both roles exported from the start: {body}"
+    );
+
+    // Three publisher connections, one after the other: the counter keeps all three.
+    for i in 0..3 {
+        let mut p = relay.publisher().await;
+        publish(&mut p, &format!("a{i}"), "public", json!(i)).await;
+        assert_eq!(relay.metric(accepted_pub).await, f64::from(i + 1));
+        drop(p);
+        relay
+            .wait_metric("rtet_connections{role=\"publisher\"}", 0.0)
+            .await;
+    }
+    // Refused before the upgrade: not counted.
+    assert_eq!(
+        relay.publisher_with(Some("wrong-key")).await.err(),
+        Some(401)
+    );
+    assert_eq!(relay.publisher_with(None).await.err(), Some(401));
+    assert_eq!(relay.metric(accepted_pub).await, 3.0);
+
+    // Subscribers: a refused origin is closed with 1008 and not counted.
+    let mut evil = relay
+        .subscriber_with_origin(Some("https://evil.example"))
+        .await
+        .expect("upgraded, then closed");
+    assert_eq!(closed_with(&mut evil).await, 1008);
+    let _a = relay.subscriber().await;
+    let _b = relay
+        .subscriber_with_origin(Some("https://site.example"))
+        .await
+        .expect("allowed origin");
+    assert_eq!(relay.metric(accepted_sub).await, 2.0);
+    assert_eq!(
+        relay.metric("rtet_connections{role=\"subscriber\"}").await,
+        2.0
+    );
+    assert_eq!(relay.metric(accepted_pub).await, 3.0);
+}
+
+#[tokio::test]
 async fn send_event_with_a_bearer_key_is_delivered() {
     let relay = start(config()).await;
     let mut sub = relay.subscriber().await;
