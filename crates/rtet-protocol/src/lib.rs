@@ -64,7 +64,10 @@ mod tests {
         let a = new_event_id();
         std::thread::sleep(std::time::Duration::from_millis(2));
         let b = new_event_id();
-        assert!(validate_id(&a).is_ok() && validate_id(&b).is_ok(), "{a} {b}");
+        assert!(
+            validate_id(&a).is_ok() && validate_id(&b).is_ok(),
+            "{a} {b}"
+        );
         assert_eq!(a.len(), 26);
         assert!(a < b, "{a} then {b}");
     }
@@ -80,11 +83,16 @@ mod tests {
         let saved = ID_RNG.with_borrow(|s| s.clone());
         let parent_next: Vec<String> = (0..100).map(|_| new_event_id_for(pid)).collect();
         ID_RNG.with_borrow_mut(|s| *s = saved);
-        let child_next: Vec<String> = (0..100).map(|_| new_event_id_for(pid.wrapping_add(1))).collect();
+        let child_next: Vec<String> = (0..100)
+            .map(|_| new_event_id_for(pid.wrapping_add(1)))
+            .collect();
         let random_part = |v: &[String]| v.iter().map(|s| s[10..].to_owned()).collect::<Vec<_>>();
         assert_ne!(random_part(&parent_next), random_part(&child_next));
-        let all: std::collections::HashSet<_> =
-            before.iter().chain(&parent_next).chain(&child_next).collect();
+        let all: std::collections::HashSet<_> = before
+            .iter()
+            .chain(&parent_next)
+            .chain(&child_next)
+            .collect();
         assert_eq!(all.len(), 300);
     }
 }

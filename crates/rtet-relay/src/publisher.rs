@@ -104,7 +104,18 @@ enum Step {
     End,
 }
 
-async fn handle(relay: &Relay, key: usize, msg: Option<Result<Message, axum::Error>>) -> Step {
+/// One publisher connection's state between frames.
+struct Conn {
+    /// The API key number the connection authenticated with.
+    key: usize,
+    /// The (id, channel) of a publish refused with `rate_limited`. Until that
+    /// event is sent again, every later publish on this connection is refused
+    /// too, so that pipelined events cannot overtake it and a retry keeps the
+    /// publisher's order (reconnecting starts afresh).
+    held_for: Option<(String, String)>,
+}
+
+async fn handle(relay: &Relay, conn: &mut Conn, msg: Option<Result<Message, axum::Error>>) -> Step {
     match msg {
         None => Step::End,
         Some(Err(e)) => {
@@ -114,7 +125,7 @@ async fn handle(relay: &Relay, key: usize, msg: Option<Result<Message, axum::Err
                 Step::End
             }
         }
-        Some(Ok(Message::Text(text))) => Step::Reply(answer(relay, key, text.as_str()).await),
+        Some(Ok(Message::Text(text))) => Step::Reply(answer(relay, conn, text.as_str()).await),
         Some(Ok(Message::Binary(_))) => {
             relay.metrics.nack(ErrorCode::Invalid);
             Step::Reply(ServerFrame::Error {
@@ -129,13 +140,33 @@ async fn handle(relay: &Relay, key: usize, msg: Option<Result<Message, axum::Err
 }
 
 /// The `ack` or `nack` for one publish frame.
-async fn answer(relay: &Relay, key: usize, text: &str) -> ServerFrame {
+async fn answer(relay: &Relay, conn: &mut Conn, text: &str) -> ServerFrame {
     let max = relay.config.limits.max_frame_bytes;
     let result = match parse_publish(text) {
         Ok(frame) if text.len() > max => Err(too_large(&frame, text.len(), max)),
-        Ok(frame) => publish(relay, key, &frame)
-            .await
-            .map(|p| (p, frame.id, frame.channel)),
+        Ok(frame) => match &conn.held_for {
+            Some((id, channel)) if (id, channel) != (&frame.id, &frame.channel) => {
+                Err(FrameError {
+                    code: ErrorCode::RateLimited,
+                    message: format!(
+                        "held back to keep order: event {id} on channel {channel} was refused \
+                     rate_limited; send it again first, or reconnect"
+                    ),
+                    id: Some(frame.id.clone()),
+                    channel: Some(frame.channel.clone()),
+                })
+            }
+            _ => {
+                let r = publish(relay, conn.key, &frame).await;
+                conn.held_for = match &r {
+                    Err(e) if e.code == ErrorCode::RateLimited => {
+                        Some((frame.id.clone(), frame.channel.clone()))
+                    }
+                    _ => None,
+                };
+                r.map(|p| (p, frame.id, frame.channel))
+            }
+        },
         Err(e) if text.len() > max => Err(FrameError {
             code: ErrorCode::TooLarge,
             message: format!("frame is {} bytes; the limit is {max}", text.len()),
@@ -250,6 +281,10 @@ pub fn engine_error_code(e: &EngineError) -> ErrorCode {
 
 /// Serves one publisher connection until it closes or the relay shuts down.
 pub async fn serve(relay: Arc<Relay>, mut socket: WebSocket, key: usize) {
+    let mut conn = Conn {
+        key,
+        held_for: None,
+    };
     let limits = relay.config.limits.clone();
     let mut keepalive = Keepalive::new(limits.ping_interval, limits.dead_peer_timeout);
     let timer = sleep_until(keepalive.deadline());
@@ -267,7 +302,7 @@ pub async fn serve(relay: Arc<Relay>, mut socket: WebSocket, key: usize) {
                     if answered > SHUTDOWN_DRAIN_MAX {
                         break;
                     }
-                    match handle(&relay, key, msg).await {
+                    match handle(&relay, &mut conn, msg).await {
                         Step::Reply(f) => {
                             if socket.feed(Message::Text(f.encode().into())).await.is_err() {
                                 return;
@@ -283,7 +318,7 @@ pub async fn serve(relay: Arc<Relay>, mut socket: WebSocket, key: usize) {
             }
             msg = socket.recv() => {
                 keepalive.seen();
-                let mut step = handle(&relay, key, msg).await;
+                let mut step = handle(&relay, &mut conn, msg).await;
                 let mut pending = 0;
                 loop {
                     match step {
@@ -308,7 +343,7 @@ pub async fn serve(relay: Arc<Relay>, mut socket: WebSocket, key: usize) {
                         break;
                     }
                     match socket.recv().now_or_never() {
-                        Some(msg) => step = handle(&relay, key, msg).await,
+                        Some(msg) => step = handle(&relay, &mut conn, msg).await,
                         None => break,
                     }
                 }

@@ -6,6 +6,7 @@
 //! queued events. Per connection it keeps only what it must: the queue, the
 //! token's claims, the channel names and a rate bucket.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,19 +103,22 @@ enum Cut {
     Failed,
 }
 
-/// Writes frames, giving up as soon as the queue overflows or the relay stops,
-/// so a stuck socket never holds the task. A write that takes longer than the
-/// dead-peer timeout means the peer is gone.
+/// Writes the frames in `unsent`, giving up as soon as the queue overflows or
+/// the relay stops, so a stuck socket never holds the task. A frame leaves
+/// `unsent` only once the socket took it, so frames a cut write did not get to
+/// are still there for the goodbye at shutdown. A write that takes longer than
+/// the dead-peer timeout means the peer is gone.
 async fn write(
     socket: &mut WebSocket,
-    frames: impl IntoIterator<Item = Message>,
+    unsent: &mut VecDeque<Message>,
     outbox: &Outbox,
     stop: &CancellationToken,
     dead_after: Duration,
 ) -> Result<(), Cut> {
     let io = async {
-        for f in frames {
-            socket.feed(f).await?;
+        while let Some(f) = unsent.front() {
+            socket.feed(f.clone()).await?;
+            unsent.pop_front();
         }
         socket.flush().await
     };
@@ -204,11 +208,13 @@ impl Session {
         let keepalive_timer = sleep_until(keepalive.deadline());
         tokio::pin!(keepalive_timer);
         let mut batch: Vec<Utf8Bytes> = Vec::new();
+        // Frames taken from the outbox (or replies) not yet handed to the socket.
+        let mut unsent: VecDeque<Message> = VecDeque::new();
 
         let end: Option<(u16, &'static str)> = loop {
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => break Some(self.going_away(&mut socket, &mut batch).await),
+                _ = stop.cancelled() => break Some(self.going_away(&mut socket, &mut unsent, &mut batch).await),
                 _ = self.outbox.overflowed() => break Some(self.slow()),
                 _ = &mut timer, if timer_kind != Timer::Off => {
                     break Some(match timer_kind {
@@ -223,9 +229,9 @@ impl Session {
                             break Some((close::GOING_AWAY, "no answer to pings"));
                         }
                         KeepaliveAction::Ping => {
-                            let ping = [Message::Ping(Default::default())];
-                            if let Err(cut) = write(&mut socket, ping, &self.outbox, &stop, limits.dead_peer_timeout).await {
-                                break self.cut(cut, &mut socket, &mut batch).await;
+                            unsent.push_back(Message::Ping(Default::default()));
+                            if let Err(cut) = write(&mut socket, &mut unsent, &self.outbox, &stop, limits.dead_peer_timeout).await {
+                                break self.cut(cut, &mut socket, &mut unsent, &mut batch).await;
                             }
                         }
                         KeepaliveAction::Wait => {}
@@ -264,15 +270,14 @@ impl Session {
                         timer.as_mut().reset(deadline);
                         timer_kind = Timer::Expiry;
                     }
-                    let mut frames = Vec::new();
                     if outcome.flush_queue_first {
                         self.drain(&mut batch, usize::MAX);
-                        frames.extend(batch.drain(..).map(Message::Text));
+                        unsent.extend(batch.drain(..).map(Message::Text));
                     }
-                    frames.extend(outcome.replies);
-                    if !frames.is_empty() {
-                        if let Err(cut) = write(&mut socket, frames, &self.outbox, &stop, limits.dead_peer_timeout).await {
-                            break self.cut(cut, &mut socket, &mut batch).await;
+                    unsent.extend(outcome.replies);
+                    if !unsent.is_empty() {
+                        if let Err(cut) = write(&mut socket, &mut unsent, &self.outbox, &stop, limits.dead_peer_timeout).await {
+                            break self.cut(cut, &mut socket, &mut unsent, &mut batch).await;
                         }
                     }
                     if let Some(c) = outcome.close {
@@ -285,9 +290,9 @@ impl Session {
                         // More than one batch: come back after looking at everything else.
                         self.outbox.wake();
                     }
-                    let frames = batch.drain(..).map(Message::Text);
-                    if let Err(cut) = write(&mut socket, frames, &self.outbox, &stop, limits.dead_peer_timeout).await {
-                        break self.cut(cut, &mut socket, &mut batch).await;
+                    unsent.extend(batch.drain(..).map(Message::Text));
+                    if let Err(cut) = write(&mut socket, &mut unsent, &self.outbox, &stop, limits.dead_peer_timeout).await {
+                        break self.cut(cut, &mut socket, &mut unsent, &mut batch).await;
                     }
                 }
             }
@@ -322,24 +327,27 @@ impl Session {
         &self,
         cut: Cut,
         socket: &mut WebSocket,
+        unsent: &mut VecDeque<Message>,
         batch: &mut Vec<Utf8Bytes>,
     ) -> Option<(u16, &'static str)> {
         match cut {
             Cut::Overflow => Some(self.slow()),
-            Cut::Shutdown => Some(self.going_away(socket, batch).await),
+            Cut::Shutdown => Some(self.going_away(socket, unsent, batch).await),
             Cut::Failed => None,
         }
     }
 
-    /// At shutdown: finish the write in progress and send what is queued
-    /// (for at most [`SHUTDOWN_FLUSH`]), then the caller closes with 1001.
+    /// At shutdown: finish the write in progress (the frames it had not
+    /// handed to the socket yet come first) and send what is queued (for at
+    /// most [`SHUTDOWN_FLUSH`]), then the caller closes with 1001.
     async fn going_away(
         &self,
         socket: &mut WebSocket,
+        unsent: &mut VecDeque<Message>,
         batch: &mut Vec<Utf8Bytes>,
     ) -> (u16, &'static str) {
         self.drain(batch, usize::MAX);
-        let frames = batch.drain(..).map(Message::Text);
+        let frames = unsent.drain(..).chain(batch.drain(..).map(Message::Text));
         let _ = tokio::time::timeout(SHUTDOWN_FLUSH, async {
             for f in frames {
                 socket.feed(f).await?;

@@ -227,6 +227,69 @@ async fn publishes_beyond_the_per_key_rate_are_nacked_rate_limited() {
 }
 
 #[tokio::test]
+async fn after_a_rate_limited_nack_later_publishes_wait_for_the_refused_one() {
+    // Pipelined publishers must keep their order: once X is refused, nothing
+    // sent after X on that connection may be stored before X is.
+    let mut cfg = config();
+    cfg.limits.publishes_per_sec_per_key = 20;
+    let relay = start(cfg).await;
+    let mut p = relay.publisher().await;
+    let mut refused = None;
+    for i in 0..100 {
+        let answer = publish(&mut p, &format!("r{i}"), "public", json!(i)).await;
+        if answer["type"] == "nack" {
+            assert_eq!(answer["code"], "rate_limited", "{answer}");
+            refused = Some(i);
+            break;
+        }
+    }
+    let x = refused.expect("the bucket of 20 ran out within 100 publishes");
+    // A later event is held back, whatever tokens have come back meanwhile.
+    let held = publish(&mut p, "later", "public", json!("later")).await;
+    assert_eq!(
+        (held["type"].as_str(), held["code"].as_str()),
+        (Some("nack"), Some("rate_limited"))
+    );
+    let message = held["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("r{x}")), "{message}");
+    // Sending X again (until a token is back) releases the hold, in order.
+    let ack = loop {
+        let a = publish(&mut p, &format!("r{x}"), "public", json!(x)).await;
+        if a["type"] == "ack" {
+            break a;
+        }
+        assert_eq!(a["code"], "rate_limited", "{a}");
+    };
+    let later = loop {
+        let a = publish(&mut p, "later", "public", json!("later")).await;
+        if a["type"] == "ack" {
+            break a;
+        }
+        assert_eq!(a["code"], "rate_limited", "{a}");
+    };
+    assert!(
+        later["seq"].as_u64() > ack["seq"].as_u64(),
+        "{ack} then {later}"
+    );
+    // A new connection starts without a hold.
+    let mut p2 = relay.publisher().await;
+    let fresh = loop {
+        let a = publish(&mut p2, "fresh", "public", json!(1)).await;
+        if a["type"] == "ack" {
+            break a;
+        }
+        assert!(
+            !a["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("held back"),
+            "{a}"
+        );
+    };
+    assert!(fresh["seq"].as_u64() > later["seq"].as_u64());
+}
+
+#[tokio::test]
 async fn publishing_beyond_the_channel_limit_is_nacked_forbidden() {
     let mut cfg = config();
     cfg.max_channels = 2;
