@@ -14,26 +14,20 @@
 //! from the caller's own `jsonSerialize()` propagates unchanged.
 
 use ext_php_rs::types::Zval;
-use ext_php_rs::zend::{ExecutorGlobals, Function};
+use ext_php_rs::zend::ExecutorGlobals;
 
+use crate::call::call;
 use crate::errors::{Error, Result};
 
 /// `JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE`.
 pub const FLAGS: i64 = 64 | 256;
-
-fn php_function(name: &str) -> Result<Function> {
-    Function::try_from_function(name)
-        .ok_or_else(|| Error::internal(format!("PHP function {name}() is missing")))
-}
 
 /// Encodes `value` as `json_encode($value, FLAGS)` does.
 pub fn encode(value: Option<&Zval>) -> Result<String> {
     let Some(value) = value.filter(|v| !v.is_null()) else {
         return Ok("null".to_owned());
     };
-    let json_encode = php_function("json_encode")?;
-    let ret = json_encode
-        .try_call(vec![value, &FLAGS])
+    let ret = call("json_encode", &[value, &FLAGS])
         .map_err(|e| Error::internal(format!("json_encode() failed: {e}")))?;
     if ExecutorGlobals::has_exception() {
         return Err(Error::Pending);
@@ -41,13 +35,11 @@ pub fn encode(value: Option<&Zval>) -> Result<String> {
     if let Some(s) = ret.zend_str() {
         return Ok(String::from_utf8_lossy(s.as_bytes()).into_owned());
     }
-    let code = php_function("json_last_error")?
-        .try_call(vec![])
+    let code = call("json_last_error", &[])
         .ok()
         .and_then(|z| z.long())
         .unwrap_or(0);
-    let msg = php_function("json_last_error_msg")?
-        .try_call(vec![])
+    let msg = call("json_last_error_msg", &[])
         .ok()
         .and_then(|z| z.string())
         .unwrap_or_else(|| "unknown error".to_owned());

@@ -9,6 +9,7 @@
 //! - [`settings`]: php.ini directives and `rtet_configure()` options.
 //! - [`json`]: PHP values to JSON through PHP's own `json_encode()`.
 //! - [`errors`]: `Rtet\Exception` and its codes.
+//! - [`call`]: calling a PHP function (`json_encode`, `error_log`) by name.
 //!
 //! # Lifecycle
 //!
@@ -21,6 +22,7 @@
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(windows, feature(abi_vectorcall))]
 
+pub mod call;
 pub mod errors;
 pub mod json;
 pub mod settings;
@@ -32,7 +34,7 @@ use std::time::Duration;
 use ext_php_rs::boxed::ZBox;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
-use ext_php_rs::zend::{Function, ModuleEntry};
+use ext_php_rs::zend::ModuleEntry;
 use ext_php_rs::{info_table_end, info_table_header, info_table_row, info_table_start};
 use rtet_protocol::{validate_channel, validate_event, validate_id};
 use rtet_publisher::{Config, Event, Pool, Publisher};
@@ -103,10 +105,8 @@ fn log_failures(st: &mut State) {
     if lines.is_empty() {
         return;
     }
-    if let Some(error_log) = Function::try_from_function("error_log") {
-        for line in lines {
-            let _ = error_log.try_call(vec![&line]);
-        }
+    for line in lines {
+        let _ = call::call("error_log", &[&line]);
     }
 }
 
