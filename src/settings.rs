@@ -6,11 +6,11 @@
 //! | `rtet.relay_url`          | (empty)            | relay base URL: `ws://`, `wss://`, `http://`, `https://` |
 //! | `rtet.api_key`            | (empty)            | publisher API key (never shown by phpinfo)        |
 //! | `rtet.connect_timeout_ms` | 1000               | one connection attempt, TCP + TLS + upgrade       |
-//! | `rtet.queue_limit`        | 10000              | events in memory before new ones go to the spool  |
+//! | `rtet.queue_limit`        | 10000              | events in memory before new ones go to the spool (while the relay is unreachable they go there at once) |
 //! | `rtet.spool_dir`          | (empty: `$TMPDIR/rtet-spool`) | spool directory (0700, files 0600)     |
 //! | `rtet.shutdown_timeout_ms`| 2000               | wait for acks at process end, then spool the rest |
 //! | `rtet.ca_file`            | (empty)            | extra CA certificate (PEM) for `wss://`           |
-//! | `rtet.verify_tls`         | 1                  | verify the relay's certificate and host name      |
+//! | `rtet.verify_tls`         | 1                  | verify the relay's certificate and host name; 0 is insecure (no checks at all), for tests only |
 //! | `rtet.max_frame_bytes`    | 65536              | the relay's frame limit; larger events are refused here |
 //! | `rtet.reconnect_max_ms`   | 5000               | longest pause between reconnect attempts          |
 //!

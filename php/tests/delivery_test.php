@@ -82,14 +82,20 @@ test('relay down at process end: the spool is delivered in order by a later proc
 });
 
 test('past the queue limit events go to the spool and are still delivered in order', function () {
-    $addr = dead_relay_addr();
+    // A relay that hangs: it listens but never answers, so the connection attempt waits
+    // (nothing is known to be down yet) and only the queue limit sends events to disk.
+    $silent = stream_socket_server('tcp://127.0.0.1:0');
+    $addr = stream_socket_get_name($silent, false);
     $dir = tmpdir();
-    rtet_configure("ws://$addr", KEY . 'x', ['spool_dir' => $dir, 'queue_limit' => 50, 'reconnect_max_ms' => 200]);
+    rtet_configure("ws://$addr", KEY . 'x', ['spool_dir' => $dir, 'queue_limit' => 50, 'reconnect_max_ms' => 200,
+        'connect_timeout_ms' => 60000]);
     $ids = [];
     for ($i = 0; $i < 500; $i++) $ids[] = rtet_send_event('o', ['i' => $i], 'overflow');
     $s = rtet_stats();
     check_eq(450, $s['spooled'], 'everything past the limit spooled');
-    check(count(spool_files($dir)) >= 1, 'an overflow file exists');
+    check_eq(500, $s['queued'], 'all 500 waiting');
+    check_eq(1, count(spool_files($dir)), 'an overflow file exists');
+    fclose($silent);
     $r = new Relay($addr, ['--api-key', KEY . 'x']);
     check(rtet_flush(30.0), 'flush; stats ' . json_encode(rtet_stats()));
     check_eq($ids, ids_of(collect($r->url(), 'overflow', 500)), 'all 500 once, in order');

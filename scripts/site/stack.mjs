@@ -339,6 +339,8 @@ require_once ABSPATH . 'wp-settings.php';
 pid = ${path.join(d, 'php-fpm.pid')}
 error_log = ${path.join(d, 'php-fpm.log')}
 daemonize = no
+; workers get time to wait for acks on a restart (see docs/install-wordpress.md)
+process_control_timeout = 5s
 
 [www]
 ${user}listen = 127.0.0.1:${this.ports.fpm}

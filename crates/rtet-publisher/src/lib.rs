@@ -157,6 +157,12 @@ pub(crate) struct Shared {
     pub progress: Mutex<()>,
     pub progress_cv: Condvar,
     pub connected: AtomicBool,
+    /// The relay is unreachable (the last connection attempt failed or the
+    /// connection broke; set under the `q` lock). While it is, new events go
+    /// straight to the spool,
+    /// so that a process killed before the relay is back (php-fpm's SIGTERM
+    /// skips module shutdown) leaves them on disk for the next one.
+    pub down: AtomicBool,
     pub c: Counters,
     pub last_error: Mutex<Option<String>>,
     /// Failures (nacks, spool problems) for the PHP thread to log.
@@ -209,7 +215,8 @@ pub struct Stats {
     pub nacked: u64,
     /// `rate_limited` answers; those events are sent again after a pause.
     pub rate_limited: u64,
-    /// Events written to spool files (queue overflow, or unacked at process end).
+    /// Events written to spool files (queue overflow, relay unreachable, or
+    /// unacked at process end).
     pub spooled: u64,
     /// Events claimed from spool files that ended processes left behind.
     pub spool_claimed: u64,
@@ -228,7 +235,8 @@ pub struct Stats {
 pub struct ShutdownReport {
     /// Every event was acked within the shutdown timeout.
     pub delivered_all: bool,
-    /// Events written to a spool file for a later process.
+    /// Events left on disk for a later process (spooled at the end, or
+    /// earlier while the relay was unreachable, and still unacked).
     pub spooled: u64,
 }
 
@@ -286,6 +294,7 @@ impl Publisher {
             progress: Mutex::new(()),
             progress_cv: Condvar::new(),
             connected: AtomicBool::new(false),
+            down: AtomicBool::new(false),
             c: Counters::default(),
             last_error: Mutex::new(None),
             log: Mutex::new(Vec::new()),
@@ -319,16 +328,19 @@ impl Publisher {
     }
 
     /// Queues events (one per channel of one `rtet_send_event`). Never waits
-    /// on the network; past the queue limit the events go to the overflow
-    /// spool file (a local append). Never fails: an event that cannot be
-    /// spooled stays in memory.
+    /// on the network; past the queue limit, and while the relay is
+    /// unreachable, the events go to the overflow spool file (a local
+    /// append). Never fails: an event that cannot be spooled stays in memory.
     pub fn enqueue(&self, events: Vec<Event>) {
         let n = events.len() as u64;
         self.shared.pending.fetch_add(n, Ordering::AcqRel);
         self.shared.c.enqueued.fetch_add(n, Ordering::Relaxed);
         let mut q = lock(&self.shared.q);
+        // Read under the lock: the sender flips it under the lock too, when it
+        // moves the queue to disk, so no event lands behind that move.
+        let down = self.shared.down.load(Ordering::Relaxed);
         for ev in events {
-            if q.spooling || q.mem.len() >= self.shared.cfg.queue_limit {
+            if q.spooling || down || q.mem.len() >= self.shared.cfg.queue_limit {
                 match self.overflow(&mut q, &ev) {
                     Ok(()) => {
                         q.spooling = true;
@@ -425,7 +437,7 @@ impl Publisher {
     /// sender, which writes what is left to a spool file for a later process.
     pub fn shutdown(&mut self) -> ShutdownReport {
         let delivered_all = self.flush(self.shared.cfg.shutdown_timeout);
-        let before = self.shared.c.spooled.load(Ordering::Relaxed);
+        let left = self.shared.pending.load(Ordering::Acquire);
         self.shared.stop.store(true, Ordering::Release);
         self.shared.stop_n.notify_one();
         if let Some(done) = self.done.take() {
@@ -444,7 +456,7 @@ impl Publisher {
         }
         ShutdownReport {
             delivered_all,
-            spooled: self.shared.c.spooled.load(Ordering::Relaxed) - before,
+            spooled: if delivered_all { 0 } else { left },
         }
     }
 }

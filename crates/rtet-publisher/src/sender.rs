@@ -100,6 +100,7 @@ async fn main_loop(shared: Arc<Shared>) {
         };
         match connected {
             Ok(ws) => {
+                shared.down.store(false, Ordering::Relaxed);
                 if shared.c.connects.fetch_add(1, Ordering::Relaxed) > 0 {
                     shared.c.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
@@ -114,6 +115,7 @@ async fn main_loop(shared: Arc<Shared>) {
             }
             Err(e) => shared.set_error(e),
         }
+        st.relay_down();
         // Full jitter: anywhere between 0 and the current backoff.
         let pause = backoff.mul_f64(fastrand::f64());
         backoff = (backoff * 2).min(max);
@@ -402,6 +404,54 @@ impl State {
         }
     }
 
+    /// The relay is unreachable: what exists only in memory (events sent but
+    /// not acked, then the queue) moves to an overflow file, which new events
+    /// then follow (`enqueue` spools while `down`), so a process killed
+    /// before the relay is back leaves them for the next one. Skipped while
+    /// spool files are in play (their events are on disk already, and the
+    /// order between them and memory must stay as it is) or if the file
+    /// cannot be written (memory keeps them, as before).
+    fn relay_down(&mut self) {
+        let mut q = lock(&self.shared.q);
+        self.shared.down.store(true, Ordering::Relaxed);
+        if self.reader.is_some() || self.inflight.iter().any(|e| e.origin.is_some()) {
+            return;
+        }
+        if q.spooling || !q.claimed.is_empty() || (self.inflight.is_empty() && q.mem.is_empty()) {
+            return;
+        }
+        let sent = self.inflight.len();
+        let events: Vec<Event> = self.inflight.drain(..).chain(q.mem.drain(..)).collect();
+        let first = events.iter().map(|e| e.at_us).min().unwrap_or(0);
+        let frames = events.iter().map(|e| e.frame.as_str());
+        match crate::spool::create(
+            &self.shared.cfg.spool_dir,
+            &self.shared.tag,
+            first,
+            None,
+            frames,
+        ) {
+            Ok(file) => {
+                self.shared
+                    .c
+                    .spooled
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+                q.overflow = Some(file);
+                q.spooling = true;
+            }
+            Err(e) => {
+                let mut events = events;
+                q.mem = events.split_off(sent).into();
+                self.inflight = events.into();
+                let msg = format!(
+                    "rtet: cannot write the spool file in {}: {e}; keeping the events in memory",
+                    self.shared.cfg.spool_dir.display()
+                );
+                self.shared.log(msg);
+            }
+        }
+    }
+
     /// Process end: in-memory and in-flight events go to one spool file;
     /// spool files in progress are released (unlocked) as they are.
     fn spool_out(&mut self) {
@@ -420,6 +470,9 @@ impl State {
         self.files.clear();
         self.reader = None;
         spool_events(&self.shared, rest.iter());
+        // Everything is acked or on disk for a later process: this one holds nothing now.
+        let left = self.shared.pending.load(Ordering::Acquire);
+        self.shared.resolved(left);
     }
 }
 

@@ -183,6 +183,23 @@ pub fn spooled_ids(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A port on 127.0.0.1 that listens but never answers: a publisher's TCP
+/// connect succeeds and its upgrade request waits (like a hung relay), until
+/// [`Relay::on_silent`] starts serving it.
+pub struct Silent {
+    listener: std::net::TcpListener,
+    pub addr: SocketAddr,
+}
+
+impl Silent {
+    /// A fresh silent port.
+    pub fn new() -> Silent {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        Silent { listener, addr }
+    }
+}
+
 /// A port on 127.0.0.1 held by a bound socket that does not listen: a
 /// publisher connecting to it is refused, and no other process can take it.
 pub struct Port {
@@ -225,16 +242,37 @@ impl Relay {
 
     /// A relay listening on `port`. Connecting is possible as soon as this returns.
     pub fn on(port: Port, config: rtet_relay::Config) -> Relay {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("test-relay")
-            .enable_all()
-            .build()
-            .expect("relay runtime");
+        let rt = Relay::runtime();
         let listener = {
             let _in_rt = rt.enter();
             port.socket.listen(1024).expect("listen")
         };
+        Relay::serve(rt, listener, config)
+    }
+
+    /// A relay that starts answering on a [`Silent`] port, connections
+    /// already waiting there included.
+    pub fn on_silent(silent: Silent, config: rtet_relay::Config) -> Relay {
+        let rt = Relay::runtime();
+        let listener = {
+            let _in_rt = rt.enter();
+            silent.listener.set_nonblocking(true).expect("nonblocking");
+            tokio::net::TcpListener::from_std(silent.listener).expect("listener")
+        };
+        Relay::serve(rt, listener, config)
+    }
+
+    fn runtime() -> Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("test-relay")
+            .enable_all()
+            .build()
+            .expect("relay runtime")
+    }
+
+    fn serve(rt: Runtime, listener: tokio::net::TcpListener, config: rtet_relay::Config) -> Relay {
+        let addr = listener.local_addr().expect("local addr");
         let engine = Arc::new(MemoryEngine::new(MemoryEngineConfig {
             history_events: config.limits.history_events,
             history_age: config.limits.history_age,
@@ -251,7 +289,7 @@ impl Relay {
             },
         ));
         Relay {
-            addr: port.addr,
+            addr,
             engine,
             stop: Some(stop),
             handle: Some(handle),
