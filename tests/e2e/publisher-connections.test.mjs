@@ -3,8 +3,6 @@
 // page subscribed to the channel received all 200 events, each once.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import {
   startTestSite, launchBrowser, newContext, openConnected, login, extensionBuilt, SEE_TIMEOUT,
 } from './lib/harness.mjs';
@@ -17,7 +15,7 @@ describe('publisher connections (with the extension)', { skip: extensionBuilt ? 
   let browser;
 
   before(async () => {
-    site = await startTestSite({ extension: true, workers: WORKERS, relayLog: 'rtet_relay=debug,info' });
+    site = await startTestSite({ extension: true, workers: WORKERS });
     browser = await launchBrowser();
   });
 
@@ -52,10 +50,13 @@ describe('publisher connections (with the extension)', { skip: extensionBuilt ? 
     assert.deepEqual([...ns].sort((a, b) => a - b), Array.from({ length: REQUESTS }, (_, i) => i));
 
     assert.ok(pids.size <= WORKERS, `requests were served by ${pids.size} workers`);
-    const log = fs.readFileSync(path.join(site.dir, 'relay.log'), 'utf8');
-    const connections = log.split('\n').filter((l) => l.includes('publisher connected')).length;
-    assert.ok(connections >= 1, 'the relay log shows the publisher connections');
-    assert.ok(connections <= WORKERS, `the relay saw ${connections} publisher connections for ${WORKERS} workers`);
+    // The relay counts every publisher connection it ever accepted.
+    const metrics = await (await fetch(`${site.relayHttp}/metrics`)).text();
+    const m = metrics.match(/^rtet_connections_accepted_total\{role="publisher"\} (\d+)$/m);
+    assert.ok(m, 'the relay exports rtet_connections_accepted_total for publishers');
+    const connections = Number(m[1]);
+    assert.ok(connections >= 1, 'the workers connected to the relay');
+    assert.ok(connections <= WORKERS, `the relay accepted ${connections} publisher connections for ${WORKERS} workers`);
     await admin.close();
   });
 });
