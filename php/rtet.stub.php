@@ -81,6 +81,9 @@ namespace {
      * Counters of the current relay's sender: connected, queued, sent, acked, nacked,
      * spooled, reconnects, last_error, enqueued, rate_limited, spool_claimed,
      * spool_corrupt, connects, started, relay_url, pid.
+     *
+     * last_error is the most recent connection or relay error (null if none yet); it
+     * stays after the sender recovers, so read it together with connected.
      */
     function rtet_stats(): array {}
 
