@@ -253,40 +253,30 @@ async fn after_a_rate_limited_nack_later_publishes_wait_for_the_refused_one() {
     let message = held["message"].as_str().unwrap_or_default();
     assert!(message.contains(&format!("r{x}")), "{message}");
     // Sending X again (until a token is back) releases the hold, in order.
-    let ack = loop {
-        let a = publish(&mut p, &format!("r{x}"), "public", json!(x)).await;
-        if a["type"] == "ack" {
-            break a;
-        }
-        assert_eq!(a["code"], "rate_limited", "{a}");
-    };
-    let later = loop {
-        let a = publish(&mut p, "later", "public", json!("later")).await;
-        if a["type"] == "ack" {
-            break a;
-        }
-        assert_eq!(a["code"], "rate_limited", "{a}");
-    };
+    let ack = publish_until_acked(&mut p, &format!("r{x}"), json!(x)).await;
+    let later = publish_until_acked(&mut p, "later", json!("later")).await;
     assert!(
         later["seq"].as_u64() > ack["seq"].as_u64(),
         "{ack} then {later}"
     );
-    // A new connection starts without a hold.
+    // A new connection starts without a hold (it may wait for tokens, never for X).
     let mut p2 = relay.publisher().await;
-    let fresh = loop {
-        let a = publish(&mut p2, "fresh", "public", json!(1)).await;
-        if a["type"] == "ack" {
-            break a;
-        }
-        assert!(
-            !a["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("held back"),
-            "{a}"
-        );
-    };
+    let fresh = publish_until_acked(&mut p2, "fresh", json!(1)).await;
     assert!(fresh["seq"].as_u64() > later["seq"].as_u64());
+}
+
+/// Publishes to `public` until acked; every refusal on the way must be a
+/// plain `rate_limited` (waiting for tokens), never a hold for another event.
+async fn publish_until_acked(p: &mut Ws, id: &str, data: serde_json::Value) -> serde_json::Value {
+    loop {
+        let a = publish(p, id, "public", data.clone()).await;
+        if a["type"] == "ack" {
+            return a;
+        }
+        assert_eq!(a["code"], "rate_limited", "{a}");
+        let message = a["message"].as_str().unwrap_or_default();
+        assert!(!message.contains("held back"), "{id}: {message}");
+    }
 }
 
 #[tokio::test]
