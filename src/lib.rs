@@ -92,6 +92,25 @@ impl State {
     }
 }
 
+extern "C" {
+    /// PHP's own logger, what `error_log($message)` calls: the `error_log`
+    /// file or syslog when set, else the SAPI's log (stderr for the CLI,
+    /// php-fpm's log). It needs no running script, so it also serves at
+    /// request and module shutdown. Not in ext-php-rs's bindings.
+    fn php_log_err_with_severity(message: *const std::ffi::c_char, syslog_type: std::ffi::c_int);
+}
+
+/// `LOG_NOTICE`, the severity `error_log()` uses.
+const LOG_NOTICE: std::ffi::c_int = 5;
+
+/// Writes one line to PHP's error log.
+fn php_log(line: &str) {
+    if let Ok(c) = std::ffi::CString::new(line.replace('\0', "")) {
+        // SAFETY: a valid NUL-terminated string that PHP only reads during the call.
+        unsafe { php_log_err_with_severity(c.as_ptr(), LOG_NOTICE) };
+    }
+}
+
 /// Writes failures the senders recorded (nacks, spool trouble) to PHP's error log.
 fn log_failures(st: &mut State) {
     let lines: Vec<String> = match &st.pool {
@@ -106,7 +125,7 @@ fn log_failures(st: &mut State) {
         return;
     }
     for line in lines {
-        let _ = call::call("error_log", &[&line]);
+        php_log(&line);
     }
 }
 
@@ -346,22 +365,29 @@ fn IniEntryDef_register(module_number: i32) {
     ext_php_rs::zend::IniEntryDef::register(settings::INI_ENTRIES.as_slice(), module_number);
 }
 
-/// Request end: forget php.ini's config (it may change between requests). Never waits.
+/// Request end: log the failures recorded so far, forget php.ini's config
+/// (it may change between requests). Never waits.
 extern "C" fn request_shutdown(_ty: i32, _module_number: i32) -> i32 {
     let _ = catch_unwind(|| {
         if let Ok(mut st) = STATE.try_lock() {
+            log_failures(&mut st);
             st.ini_cache = None;
         }
     });
     0
 }
 
-/// Process end: a bounded wait for acks, then the rest goes to the spool.
+/// Process end: a bounded wait for acks, then the rest goes to the spool;
+/// failures recorded until then (nacks during that wait) are logged.
 extern "C" fn module_shutdown(_ty: i32, _module_number: i32) -> i32 {
     let _ = catch_unwind(|| {
         let mut st = state();
         let pool = Pool::current(&mut st.pool);
-        pool.shutdown();
+        for report in pool.shutdown() {
+            for line in &report.log {
+                php_log(line);
+            }
+        }
     });
     0
 }

@@ -102,6 +102,27 @@ test('past the queue limit events go to the spool and are still delivered in ord
     check_eq([], spool_files($dir), 'overflow files removed once delivered');
 });
 
+test('an event the relay refuses is counted, logged, and does not hold back the others', function () {
+    // The relay's frame limit is lower than the extension's, so only the relay can refuse it.
+    $r = new Relay('127.0.0.1:0', ['--max-frame-bytes', '1024']);
+    $code = 'rtet_configure(' . var_export($r->url(), true) . ', ' . var_export(KEY, true) . ', ["spool_dir" => ' . var_export(tmpdir(), true) . ']);
+        $ids = [rtet_send_event("n", ["i" => 1], "public"), rtet_send_event("n", str_repeat("x", 2000), "public"), rtet_send_event("n", ["i" => 3], "public")];
+        fwrite(STDOUT, json_encode($ids) . "\n");';
+    // In the process: flush counts the refusal as done; stats and the error log show it.
+    [$exit, $out] = run_php($code . '
+        var_export(rtet_flush(10.0)); $s = rtet_stats(); echo " ", $s["acked"], " ", $s["nacked"], " ", $s["last_error"], "\n";');
+    check_eq(0, $exit, "the process: $out");
+    $ids = json_decode(explode("\n", $out)[0], true);
+    check(str_contains($out, "\ntrue 2 1 rtet: the relay refused event {$ids[1]} on channel public (too_large)"), "flush and stats: $out");
+    check_eq(2, substr_count($out, "refused event {$ids[1]}"), "logged once, besides last_error: $out");
+    check_eq([$ids[0], $ids[2]], ids_of(collect($r->url(), 'public', 2)), 'the others arrived');
+    // A process that ends right after sending: the refusal, answered during its final wait, is still logged.
+    [$exit, $out] = run_php($code);
+    check_eq(0, $exit, "the second process: $out");
+    $ids = json_decode(explode("\n", trim($out))[0], true);
+    check(str_contains($out, 'rtet: the relay refused event ' . $ids[1] . ' on channel public (too_large)'), "logged at process end: $out");
+});
+
 test('a corrupt spool file is set aside with a warning', function () {
     $dir = tmpdir();
     $url = 'ws://127.0.0.1:9';

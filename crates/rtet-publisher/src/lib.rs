@@ -238,6 +238,9 @@ pub struct ShutdownReport {
     /// Events left on disk for a later process (spooled at the end, or
     /// earlier while the relay was unreachable, and still unacked).
     pub spooled: u64,
+    /// Failures recorded and not yet taken with [`Publisher::take_log`],
+    /// those of the final wait included, for PHP to log.
+    pub log: Vec<String>,
 }
 
 /// One relay's background sender and its queue, as the PHP thread sees it.
@@ -457,6 +460,7 @@ impl Publisher {
         ShutdownReport {
             delivered_all,
             spooled: if delivered_all { 0 } else { left },
+            log: self.take_log(),
         }
     }
 }
