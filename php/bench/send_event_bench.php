@@ -51,13 +51,6 @@ function cpu_us(): float {
     return ($r['ru_utime.tv_sec'] + $r['ru_stime.tv_sec']) * 1e6 + $r['ru_utime.tv_usec'] + $r['ru_stime.tv_usec'];
 }
 
-function free_port(): int {
-    $s = stream_socket_server('tcp://127.0.0.1:0', $errno, $err);
-    $name = stream_socket_get_name($s, false);
-    fclose($s);
-    return (int)substr($name, strrpos($name, ':') + 1);
-}
-
 $notes = '';
 $relay = null;
 if ($mode === 'rtet-up' || $mode === 'curl' || $mode === 'wp_remote_post') {
@@ -71,7 +64,7 @@ $rss0 = vmrss_kb();
 switch ($mode) {
     case 'rtet-up':
     case 'rtet-down':
-        $url = $mode === 'rtet-up' ? $relay->url('ws') : 'ws://127.0.0.1:' . free_port();
+        $url = $mode === 'rtet-up' ? $relay->url('ws') : 'ws://' . unused_addr();
         rtet_configure($url, KEY, ['spool_dir' => $spool]);
         // Warm up: the first event connects; wait for it to be acked (up) or give up (down).
         rtet_send_event($event, $data);

@@ -4,18 +4,8 @@
 // the queue limit overflowing to disk, and a corrupt spool file.
 require __DIR__ . '/lib.php';
 
-/** A relay that was started on a free port and is now down; returns its address. */
-function dead_relay_addr(): string {
-    $r = new Relay();
-    $addr = $r->addr;
-    $r->kill();
-    return $addr;
-}
-
-function ids_of(array $events): array { return array_map(fn($e) => $e[0]['id'], $events); }
-
 test('relay down when sending starts: events wait, then all arrive in order', function () {
-    $addr = dead_relay_addr();
+    $addr = unused_addr();
     rtet_configure("ws://$addr", KEY, ['spool_dir' => tmpdir(), 'reconnect_max_ms' => 200]);
     $ids = [];
     for ($i = 0; $i < 300; $i++) $ids[] = rtet_send_event('down', ['i' => $i], 'down');
@@ -59,7 +49,7 @@ test('relay killed and restarted mid-stream: nothing lost, order kept', function
 }); 
 
 test('relay down at process end: the spool is delivered in order by a later process', function () {
-    $addr = dead_relay_addr();
+    $addr = unused_addr();
     $dir = tmpdir();
     $url = "ws://$addr";
     [$code, $out] = run_php('rtet_configure(' . var_export($url, true) . ', ' . var_export(KEY, true) . ', ["spool_dir" => ' . var_export($dir, true) . ', "shutdown_timeout_ms" => 100]);

@@ -21,14 +21,6 @@ function fork_sender(string $who, int $n, string $dir): array {
     exit(0);
 }
 
-/** A loopback port nothing listens on (bound, then released). */
-function unused_port(): int {
-    $s = stream_socket_server('tcp://127.0.0.1:0');
-    $name = stream_socket_get_name($s, false);
-    fclose($s);
-    return (int)substr($name, strrpos($name, ':') + 1);
-}
-
 test('after pcntl_fork parent and children deliver everything once, in order, with ids of their own', function () {
     $r = new Relay();
     $spool = tmpdir();
@@ -71,7 +63,7 @@ test('a child that ends without flushing spools its events for a later process, 
     $spool = tmpdir();
     rtet_configure($r->url(), KEY, ['spool_dir' => $spool]);
     check(rtet_flush(5.0), 'parent connected');
-    $down = 'ws://127.0.0.1:' . unused_port();
+    $down = 'ws://' . unused_addr();
     $pid = pcntl_fork();
     check($pid >= 0, 'fork');
     if ($pid === 0) {
@@ -88,7 +80,7 @@ test('a child that ends without flushing spools its events for a later process, 
     $id = rtet_send_event('f', ['who' => 'parent'], 'fork');
     check(rtet_flush(5.0), 'parent still delivers');
     check_eq(0, rtet_stats()['spool_claimed'], 'the parent claimed nothing');
-    check_eq([$id], array_map(fn($e) => $e[0]['id'], collect($r->url(), 'fork', 1)), 'the parent event arrived');
+    check_eq([$id], ids_of(collect($r->url(), 'fork', 1)), 'the parent event arrived');
 });
 
 finish();

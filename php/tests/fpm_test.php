@@ -229,7 +229,7 @@ test('php-fpm: one publisher connection per worker across requests; no event los
 
     http_publish($relay, 'fpm.end', 'fpm');
     $got = collect($relay->url(), 'fpm', PHP_INT_MAX, 'fpm.end');
-    $ids = array_map(fn($e) => $e[0]['id'], $got);
+    $ids = ids_of($got);
     check_eq(count($ids), count(array_unique($ids)), 'no event arrives twice');
     $want = array_keys($sent);
     sort($want);
@@ -252,9 +252,7 @@ test('php-fpm: one publisher connection per worker across requests; no event los
  * checks that the workers left every event in the spool and a later process delivers each once.
  */
 function stopped_while_down(int $signal, string $processControlTimeout): void {
-    $r = new Relay();
-    $addr = $r->addr;
-    $r->kill();
+    $addr = unused_addr();
     $spool = tmpdir();
     $fpm = new Fpm(['rtet.relay_url' => "ws://$addr", 'rtet.api_key' => KEY, 'rtet.spool_dir' => $spool,
         'rtet.shutdown_timeout_ms' => 200, 'rtet.reconnect_max_ms' => 100], WORKERS, $processControlTimeout);
@@ -277,7 +275,7 @@ function stopped_while_down(int $signal, string $processControlTimeout): void {
     check_eq([], spool_files($spool), 'no spool file left');
     http_publish($relay, 'fpm.end', 'spool');
     $got = collect($relay->url(), 'spool', PHP_INT_MAX, 'fpm.end');
-    $ids = array_map(fn($e) => $e[0]['id'], $got);
+    $ids = ids_of($got);
     $want = array_map(fn($a) => $a['id'], $answers);
     sort($ids);
     sort($want);

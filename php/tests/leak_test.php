@@ -69,7 +69,7 @@ function relay_ids(Relay $r, string $channel): array {
     rtet_configure($r->url(), KEY, ['spool_dir' => tmpdir()]);
     rtet_send_event('end', null, $channel);
     check(rtet_flush(10.0), "the end marker reached {$r->url()}");
-    return array_map(fn($e) => $e[0]['id'], collect($r->url(), $channel, PHP_INT_MAX, 'end'));
+    return ids_of(collect($r->url(), $channel, PHP_INT_MAX, 'end'));
 }
 
 /** Runs leak_loop.php with $n iterations under valgrind; returns what it found. */

@@ -230,6 +230,20 @@ function run_php(string $code, array $ini = []): array {
     return [proc_close($p), $out];
 }
 
+/** A loopback address nothing listens on (a port bound, then released): a relay that is down. */
+function unused_addr(): string {
+    $s = stream_socket_server('tcp://127.0.0.1:0', $errno, $err);
+    check($s !== false, "bind a free port: $err");
+    $addr = stream_socket_get_name($s, false);
+    fclose($s);
+    return $addr;
+}
+
+/** The event ids of collect()'s or live_events()'s result, in order. */
+function ids_of(array $events): array {
+    return array_map(fn($e) => $e[0]['id'], $events);
+}
+
 function spool_files(string $dir, string $suffix = '.spool'): array {
     return array_values(array_filter(scandir($dir) ?: [], fn($n) => str_ends_with($n, $suffix)));
 }

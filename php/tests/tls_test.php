@@ -63,7 +63,16 @@ function channel_seq(string $url, string $channel, array $ssl): int {
     return $f['seq'];
 }
 
-function ids_of(array $events): array { return array_map(fn($e) => $e[0]['id'], $events); }
+/** The report of a send_and_report() process that could not connect: it exited cleanly, never connected, flushed nothing. */
+function refused_report(int $code, string $out): array {
+    check_eq(0, $code, "the process exits cleanly: $out");
+    $o = json_decode($out, true);
+    check(is_array($o), "JSON: $out");
+    check_eq(false, $o['flushed'], 'flush is false: nothing can be acked');
+    check_eq(false, $o['stats']['connected'], 'not connected');
+    check_eq(0, $o['stats']['connects'], 'never connected');
+    return $o;
+}
 
 $ca = make_ca();
 $caPem = "$ca/ca.pem";
@@ -97,12 +106,7 @@ test('wss:// without the CA: refused for the certificate, nothing lost; a later 
     $spool = tmpdir();
     $ini = ['rtet.relay_url' => $url, 'rtet.api_key' => KEY, 'rtet.spool_dir' => $spool, 'rtet.shutdown_timeout_ms' => 100, 'rtet.reconnect_max_ms' => 100];
     [$code, $out] = run_php(send_and_report(30), $ini);
-    check_eq(0, $code, "the untrusting process exits cleanly: $out");
-    $o = json_decode($out, true);
-    check(is_array($o), "JSON: $out");
-    check_eq(false, $o['flushed'], 'flush is false: nothing can be acked');
-    check_eq(false, $o['stats']['connected'], 'not connected');
-    check_eq(0, $o['stats']['connects'], 'never connected');
+    $o = refused_report($code, $out);
     $err = (string)$o['stats']['last_error'];
     check(stripos($err, 'certificate') !== false && stripos($err, 'verify') !== false, "last_error names the certificate problem: $err");
     $files = spool_files($spool);
@@ -122,12 +126,7 @@ test('a certificate for another host name is refused even with the CA', function
     $r = tls_relay(make_cert($ca, 'DNS:other.example'));
     [$code, $out] = run_php(send_and_report(3), ['rtet.relay_url' => $r->url('wss'), 'rtet.api_key' => KEY, 'rtet.ca_file' => $caPem,
         'rtet.spool_dir' => tmpdir(), 'rtet.shutdown_timeout_ms' => 0, 'rtet.reconnect_max_ms' => 100]);
-    check_eq(0, $code, "exits cleanly: $out");
-    $o = json_decode($out, true);
-    check(is_array($o), "JSON: $out");
-    check_eq(false, $o['flushed'], 'flush is false');
-    check_eq(false, $o['stats']['connected'], 'not connected');
-    check_eq(0, $o['stats']['connects'], 'never connected');
+    $o = refused_report($code, $out);
     $err = (string)$o['stats']['last_error'];
     check(stripos($err, 'mismatch') !== false, "last_error says the name does not match: $err");
     // The certificate itself is trusted: PHP's own TLS client, asked for that name, accepts it.
@@ -146,9 +145,8 @@ test('verify_tls=0 connects to a self-signed relay without any CA (no verificati
     check_eq(true, rtet_stats()['connected'], 'connected');
     check_eq($ids, ids_of(collect($url, 'tls', 10, null, ['cafile' => $self[0], 'peer_name' => 'other.example'])), 'every event once, in order');
     // The same relay with verification on (the default) is refused.
-    [, $out] = run_php(send_and_report(1), ['rtet.relay_url' => $url, 'rtet.api_key' => KEY, 'rtet.spool_dir' => tmpdir(), 'rtet.shutdown_timeout_ms' => 0]);
-    $o = json_decode($out, true);
-    check(is_array($o) && $o['stats']['connected'] === false && $o['flushed'] === false, "refused with verify_tls on: $out");
+    [$code, $out] = run_php(send_and_report(1), ['rtet.relay_url' => $url, 'rtet.api_key' => KEY, 'rtet.spool_dir' => tmpdir(), 'rtet.shutdown_timeout_ms' => 0]);
+    refused_report($code, $out);
 });
 
 finish();
