@@ -9,7 +9,7 @@
 //! - [`settings`]: php.ini directives and `rtet_configure()` options.
 //! - [`json`]: PHP values to JSON through PHP's own `json_encode()`.
 //! - [`errors`]: `Rtet\Exception` and its codes.
-//! - [`call`]: calling a PHP function (`json_encode`, `error_log`) by name.
+//! - [`call`]: calling a PHP function (`json_encode`) by name.
 //!
 //! # Lifecycle
 //!
@@ -121,9 +121,6 @@ fn log_failures(st: &mut State) {
             .collect(),
         _ => return,
     };
-    if lines.is_empty() {
-        return;
-    }
     for line in lines {
         php_log(&line);
     }

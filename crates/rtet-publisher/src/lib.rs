@@ -440,6 +440,7 @@ impl Publisher {
     /// sender, which writes what is left to a spool file for a later process.
     pub fn shutdown(&mut self) -> ShutdownReport {
         let delivered_all = self.flush(self.shared.cfg.shutdown_timeout);
+        // Nothing is enqueued during shutdown, so this is 0 when all was delivered.
         let left = self.shared.pending.load(Ordering::Acquire);
         self.shared.stop.store(true, Ordering::Release);
         self.shared.stop_n.notify_one();
@@ -459,7 +460,7 @@ impl Publisher {
         }
         ShutdownReport {
             delivered_all,
-            spooled: if delivered_all { 0 } else { left },
+            spooled: left,
             log: self.take_log(),
         }
     }
