@@ -19,6 +19,8 @@ APT_PACKAGES=(
   python3-websockets
   # the local WordPress site and its end-to-end tests
   php8.2-fpm php8.2-mysql mariadb-server nginx wordpress chromium
+  # a theme: Debian's wordpress only recommends one, and without it the site renders nothing
+  wordpress-theme-twentytwentythree
   # scripts/dist.sh: the plugin zip
   zip
   # benchmarks: a Redis PUBLISH baseline through phpredis
@@ -33,14 +35,34 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   say "Installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  # Debian starts a service as its package installs (MariaDB, nginx, Redis,
+  # php-fpm). Our scripts run their own copies on free loopback ports, so keep
+  # Debian from starting any while we install: a policy-rc.d that says "no"
+  # (exit 101), removed afterwards. A service that was already installed and
+  # running before is never touched.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# scripts/setup.sh: no service starts while rtet installs packages\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    own_policy=1
+  fi
+  drop_policy() { if [ "$own_policy" -eq 1 ]; then $SUDO rm -f "$policy"; fi; }
+  trap drop_policy EXIT
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  # Debian starts these on install; our scripts start their own copies on free loopback ports.
-  for svc in mariadb nginx redis-server php8.2-fpm; do
-    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
-  done
+  drop_policy
+  trap - EXIT
 else
   say "Debian packages already installed"
+fi
+
+# The local site, its scripts and the browser tests are Node.js programs using
+# its test runner and ES modules as Node 20 has them (Debian 12's own is 18).
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "Node.js 20 or newer is needed (found: $(node --version 2>/dev/null || echo none)); install it from nodejs.org or NodeSource and run this again" >&2
+  exit 1
 fi
 
 if ! command -v cargo >/dev/null; then
