@@ -465,7 +465,33 @@ $s['api_key'] = $args['key'];
 update_option( 'rtet_settings', $s );
 `, { relay: this.relayUrl, key: this.apiKey, activate: this.opts.plugin !== false }, { extension: false });
     await waitFor('WordPress front page', () => httpOk(`${this.url}/`));
+    if (this.opts.plugin !== false) await this.checkFrontPage();
     this.log(`WordPress on ${this.url} (admin: ${this.admin.user} / ${this.admin.password})`);
+  }
+
+  /**
+   * Fails at once, saying why, when the front page does not carry the
+   * browser client: without it every browser test would only time out.
+   */
+  async checkFrontPage() {
+    const res = await fetch(`${this.url}/`, { signal: AbortSignal.timeout(15000) });
+    const html = await res.text();
+    if (/<script[^>]+id=["']rtet-client-js["']/.test(html)) return;
+    const why = [];
+    const themes = path.join(this.wpDir, 'wp-content', 'themes');
+    const installed = fs.existsSync(themes) ? fs.readdirSync(themes).filter((d) => !d.startsWith('.')) : [];
+    if (installed.length === 0) {
+      why.push(`no WordPress theme is installed (${WP_SOURCE}/wp-content/themes is empty), so the front page renders nothing; `
+        + 'Debian\'s wordpress package only recommends one: run scripts/setup.sh, which installs wordpress-theme-twentytwentythree');
+    }
+    const active = await this.wpEval(`echo in_array( 'real-time-event-trigger/real-time-event-trigger.php', (array) get_option( 'active_plugins' ), true ) ? 'yes' : 'no';`)
+      .catch((e) => `unknown (${e.message})`);
+    if (active.trim() !== 'yes') why.push(`the plugin is not active (active: ${active.trim()})`);
+    if (res.status !== 200) why.push(`the front page answered HTTP ${res.status}`);
+    if (why.length === 0) why.push(`the page has no <script id="rtet-client-js"> (first 300 bytes: ${JSON.stringify(html.slice(0, 300))})`);
+    const err = new Error(`the site's front page does not load the rtet browser client: ${why.join('; ')}`);
+    err.fatal = true;
+    throw err;
   }
 
   /** Tears everything down; the working directory goes too unless keepDir. */

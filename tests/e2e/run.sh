@@ -12,6 +12,20 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# Preflight: what every browser test needs, checked once with a message that
+# says what is missing, instead of each test timing out.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "Node.js 20 or newer is needed (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+wp_source=${RTET_WORDPRESS:-/usr/share/wordpress}
+if ! ls "$wp_source"/wp-content/themes/*/style.css >/dev/null 2>&1; then
+  echo "no WordPress theme under $wp_source/wp-content/themes: the site would render an empty page and load no client script." >&2
+  echo "Debian's wordpress package only recommends a theme; run scripts/setup.sh (it installs wordpress-theme-twentytwentythree)." >&2
+  exit 1
+fi
+
 if [ ! -d node_modules/playwright-core ]; then
   echo "# installing playwright-core (npm ci; no browser is downloaded)"
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund >&2
