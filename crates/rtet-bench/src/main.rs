@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use rtet_bench::publisher::Plan;
 use rtet_bench::report::{self, group, Settings, Side};
@@ -35,6 +35,38 @@ enum Command {
     Latency(OneArgs),
     /// Idle connections on one running relay: memory per connection (needs --pid).
     Idle(OneArgs),
+    /// Start rtet-relay, hold many subscribed connections for minutes under a
+    /// steady publish rate, and report the relay's memory and descriptors over
+    /// time and whether every event reached every subscriber once.
+    Soak(SoakArgs),
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    /// Minutes to publish for.
+    #[arg(long, default_value_t = 10)]
+    minutes: u64,
+    /// Subscribed connections to hold (capped by the fd limit).
+    #[arg(long, default_value_t = 15_000)]
+    connections: usize,
+    /// Events per second, published steadily to the subscribers' channel.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Seconds between samples of the relay's memory and descriptors.
+    #[arg(long, default_value_t = 60)]
+    sample_secs: u64,
+    /// Padding bytes in each event's data.
+    #[arg(long, default_value_t = 100)]
+    payload_bytes: usize,
+    /// Source addresses to spread connections over: 127.0.0.1 ..= 127.0.0.N.
+    #[arg(long, default_value_t = 16)]
+    sources: usize,
+    /// The rtet-relay binary (default: next to this executable).
+    #[arg(long)]
+    relay_bin: Option<PathBuf>,
+    /// Extra flags for rtet-relay (repeatable), after the bench's own limit flags.
+    #[arg(long = "relay-arg", allow_hyphen_values = true)]
+    relay_args: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -179,6 +211,7 @@ fn main() -> Result<()> {
                 print_idle(&i);
                 Ok(())
             }
+            Command::Soak(args) => soak(args, nofile).await,
         }
     })
 }
@@ -446,4 +479,144 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
         argv[1..].join(" ")
     );
     Ok(())
+}
+
+/// One sample of the relay process during a soak.
+struct SoakSample {
+    at: Duration,
+    rss_kib: u64,
+    fds: usize,
+    cpu_secs: f64,
+}
+
+fn soak_sample(pid: u32, start: std::time::Instant) -> Result<SoakSample> {
+    Ok(SoakSample {
+        at: start.elapsed(),
+        rss_kib: sys::rss_kib(pid)?,
+        fds: sys::fd_count(pid)?,
+        cpu_secs: sys::cpu_secs(pid)?,
+    })
+}
+
+async fn soak(args: SoakArgs, nofile: u64) -> Result<()> {
+    let connections = idle_count(args.connections, nofile);
+    eprintln!("machine: {}", sys::machine());
+    if connections < args.connections {
+        eprintln!(
+            "connections capped at {connections} (asked {}): the hard fd limit here is {nofile}",
+            args.connections
+        );
+    }
+    let relay_bin = args.relay_bin.unwrap_or_else(spawn::default_relay_bin);
+    let mut flags: Vec<String> = RELAY_LOAD_FLAGS.iter().map(|s| s.to_string()).collect();
+    flags.extend(args.relay_args.iter().cloned());
+    let relay = spawn::start_relay(&relay_bin, &flags).await?;
+    let pid = relay.target.pid.context("the soak needs the relay's pid")?;
+    let start = std::time::Instant::now();
+    let first = soak_sample(pid, start)?;
+
+    // Sample the relay while the scenario runs, until it ends.
+    let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
+    let every = Duration::from_secs(args.sample_secs.max(1));
+    let sampler = tokio::spawn(async move {
+        let mut samples = Vec::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = done_rx.changed() => break,
+            }
+            match soak_sample(pid, start) {
+                Ok(s) => {
+                    eprintln!(
+                        "  {:>5.0} s: relay RSS {} KiB, {} fds, CPU {:.1} s",
+                        s.at.as_secs_f64(),
+                        group(s.rss_kib),
+                        s.fds,
+                        s.cpu_secs
+                    );
+                    samples.push(s);
+                }
+                Err(e) => {
+                    eprintln!("  the relay is gone: {e}");
+                    break;
+                }
+            }
+        }
+        samples
+    });
+
+    let secs = args.minutes * 60;
+    let events = (args.rate * secs as f64) as u64;
+    eprintln!(
+        "== soak: {connections} subscribers, {} events/s for {} min ({events} events)",
+        args.rate, args.minutes
+    );
+    let fleet = Fleet {
+        subscribers: connections,
+        sources: args.sources,
+        in_flight: 256,
+    };
+    let plan = Plan {
+        events,
+        max_duration: Duration::from_secs(secs + 30),
+        rate: Some(args.rate),
+        window: 4_096,
+        lag: None,
+        payload_bytes: args.payload_bytes,
+        drain: Duration::from_secs(10),
+        drain_cap: Duration::from_secs(60),
+    };
+    let outcome = scenario::deliver(
+        &relay.target,
+        fleet,
+        &plan,
+        Some(args.rate as u64),
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+    )
+    .await;
+    // The subscribers are closed now: what the relay holds after they left.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = soak_sample(pid, start);
+    let _ = done_tx.send(true);
+    let samples = sampler.await.unwrap_or_default();
+    let d = outcome?;
+    print_delivery("soak", &d);
+    println!();
+    println!("| when | relay RSS | relay fds | relay CPU s |");
+    println!("|---|---:|---:|---:|");
+    let row = |label: &str, s: &SoakSample| {
+        println!(
+            "| {label} | {} KiB | {} | {:.1} |",
+            group(s.rss_kib),
+            s.fds,
+            s.cpu_secs
+        )
+    };
+    row("start (no subscribers)", &first);
+    for s in &samples {
+        row(&format!("{:.0} s", s.at.as_secs_f64()), s);
+    }
+    match &after {
+        Ok(s) => row("end (subscribers closed)", s),
+        Err(e) => println!("| end | relay gone: {e} | | |"),
+    }
+    println!();
+    println!(
+        "every event to every subscriber once, in order: {}",
+        if d.complete() { "yes" } else { "NO" }
+    );
+    println!("machine: {}", sys::machine());
+    let argv: Vec<String> = std::env::args().collect();
+    println!(
+        "reproduce (from the repository root): cargo build --release -p rtet-relay -p rtet-bench && {} {}",
+        argv[0],
+        argv[1..].join(" ")
+    );
+    relay.stop().await;
+    if d.complete() && after.is_ok() {
+        Ok(())
+    } else {
+        bail!("the soak lost, repeated or refused events, or the relay died")
+    }
 }

@@ -1,4 +1,4 @@
-//! The process's fd limit and a process's resident memory.
+//! The process's fd limit, and a process's resident memory, CPU time and open descriptors.
 
 use std::io;
 
@@ -45,6 +45,11 @@ pub fn rss_kib(pid: u32) -> io::Result<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .ok_or_else(|| io::Error::other(format!("no VmRSS for pid {pid}")))
+}
+
+/// Open file descriptors of process `pid` (entries of `/proc/PID/fd`).
+pub fn fd_count(pid: u32) -> io::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }
 
 /// CPU time (user + system) process `pid` has used so far, in seconds.
