@@ -1,4 +1,4 @@
-// Tests 1-5 with rtet.so loaded into php-fpm (skipped when the extension is not built).
+// The plugin flows with rtet.so loaded into php-fpm (skipped when the extension is not built).
 import { describe, it } from 'node:test';
 import { defineFlows } from './lib/flows.mjs';
 import { extensionBuilt, EXTENSION_SO } from './lib/harness.mjs';

@@ -1,4 +1,4 @@
-// Test 6: the flows pass with the extension not loaded (HTTP fallback).
+// The same plugin flows with the extension not loaded (HTTP fallback).
 import { defineFlows } from './lib/flows.mjs';
 
 defineFlows({ extension: false });

@@ -1,4 +1,4 @@
-// Test 7: after 200 requests that each send an event, the relay has seen at most
+// After 200 requests that each send an event, the relay has seen at most
 // one publisher connection per php-fpm worker (the extension pools them), and a
 // page subscribed to the channel received all 200 events, each once.
 import { describe, it, before, after } from 'node:test';
@@ -24,7 +24,7 @@ describe('publisher connections (with the extension)', { skip: extensionBuilt ? 
     await site?.stop();
   });
 
-  it(`7. ${REQUESTS} requests each sending an event use at most one relay connection per php-fpm worker`, async () => {
+  it(`${REQUESTS} requests each sending an event use at most one relay connection per php-fpm worker`, async () => {
     const admin = await newContext(browser);
     await login(admin, site, site.admin.user, site.admin.password);
     const page = await openConnected(admin, site, '/');

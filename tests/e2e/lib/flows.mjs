@@ -60,7 +60,7 @@ export function defineFlows({ extension }) {
       await page.close();
     });
 
-    it('1. a published post shows a toast on a visitor\'s open page, once; private and password-protected posts do not', async () => {
+    it('a published post shows a toast on a visitor\'s open page, once; private and password-protected posts do not', async () => {
       const visitor = await newContext(browser);
       const page = await openConnected(visitor, site, '/');
       const id = uniq();
@@ -96,7 +96,7 @@ export function defineFlows({ extension }) {
       await visitor.close();
     });
 
-    it('1b. a scheduled post shows the toast when it goes live, not when it is scheduled', async () => {
+    it('a scheduled post shows the toast when it goes live, not when it is scheduled', async () => {
       const visitor = await newContext(browser);
       const page = await openConnected(visitor, site, '/');
       const title = `Scheduled ${uniq()}`;
@@ -113,7 +113,7 @@ export function defineFlows({ extension }) {
       await visitor.close();
     });
 
-    it('2. the settings page saves valid settings, rejects an invalid URL keeping the old value, and never shows the key', async () => {
+    it('the settings page saves valid settings, rejects an invalid URL keeping the old value, and never shows the key', async () => {
       const page = await admin.newPage();
       const settingsUrl = `${site.url}/wp-admin/admin.php?page=real-time-events`;
       await page.goto(settingsUrl);
@@ -170,7 +170,7 @@ export function defineFlows({ extension }) {
       await page.close();
     });
 
-    it('3. user_registered reaches an administrator\'s open dashboard and never a visitor\'s page', async () => {
+    it('user_registered reaches an administrator\'s open dashboard and never a visitor\'s page', async () => {
       const dash = await admin.newPage();
       await dash.goto(`${site.url}/wp-admin/`);
       await waitConnected(dash, 1);
@@ -195,7 +195,7 @@ export function defineFlows({ extension }) {
       await dash.close();
     });
 
-    it('4. a logged-in user\'s page never receives events sent to another user\'s channel', async () => {
+    it('a logged-in user\'s page never receives events sent to another user\'s channel', async () => {
       const alice = await createUser(rest, 'subscriber');
       const bob = await createUser(rest, 'subscriber');
       const actx = await newContext(browser);
@@ -257,7 +257,7 @@ export function defineFlows({ extension }) {
       }
     });
 
-    it('5a. a page that lost its connection resumes with since: events published meanwhile arrive, each once', async () => {
+    it('a page that lost its connection resumes with since: events published meanwhile arrive, each once', async () => {
       const visitor = await newContext(browser);
       const page = await openConnected(visitor, site, '/');
       const before = `Before the drop ${uniq()}`;
@@ -282,7 +282,7 @@ export function defineFlows({ extension }) {
       await visitor.close();
     });
 
-    it('5. the relay restarts while a page is open; events published meanwhile arrive after the page reconnects', async () => {
+    it('the relay restarts while a page is open; events published meanwhile arrive after the page reconnects', async () => {
       const visitor = await newContext(browser);
       const page = await openConnected(visitor, site, '/');
       await site.stopRelay();
@@ -302,7 +302,7 @@ export function defineFlows({ extension }) {
       await visitor.close();
     });
 
-    it('5b. a page that comes back after a relay restart gets what the new relay holds, and is told older events may be missing', async () => {
+    it('a page that comes back after a relay restart gets what the new relay holds, and is told older events may be missing', async () => {
       const visitor = await newContext(browser);
       const page = await openConnected(visitor, site, '/');
       const first = `Before the restart ${uniq()}`;
