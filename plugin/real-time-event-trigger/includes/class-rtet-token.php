@@ -4,7 +4,9 @@
  *
  * The rtet extension signs them when it is loaded (`rtet_sign_token()`);
  * otherwise PHP does, with hash_hmac(). Both produce the same claims:
- * `sub`, `channels`, `iat`, `exp`.
+ * `sub`, `channels`, `iat`, `exp`. When the extension refuses to sign, no
+ * token is issued: the failure is logged and shown in Site Health and on the
+ * settings page.
  *
  * @package real-time-event-trigger
  */
@@ -21,6 +23,36 @@ class RTET_Token {
 
 	/** The shortest lifetime the token endpoint hands out (the end-to-end tests use it). */
 	const MIN_TTL = 5;
+
+	/** Option holding the last signing failure ({time, message}) until a token is signed again. */
+	const FAILURE_OPTION = 'rtet_signing_failure';
+
+	/**
+	 * The last signing failure, when no token was signed since.
+	 *
+	 * @return array{time: int, message: string}|null
+	 */
+	public static function last_failure() {
+		$failure = get_option( self::FAILURE_OPTION, false );
+		return is_array( $failure ) && isset( $failure['time'], $failure['message'] ) ? $failure : null;
+	}
+
+	/**
+	 * Remembers a signing failure for Site Health and the settings page, and logs it.
+	 *
+	 * @param string $message What went wrong.
+	 */
+	private static function record_failure( $message ) {
+		error_log( 'rtet: the token endpoint could not sign a token: ' . $message ); // phpcs:ignore WordPress.PHP.DevelopmentFunctions.error_log_error_log
+		update_option(
+			self::FAILURE_OPTION,
+			array(
+				'time'    => time(),
+				'message' => (string) $message,
+			),
+			false
+		);
+	}
 
 	/**
 	 * Signs a token for `$channels`.
@@ -39,17 +71,22 @@ class RTET_Token {
 		$now      = time();
 
 		if ( RTET_Sender::extension_available() && function_exists( 'rtet_sign_token' ) ) {
+			// No second signer behind the extension: a token it refuses to make would be refused by the relay too.
 			try {
 				RTET_Sender::configure_extension();
 				$token = rtet_sign_token( $channels, (string) $subject, (int) $ttl );
-				return array(
-					'token'   => $token,
-					'expires' => $now + (int) $ttl,
-				);
 			} catch ( Throwable $e ) {
-				// Fall through to signing in PHP.
-				unset( $e );
+				self::record_failure( $e->getMessage() );
+				/* translators: %s: the extension's error message */
+				return new WP_Error( 'rtet_signing_failed', sprintf( __( 'The rtet extension could not sign a token: %s', 'real-time-event-trigger' ), $e->getMessage() ) );
 			}
+			if ( false !== get_option( self::FAILURE_OPTION, false ) ) {
+				delete_option( self::FAILURE_OPTION );
+			}
+			return array(
+				'token'   => $token,
+				'expires' => $now + (int) $ttl,
+			);
 		}
 
 		return array(
