@@ -116,7 +116,10 @@ class RTET_Protocol {
 			&& isset( $parts['scheme'], $parts['host'] )
 			&& in_array( strtolower( $parts['scheme'] ), array( 'ws', 'wss' ), true )
 			&& '' !== $parts['host']
-			&& ! isset( $parts['query'], $parts['fragment'], $parts['user'], $parts['pass'] );
+			&& ! isset( $parts['query'] )
+			&& ! isset( $parts['fragment'] )
+			&& ! isset( $parts['user'] )
+			&& ! isset( $parts['pass'] );
 	}
 
 	/**

@@ -64,7 +64,7 @@ class RTET_Token {
 	 */
 	public static function issue( array $channels, $subject = '', $ttl = self::TTL ) {
 		$key = (string) RTET_Settings::value( 'api_key' );
-		if ( '' === $key ) {
+		if ( null !== RTET_Settings::key_problem() ) {
 			return new WP_Error( 'rtet_not_configured', __( 'Real-time events are not configured.', 'real-time-event-trigger' ) );
 		}
 		$channels = array_values( array_unique( array_map( 'strval', $channels ) ) );
