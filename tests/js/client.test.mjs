@@ -15,6 +15,8 @@ import { startSite, waitFor } from '../../scripts/site/stack.mjs';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CLIENT = fs.readFileSync(path.join(here, '..', '..', 'plugin', 'real-time-event-trigger', 'assets', 'js', 'rtet-client.js'), 'utf8');
 const SEE = 30000;
+const VECTORS = path.join(here, '..', 'protocol-vectors');
+const vectors = (name) => JSON.parse(fs.readFileSync(path.join(VECTORS, name), 'utf8'));
 
 /** The settings the plugin printed into a page (window.rtetSettings). */
 function pageSettings(html) {
@@ -41,9 +43,9 @@ async function login(site, user, password) {
  * Opens the site's front page as a browser would and runs the client in it.
  * Returns what the page saw: fired events, token fetches, sockets and frames sent.
  */
-async function openPage(site, { cookie = '' } = {}) {
+async function openPage(site, { cookie = '', override = {} } = {}) {
   const res = await fetch(`${site.url}/`, { headers: cookie ? { cookie } : {} });
-  const settings = pageSettings(await res.text());
+  const settings = { ...pageSettings(await res.text()), ...override };
   const dom = new JSDOM('<!doctype html><html><body></body></html>', { url: `${site.url}/`, runScripts: 'outside-only' });
   const win = dom.window;
   const page = { win, settings, fetches: 0, sockets: [], sent: [], events: [], connected: 0, disconnected: [], tokens: 0, resync: 0 };
@@ -114,6 +116,16 @@ describe('the browser client', () => {
     assert.equal(page.fetches, 0, 'no token request');
     assert.deepEqual(page.sent, [{ type: 'subscribe', channel: 'public' }]);
     closePage(page);
+  });
+
+  it('subscribes to exactly the anonymous channels the protocol allows (tests/protocol-vectors/names.json)', async () => {
+    const { channel } = vectors('names.json');
+    const page = await openPage(site, { override: { anonymous: [...channel.invalid, ...channel.valid, 42, null] } });
+    await until('subscribed', () => page.sent.filter((f) => f.type === 'subscribe').length === channel.valid.length);
+    closePage(page);
+    const subscribed = page.sent.filter((f) => f.type === 'subscribe').map((f) => f.channel);
+    assert.deepEqual(subscribed.slice(0, channel.valid.length), channel.valid);
+    assert.ok(subscribed.every((c) => channel.valid.includes(c)), 'never an invalid name');
   });
 
   it('resumes with since: events published while it was offline arrive once each, in order', async () => {

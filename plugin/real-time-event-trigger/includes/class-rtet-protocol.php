@@ -30,12 +30,16 @@ class RTET_Protocol {
 	/** The largest frame or HTTP publish body the relay takes by default, in bytes. */
 	const MAX_FRAME_BYTES = 65536;
 
+	/** The largest subscriber token the relay accepts, in bytes. */
+	const MAX_TOKEN_BYTES = 4096;
+
 	/** The shortest API key the relay accepts. */
 	const MIN_KEY_LENGTH = 32;
 
 	/**
 	 * Parts of keys copied from examples and never changed (compared without
 	 * case, ignoring `-` and `_`): such a key is public, whatever its length.
+	 * The list is tests/protocol-vectors/keys.json's, which the relay shares.
 	 */
 	const PLACEHOLDER_PARTS = array( 'changeme', 'replaceme', 'yourkey', 'yourapikey', 'example', 'placeholder', 'secret', 'password', 'xxxxxxxx' );
 
@@ -101,58 +105,89 @@ class RTET_Protocol {
 	}
 
 	/**
-	 * Whether a URL is an absolute ws:// or wss:// URL with a host and no
-	 * query or fragment.
+	 * Whether a string is a relay URL the plugin can use.
 	 *
 	 * @param mixed $url URL to check.
 	 * @return bool
 	 */
 	public static function is_relay_url( $url ) {
-		if ( ! is_string( $url ) || preg_match( '/[\x00-\x20<>"\'\\\\`{}|^]/', $url ) ) {
-			return false;
-		}
-		$parts = wp_parse_url( $url );
-		return is_array( $parts )
-			&& isset( $parts['scheme'], $parts['host'] )
-			&& in_array( strtolower( $parts['scheme'] ), array( 'ws', 'wss' ), true )
-			&& '' !== $parts['host']
-			&& ! isset( $parts['query'] )
-			&& ! isset( $parts['fragment'] )
-			&& ! isset( $parts['user'] )
-			&& ! isset( $parts['pass'] );
+		return null !== self::parse_relay_url( $url );
 	}
 
 	/**
-	 * A relay URL with its endpoint path: `ws://h:1/` + `/ws` → `ws://h:1/ws`;
-	 * a URL that already ends in an endpoint (`/ws`, `/publish`,
-	 * `/api/send-event`) gets it replaced.
+	 * Splits a relay URL into its WebSocket origin and base path, or null when
+	 * it is not one: a ws, wss, http or https URL (http maps to ws, https to
+	 * wss) with a host, an optional port 1-65535 (the scheme's default port is
+	 * dropped), no user info, query or fragment, and no spaces, control
+	 * characters, quotes, angle brackets or backslashes. Scheme and host are
+	 * lower-cased, surrounding whitespace is trimmed, and a trailing endpoint
+	 * (`/ws`, `/publish`, `/api/send-event`) and trailing slashes are removed.
 	 *
-	 * @param string $url  Relay base URL.
+	 * @param mixed $url Relay URL.
+	 * @return array{ws: string, base: string}|null `ws`: scheme://host[:port]; `base`: the path before the endpoint.
+	 */
+	public static function parse_relay_url( $url ) {
+		if ( ! is_string( $url ) ) {
+			return null;
+		}
+		$url = trim( $url, " \t\n\r\0\x0B" );
+		if ( '' === $url || preg_match( '/[^\x21-\x7e]|[<>"\'\\\\`{}|^]/', $url ) ) {
+			return null;
+		}
+		if ( ! preg_match( '#^([A-Za-z][A-Za-z0-9+.-]*)://([^/?\#]*)([^?\#]*)$#D', $url, $m ) ) {
+			return null;
+		}
+		$schemes = array(
+			'ws'    => 'ws',
+			'http'  => 'ws',
+			'wss'   => 'wss',
+			'https' => 'wss',
+		);
+		$scheme  = $schemes[ strtolower( $m[1] ) ] ?? null;
+		if ( null === $scheme || false !== strpos( $m[2], '@' ) ) {
+			return null;
+		}
+		if ( ! preg_match( '#^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::([0-9]+))?$#D', $m[2], $a ) ) {
+			return null;
+		}
+		$host = strtolower( $a[1] );
+		$port = isset( $a[2] ) ? (int) $a[2] : null;
+		if ( null !== $port && ( $port < 1 || $port > 65535 ) ) {
+			return null;
+		}
+		$default = 'ws' === $scheme ? 80 : 443;
+		$origin  = $scheme . '://' . $host . ( null === $port || $default === $port ? '' : ':' . $port );
+		$path    = rtrim( $m[3], '/' );
+		$path    = rtrim( (string) preg_replace( '#/(ws|publish|api/send-event)$#D', '', $path ), '/' );
+		return array(
+			'ws'   => $origin,
+			'base' => $path,
+		);
+	}
+
+	/**
+	 * A relay URL with an endpoint path: `ws://h:1/` + `/ws` → `ws://h:1/ws`;
+	 * a URL that already ends in an endpoint gets it replaced. '' for a URL
+	 * that is not a relay URL.
+	 *
+	 * @param string $url  Relay URL.
 	 * @param string $path Endpoint path, with its leading slash.
 	 * @return string
 	 */
 	public static function with_path( $url, $path ) {
-		return self::base( $url ) . $path;
+		$parsed = self::parse_relay_url( $url );
+		return null === $parsed ? '' : $parsed['ws'] . $parsed['base'] . $path;
 	}
 
 	/**
-	 * The relay's HTTP base for a ws:// or wss:// URL (ws → http, wss → https).
+	 * The relay's HTTP base (ws → http, wss → https), without a trailing slash;
+	 * '' for a URL that is not a relay URL.
 	 *
 	 * @param string $url Relay URL.
 	 * @return string
 	 */
 	public static function http_base( $url ) {
-		return (string) preg_replace( '#^ws(s?)://#i', 'http$1://', self::base( $url ) );
-	}
-
-	/**
-	 * The relay URL without trailing slashes and without an endpoint path.
-	 *
-	 * @param string $url Relay URL.
-	 * @return string
-	 */
-	private static function base( $url ) {
-		$url = rtrim( (string) $url, '/' );
-		return rtrim( (string) preg_replace( '#/(ws|publish|api/send-event)$#', '', $url ), '/' );
+		$parsed = self::parse_relay_url( $url );
+		return null === $parsed ? '' : (string) preg_replace( '#^ws#', 'http', $parsed['ws'] ) . $parsed['base'];
 	}
 }

@@ -147,8 +147,8 @@ class RTET_Settings {
 	}
 
 	/**
-	 * Sanitize callback of register_setting(): accepts only ws:// and wss://
-	 * URLs and reports errors with add_settings_error(), keeping the old value
+	 * Sanitize callback of register_setting(): accepts only relay URLs
+	 * (RTET_Protocol::parse_relay_url()) and reports errors with add_settings_error(), keeping the old value
 	 * of a rejected field. A blank API key keeps the stored key.
 	 *
 	 * @param mixed $input Submitted value.
@@ -169,7 +169,8 @@ class RTET_Settings {
 			if ( '' === $url && 'public_url' === $key ) {
 				$out[ $key ] = '';
 			} elseif ( RTET_Protocol::is_relay_url( $url ) ) {
-				$out[ $key ] = esc_url_raw( $url, array( 'ws', 'wss' ) );
+				// Stored as typed: RTET_Protocol's strict check leaves nothing to escape.
+				$out[ $key ] = $url;
 			} else {
 				// settings_errors() prints messages as HTML: the submitted value is escaped here.
 				add_settings_error(
@@ -177,7 +178,7 @@ class RTET_Settings {
 					'rtet_invalid_' . $key,
 					sprintf(
 						/* translators: 1: field label, 2: the rejected value */
-						esc_html__( '%1$s must be a ws:// or wss:// URL; "%2$s" is not. The previous value was kept.', 'real-time-event-trigger' ),
+						esc_html__( '%1$s must be a ws:// or wss:// URL (http:// and https:// are read as ws:// and wss://) with a host and without a query; "%2$s" is not. The previous value was kept.', 'real-time-event-trigger' ),
 						'websocket_server_url' === $key ? esc_html__( 'Relay URL (server)', 'real-time-event-trigger' ) : esc_html__( 'Relay URL (browsers)', 'real-time-event-trigger' ),
 						esc_html( $url )
 					),

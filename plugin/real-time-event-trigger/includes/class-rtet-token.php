@@ -38,6 +38,15 @@ class RTET_Token {
 	}
 
 	/**
+	 * Forgets the last signing failure once a token was signed (cheap when there is none).
+	 */
+	private static function clear_failure() {
+		if ( false !== get_option( self::FAILURE_OPTION, false ) ) {
+			delete_option( self::FAILURE_OPTION );
+		}
+	}
+
+	/**
 	 * Remembers a signing failure for Site Health and the settings page, and logs it.
 	 *
 	 * @param string $message What went wrong.
@@ -80,25 +89,31 @@ class RTET_Token {
 				/* translators: %s: the extension's error message */
 				return new WP_Error( 'rtet_signing_failed', sprintf( __( 'The rtet extension could not sign a token: %s', 'real-time-event-trigger' ), $e->getMessage() ) );
 			}
-			if ( false !== get_option( self::FAILURE_OPTION, false ) ) {
-				delete_option( self::FAILURE_OPTION );
-			}
+			self::clear_failure();
 			return array(
 				'token'   => $token,
 				'expires' => $now + (int) $ttl,
 			);
 		}
 
-		return array(
-			'token'   => self::sign_hs256(
-				array(
-					'sub'      => (string) $subject,
-					'channels' => $channels,
-					'iat'      => $now,
-					'exp'      => $now + (int) $ttl,
-				),
-				$key
+		$token = self::sign_hs256(
+			array(
+				'sub'      => (string) $subject,
+				'channels' => $channels,
+				'iat'      => $now,
+				'exp'      => $now + (int) $ttl,
 			),
+			$key
+		);
+		if ( strlen( $token ) > RTET_Protocol::MAX_TOKEN_BYTES ) {
+			$message = sprintf( 'the token is %d bytes; the relay accepts at most %d: grant fewer channels', strlen( $token ), RTET_Protocol::MAX_TOKEN_BYTES );
+			self::record_failure( $message );
+			/* translators: %s: why */
+			return new WP_Error( 'rtet_signing_failed', sprintf( __( 'No token was signed: %s', 'real-time-event-trigger' ), $message ) );
+		}
+		self::clear_failure();
+		return array(
+			'token'   => $token,
 			'expires' => $now + (int) $ttl,
 		);
 	}
@@ -111,8 +126,9 @@ class RTET_Token {
 	 * @return string
 	 */
 	public static function sign_hs256( array $claims, $key ) {
-		$header  = self::b64url( wp_json_encode( array( 'alg' => 'HS256', 'typ' => 'JWT' ) ) );
-		$payload = self::b64url( wp_json_encode( $claims, JSON_UNESCAPED_SLASHES ) );
+		// The exact bytes of the extension's signer (tests/protocol-vectors/tokens.json).
+		$header  = self::b64url( '{"typ":"JWT","alg":"HS256"}' );
+		$payload = self::b64url( (string) wp_json_encode( $claims, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE ) );
 		$sig     = self::b64url( hash_hmac( 'sha256', $header . '.' . $payload, $key, true ) );
 		return $header . '.' . $payload . '.' . $sig;
 	}

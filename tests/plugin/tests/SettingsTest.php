@@ -54,7 +54,7 @@ class SettingsTest extends RTET_Test_Case {
 
 	public function test_urls_that_are_not_ws_are_refused() {
 		$before = RTET_Settings::server_url();
-		foreach ( array( 'http://127.0.0.1:8090', 'ws://', 'ws://h/ws?token=1', 'ws://user:pw@h/', 'javascript:alert(1)', 'ws://h /x' ) as $url ) {
+		foreach ( array( 'ftp://127.0.0.1:8090', 'ws://', 'ws://h/ws?token=1', 'ws://user:pw@h/', 'javascript:alert(1)', 'ws://h /x' ) as $url ) {
 			$GLOBALS['wp_settings_errors'] = array();
 			$notice                        = $this->submit( array( 'websocket_server_url' => $url ) );
 			$this->assertStringContainsString( 'must be a ws:// or wss:// URL', $notice, $url );
