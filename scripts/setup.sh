@@ -21,6 +21,8 @@ APT_PACKAGES=(
   php8.2-fpm php8.2-mysql mariadb-server nginx wordpress chromium
   # a theme: Debian's wordpress only recommends one, and without it the site renders nothing
   wordpress-theme-twentytwentythree
+  # tests/plugin: the plugin's PHPUnit tests inside the local WordPress
+  phpunit
   # scripts/dist.sh: the plugin zip
   zip
   # benchmarks: a Redis PUBLISH baseline through phpredis

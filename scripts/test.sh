@@ -2,7 +2,9 @@
 # Sets everything up (scripts/setup.sh) and runs every test rtet has:
 # formatting, clippy, the Rust tests (protocol, publisher core, relay, interop
 # with a third-party client), the PHP extension's tests against a real relay,
-# and the end-to-end tests on a real WordPress site in headless Chromium.
+# the plugin's own PHP (PHPUnit in a real WordPress) and JS (node --test
+# against a real relay and WordPress), and the end-to-end tests on a real
+# WordPress site in headless Chromium.
 # Ends with one line "all: N passed, N failed" and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +51,10 @@ if [ -x php/tests/run.sh ]; then
   suite php php/tests/run.sh
   count php plain
 fi
+suite plugin-php node tests/plugin/run.mjs
+count plugin-php plain
+suite plugin-js tests/js/run.sh
+count plugin-js
 if [ -x tests/e2e/run.sh ]; then
   suite e2e tests/e2e/run.sh
   count e2e

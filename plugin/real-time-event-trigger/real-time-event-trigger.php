@@ -34,8 +34,10 @@ if ( version_compare( PHP_VERSION, '8.1', '<' ) ) {
 	return;
 }
 
+require_once __DIR__ . '/includes/class-rtet-protocol.php';
 require_once __DIR__ . '/includes/class-rtet-settings.php';
 require_once __DIR__ . '/includes/class-rtet-token.php';
+require_once __DIR__ . '/includes/class-rtet-queue.php';
 require_once __DIR__ . '/includes/class-rtet-sender.php';
 require_once __DIR__ . '/includes/class-rtet-events.php';
 require_once __DIR__ . '/includes/class-rtet-rest.php';

@@ -89,15 +89,25 @@ class RTET_Admin {
 				array(
 					'testUrl' => esc_url_raw( rest_url( RTET_REST::NS . '/test' ) ),
 					'nonce'   => wp_create_nonce( 'wp_rest' ),
+					'wait'    => array(
+						'request' => 15000,
+						'echo'    => 10000,
+					),
 					'i18n'    => array(
-						'generated' => __( 'New key generated. Copy it into the relay\'s configuration (--api-key), then save. It will not be shown again.', 'real-time-event-trigger' ),
+						'generated' => __( 'New key generated. Copy it into the relay\'s configuration, then save. It will not be shown again.', 'real-time-event-trigger' ),
 						'sending'   => __( 'Sending a test event…', 'real-time-event-trigger' ),
 						/* translators: 1: event id, 2: transport */
-						'sent'      => __( 'Sent test event %1$s (%2$s). Waiting for it to come back through the relay…', 'real-time-event-trigger' ),
+						'delivered' => __( 'The relay took test event %1$s (%2$s). Waiting for it to come back live on this page…', 'real-time-event-trigger' ),
+						/* translators: 1: event id, 2: why it was not delivered */
+						'queued'    => __( 'The relay did not answer; test event %1$s waits and will be sent again: %2$s', 'real-time-event-trigger' ),
 						/* translators: %s: event id */
 						'received'  => __( 'Received test event %s live on this page.', 'real-time-event-trigger' ),
+						/* translators: 1: event id, 2: seconds */
+						'notSeen'   => __( 'Test event %1$s did not come back to this page within %2$s seconds: is this page connected to the relay (Relay URL for browsers)?', 'real-time-event-trigger' ),
 						/* translators: %s: error message */
 						'failed'    => __( 'The test event was not sent: %s', 'real-time-event-trigger' ),
+						/* translators: %s: seconds */
+						'timeout'   => __( 'The site did not answer within %s seconds.', 'real-time-event-trigger' ),
 					),
 				)
 			) . ';',
@@ -237,7 +247,7 @@ class RTET_Admin {
 		}
 		self::status_row( __( 'Transport', 'real-time-event-trigger' ), $transport, 'rtet-status-transport' );
 
-		$health = RTET_Settings::is_configured() ? RTET_Sender::relay_health() : new WP_Error( 'rtet_not_configured', __( 'Set the relay URL and API key below.', 'real-time-event-trigger' ) );
+		$health = RTET_Settings::is_configured() ? RTET_Sender::relay_health() : new WP_Error( 'rtet_not_configured', trim( (string) RTET_Settings::key_problem() . ' ' . __( 'Set the relay URL and API key below.', 'real-time-event-trigger' ) ) );
 		self::status_row(
 			__( 'Relay', 'real-time-event-trigger' ),
 			true === $health
@@ -248,6 +258,11 @@ class RTET_Admin {
 			'rtet-status-relay'
 		);
 
+		$failure = RTET_Token::last_failure();
+		if ( null !== $failure ) {
+			self::status_row( __( 'Browser tokens', 'real-time-event-trigger' ), self::signing_failure_text( $failure ), 'rtet-status-tokens' );
+		}
+
 		if ( RTET_Sender::extension_available() && function_exists( 'rtet_stats' ) ) {
 			$stats = (array) rtet_stats();
 			$parts = array();
@@ -256,11 +271,11 @@ class RTET_Admin {
 			}
 			self::status_row( __( 'Extension (this worker)', 'real-time-event-trigger' ), implode( ', ', $parts ), 'rtet-status-stats' );
 		} else {
-			$pending = get_option( RTET_Sender::PENDING_OPTION, array() );
+			$pending = RTET_Queue::size();
 			self::status_row(
 				__( 'Undelivered events', 'real-time-event-trigger' ),
 				/* translators: %d: number of events */
-				sprintf( _n( '%d event waiting to be resent', '%d events waiting to be resent', count( (array) $pending ), 'real-time-event-trigger' ), count( (array) $pending ) ),
+				sprintf( _n( '%d event waiting to be resent', '%d events waiting to be resent', $pending, 'real-time-event-trigger' ), $pending ),
 				'rtet-status-pending'
 			);
 		}
@@ -270,6 +285,61 @@ class RTET_Admin {
 			echo '<p><button type="button" class="button button-secondary" id="rtet_send_test">' . esc_html__( 'Send test event', 'real-time-event-trigger' ) . '</button></p>';
 			echo '<ul id="rtet_test_log" aria-live="polite"></ul>';
 		}
+	}
+
+	/**
+	 * `site_status_tests`: Site Health shows whether browsers can get tokens.
+	 *
+	 * @param array $tests Tests.
+	 * @return array
+	 */
+	public static function site_status_tests( $tests ) {
+		$tests['direct']['rtet_token_signing'] = array(
+			'label' => __( 'Real-time events: browser tokens', 'real-time-event-trigger' ),
+			'test'  => array( __CLASS__, 'site_status_token_signing' ),
+		);
+		return $tests;
+	}
+
+	/**
+	 * The Site Health test: critical while the last attempt to sign a token failed.
+	 *
+	 * @return array
+	 */
+	public static function site_status_token_signing() {
+		$failure = RTET_Token::last_failure();
+		$result  = array(
+			'label'       => __( 'Browsers get tokens for real-time events', 'real-time-event-trigger' ),
+			'status'      => 'good',
+			'badge'       => array(
+				'label' => __( 'Real-time events', 'real-time-event-trigger' ),
+				'color' => 'blue',
+			),
+			'description' => '<p>' . esc_html__( 'The token endpoint signs tokens the relay accepts.', 'real-time-event-trigger' ) . '</p>',
+			'test'        => 'rtet_token_signing',
+		);
+		if ( null !== $failure ) {
+			$result['status']      = 'critical';
+			$result['label']       = __( 'Browsers cannot get tokens for real-time events', 'real-time-event-trigger' );
+			$result['badge']['color'] = 'red';
+			$result['description'] = '<p>' . esc_html( self::signing_failure_text( $failure ) ) . '</p>';
+		}
+		return $result;
+	}
+
+	/**
+	 * A signing failure as one sentence.
+	 *
+	 * @param array $failure From RTET_Token::last_failure().
+	 * @return string
+	 */
+	private static function signing_failure_text( array $failure ) {
+		return sprintf(
+			/* translators: 1: date and time, 2: error message */
+			__( 'Since %1$s the rtet extension refuses to sign browser tokens, so no browser can subscribe: %2$s', 'real-time-event-trigger' ),
+			wp_date( 'Y-m-d H:i:s', (int) $failure['time'] ),
+			$failure['message']
+		);
 	}
 
 	/**

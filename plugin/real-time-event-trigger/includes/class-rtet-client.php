@@ -3,8 +3,9 @@
  * Enqueues the browser client (assets/js/rtet-client.js) on the front end
  * and in wp-admin, with its settings passed through wp_add_inline_script().
  *
- * The settings hold the token endpoint and, for a logged-in user, a REST
- * nonce; never the API key and never a token, so cached pages stay valid.
+ * The settings hold the relay's browser URL, the anonymous channels, the
+ * token endpoint and, for a logged-in user, a REST nonce; never the API key
+ * and never a token, so cached pages stay valid.
  *
  * @package real-time-event-trigger
  */
@@ -39,7 +40,7 @@ class RTET_Client {
 	 * @param string $context 'front' or 'admin'.
 	 */
 	private static function enqueue( $context ) {
-		if ( '' === RTET_Settings::browser_url() || '' === (string) RTET_Settings::value( 'api_key' ) ) {
+		if ( '' === RTET_Settings::browser_url() || ! RTET_Settings::is_configured() ) {
 			return;
 		}
 		/**
@@ -63,8 +64,18 @@ class RTET_Client {
 		wp_enqueue_style( self::HANDLE, $base . 'css/rtet-client.css', array(), RTET_PLUGIN_VERSION );
 
 		$logged_in = is_user_logged_in();
+		/**
+		 * Filters the channels visitors subscribe to without a token: the
+		 * relay's anonymous channels (its `--anonymous-channels`, default `public`).
+		 *
+		 * @param string[] $channels Channels.
+		 */
+		$anonymous = array_values( array_filter( (array) apply_filters( 'rtet_anonymous_channels', array( 'public' ) ), array( 'RTET_Protocol', 'is_channel' ) ) );
 		$settings  = array(
 			'tokenUrl'     => esc_url_raw( rest_url( RTET_REST::NS . '/token' ) ),
+			// Visitors connect here without a token; logged-in users get the URL with their token.
+			'url'          => RTET_Settings::browser_url(),
+			'anonymous'    => $anonymous,
 			'nonce'        => $logged_in ? wp_create_nonce( 'wp_rest' ) : '',
 			'context'      => $context,
 			'toasts'       => 'front' === $context && (bool) RTET_Settings::value( 'toasts' ),

@@ -58,7 +58,7 @@ class RTET_REST {
 		if ( $user instanceof WP_User && $user->exists() ) {
 			$channels[] = 'user.' . (int) $user->ID;
 			foreach ( (array) $user->roles as $role ) {
-				if ( preg_match( '/^[A-Za-z0-9_.:@-]{1,123}$/', (string) $role ) ) {
+				if ( RTET_Protocol::is_channel( 'role.' . $role ) ) {
 					$channels[] = 'role.' . $role;
 				}
 			}
@@ -111,18 +111,25 @@ class RTET_REST {
 	}
 
 	/**
-	 * `POST /rtet/v1/test`: sends `rtet_test` to the current user's channel and waits for the relay's answer.
+	 * `POST /rtet/v1/test`: sends `rtet_test` to the current user's channel and
+	 * reports what the relay did with it, as `status`:
+	 *
+	 * - `delivered`: the relay stored it (acked, or HTTP 200);
+	 * - `queued`: the relay did not answer in time; the event waits and is retried;
+	 * - `refused`: the relay refused it (a bad key, a limit): HTTP 502.
 	 *
 	 * @return WP_REST_Response|WP_Error
 	 */
 	public static function test() {
-		$user = wp_get_current_user();
-		$data = array(
+		$user      = wp_get_current_user();
+		$data      = array(
 			'message' => __( 'Test event from the settings page', 'real-time-event-trigger' ),
 			'sent_at' => gmdate( 'c' ),
 			'by'      => $user->display_name,
 		);
-		$result = RTET_Events::dispatch(
+		$extension = RTET_Sender::extension_available();
+		$before    = $extension && function_exists( 'rtet_stats' ) ? (array) rtet_stats() : array();
+		$result    = RTET_Events::dispatch(
 			'rtet_test',
 			$data,
 			array( 'user.' . (int) $user->ID ),
@@ -133,16 +140,58 @@ class RTET_REST {
 			return new WP_Error( 'rtet_dropped', __( 'A filter dropped the test event.', 'real-time-event-trigger' ), array( 'status' => 409 ) );
 		}
 		if ( is_wp_error( $result ) ) {
-			$result->add_data( array( 'status' => 502 ) );
+			$error_data = (array) $result->get_error_data();
+			if ( 'rtet_retry' === $result->get_error_code() && isset( $error_data['id'] ) ) {
+				return self::test_outcome( (string) $error_data['id'], 'queued', $result->get_error_message() );
+			}
+			$result->add_data(
+				array(
+					'status'  => 502,
+					'outcome' => 'refused',
+				)
+			);
 			return $result;
 		}
-		if ( RTET_Sender::extension_available() && function_exists( 'rtet_flush' ) ) {
-			rtet_flush( 2.0 );
+		if ( ! $extension ) {
+			return self::test_outcome( $result, 'delivered', '' );
 		}
+
+		// The extension queued it: wait (bounded) for the relay's answer.
+		$acked = function_exists( 'rtet_flush' ) && rtet_flush( 2.0 );
+		$after = function_exists( 'rtet_stats' ) ? (array) rtet_stats() : array();
+		if ( (int) ( $after['nacked'] ?? 0 ) > (int) ( $before['nacked'] ?? 0 ) ) {
+			return new WP_Error(
+				'rtet_rejected',
+				/* translators: %s: the relay's reason */
+				sprintf( __( 'The relay refused the event: %s', 'real-time-event-trigger' ), (string) ( $after['last_error'] ?? '' ) ),
+				array(
+					'status'  => 502,
+					'outcome' => 'refused',
+					'id'      => $result,
+				)
+			);
+		}
+		if ( ! $acked ) {
+			return self::test_outcome( $result, 'queued', (string) ( $after['last_error'] ?? '' ) );
+		}
+		return self::test_outcome( $result, 'delivered', '' );
+	}
+
+	/**
+	 * The answer of the test endpoint.
+	 *
+	 * @param string $id      Event id.
+	 * @param string $status  `delivered` or `queued`.
+	 * @param string $message Why it was not delivered.
+	 * @return WP_REST_Response
+	 */
+	private static function test_outcome( $id, $status, $message ) {
 		return new WP_REST_Response(
 			array(
-				'id'        => $result,
+				'id'        => $id,
 				'transport' => RTET_Sender::transport(),
+				'status'    => $status,
+				'message'   => $message,
 			)
 		);
 	}

@@ -7,9 +7,9 @@
  * php-fpm worker keeps one pooled connection to the relay. The HTTP fallback
  * queues events during the request and posts them at `shutdown`, after
  * fastcgi_finish_request() where available, so the visitor never waits on the
- * relay. Events the relay did not take (down, overloaded) are kept in the
- * `rtet_pending_events` option for a while and sent again with the next
- * event or by WP-Cron; the relay's (channel, id) dedupe makes resends safe.
+ * relay. Events the relay did not take (down, overloaded) wait in RTET_Queue
+ * for a while and are sent again with the next event or by WP-Cron; the
+ * relay's (channel, id) dedupe makes resends safe.
  *
  * @package real-time-event-trigger
  */
@@ -20,9 +20,6 @@ defined( 'ABSPATH' ) || exit;
  * The transport.
  */
 class RTET_Sender {
-
-	/** Option holding events the HTTP fallback could not deliver yet. */
-	const PENDING_OPTION = 'rtet_pending_events';
 
 	/** How many undelivered events the fallback keeps. */
 	const PENDING_MAX = 200;
@@ -96,28 +93,48 @@ class RTET_Sender {
 	}
 
 	/**
-	 * A new event id: a UUIDv7 (time-ordered, random).
+	 * A new event id in the extension's format: a ULID (26 characters of
+	 * Crockford's base32: a 48-bit millisecond timestamp, then 80 random bits),
+	 * so ids sort by time whichever transport made them.
 	 *
 	 * @return string
 	 */
 	public static function new_id() {
-		$ms    = (int) floor( microtime( true ) * 1000 );
-		$bytes = pack( 'J', $ms );
-		$bytes = substr( $bytes, 2 ) . random_bytes( 10 );
-		// Version 7 and the RFC 4122 variant.
-		$bytes[6] = chr( ( ord( $bytes[6] ) & 0x0f ) | 0x70 );
-		$bytes[8] = chr( ( ord( $bytes[8] ) & 0x3f ) | 0x80 );
-		$hex      = bin2hex( $bytes );
-		return sprintf( '%s-%s-%s-%s-%s', substr( $hex, 0, 8 ), substr( $hex, 8, 4 ), substr( $hex, 12, 4 ), substr( $hex, 16, 4 ), substr( $hex, 20 ) );
+		$ms     = (int) floor( microtime( true ) * 1000 );
+		$digits = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+		$time   = '';
+		for ( $i = 0; $i < 10; $i++ ) {
+			$time = $digits[ $ms % 32 ] . $time;
+			$ms   = intdiv( $ms, 32 );
+		}
+		// 80 random bits: 16 digits of 5 bits, read from 10 bytes.
+		$random = '';
+		$bits   = 0;
+		$count  = 0;
+		foreach ( str_split( random_bytes( 10 ) ) as $byte ) {
+			$bits   = ( $bits << 8 ) | ord( $byte );
+			$count += 8;
+			while ( $count >= 5 ) {
+				$count  -= 5;
+				$random .= $digits[ ( $bits >> $count ) & 31 ];
+			}
+			$bits &= ( 1 << $count ) - 1;
+		}
+		return $time . $random;
 	}
 
 	/**
 	 * Sends one event to one or more channels.
 	 *
+	 * With the extension the extension makes the id (unless the caller gave
+	 * one): its ids stay unique across forked workers.
+	 *
 	 * @param string          $event    Event name.
 	 * @param mixed           $data     JSON-encodable payload.
 	 * @param string|string[] $channels Channels.
-	 * @param array           $options  `id` (string), `blocking` (bool: HTTP fallback sends now and reports the result).
+	 * @param array           $options  `id` (string), `blocking` (bool: HTTP fallback sends now and reports the
+	 *                                  result; an event the relay did not answer is queued, and the error `rtet_retry`
+	 *                                  carries its `id`).
 	 * @return string|WP_Error The event id, or why it was not sent.
 	 */
 	public static function send( $event, $data, $channels, array $options = array() ) {
@@ -125,7 +142,7 @@ class RTET_Sender {
 			return new WP_Error( 'rtet_not_configured', __( 'Real-time events are not configured: set the relay URL and API key.', 'real-time-event-trigger' ) );
 		}
 		$channels = array_values( array_unique( array_map( 'strval', (array) $channels ) ) );
-		if ( ! preg_match( '/^[A-Za-z0-9_.:-]{1,64}$/', (string) $event ) ) {
+		if ( ! RTET_Protocol::is_event( (string) $event ) ) {
 			/* translators: %s: event name */
 			return new WP_Error( 'rtet_invalid_event', sprintf( __( 'Invalid event name "%s".', 'real-time-event-trigger' ), $event ) );
 		}
@@ -133,48 +150,62 @@ class RTET_Sender {
 			return new WP_Error( 'rtet_no_channels', __( 'An event needs at least one channel.', 'real-time-event-trigger' ) );
 		}
 		foreach ( $channels as $channel ) {
-			if ( ! preg_match( '/^[A-Za-z0-9_.:@-]{1,128}$/', $channel ) ) {
+			if ( ! RTET_Protocol::is_channel( $channel ) ) {
 				/* translators: %s: channel name */
 				return new WP_Error( 'rtet_invalid_channel', sprintf( __( 'Invalid channel name "%s".', 'real-time-event-trigger' ), $channel ) );
 			}
 		}
-		$id = isset( $options['id'] ) ? (string) $options['id'] : self::new_id();
+		if ( isset( $options['id'] ) && ! RTET_Protocol::is_id( (string) $options['id'] ) ) {
+			/* translators: %s: event id */
+			return new WP_Error( 'rtet_invalid_id', sprintf( __( 'Invalid event id "%s".', 'real-time-event-trigger' ), $options['id'] ) );
+		}
 
 		if ( self::extension_available() ) {
 			try {
 				self::configure_extension();
-				$id = rtet_send_event( $event, $data, $channels, array( 'id' => $id ) );
-				return (string) $id;
+				$extension_options = isset( $options['id'] ) ? array( 'id' => (string) $options['id'] ) : array();
+				return (string) rtet_send_event( $event, $data, $channels, $extension_options );
 			} catch ( Throwable $e ) {
 				return new WP_Error( 'rtet_send_failed', $e->getMessage() );
 			}
 		}
 
-		$body = wp_json_encode( $data );
-		if ( false === $body ) {
-			return new WP_Error( 'rtet_invalid_data', __( 'Event data cannot be encoded as JSON.', 'real-time-event-trigger' ) );
-		}
-		if ( strlen( $body ) > 65000 ) {
-			return new WP_Error( 'rtet_too_large', __( 'Event data is larger than 64 KiB.', 'real-time-event-trigger' ) );
-		}
-
 		$item = array(
-			'id'       => $id,
+			'id'       => isset( $options['id'] ) ? (string) $options['id'] : self::new_id(),
 			'event'    => (string) $event,
 			'data'     => $data,
 			'channels' => $channels,
 			'time'     => time(),
 		);
+		// The relay's limit applies to each HTTP body, which names one channel: check the longest.
+		$longest = array_reduce(
+			$channels,
+			static function ( $a, $b ) {
+				return strlen( $b ) > strlen( $a ) ? $b : $a;
+			},
+			''
+		);
+		$body    = self::body( $item, $longest );
+		if ( false === $body ) {
+			return new WP_Error( 'rtet_invalid_data', __( 'Event data cannot be encoded as JSON.', 'real-time-event-trigger' ) );
+		}
+		if ( strlen( $body ) > RTET_Protocol::MAX_FRAME_BYTES ) {
+			/* translators: 1: size in bytes, 2: the limit in bytes */
+			return new WP_Error( 'rtet_too_large', sprintf( __( 'The event is %1$d bytes; the relay takes at most %2$d.', 'real-time-event-trigger' ), strlen( $body ), RTET_Protocol::MAX_FRAME_BYTES ) );
+		}
 		if ( ! empty( $options['blocking'] ) ) {
 			$result = self::post( $item );
-			if ( is_wp_error( $result ) ) {
-				return $result;
+			if ( is_wp_error( $result ) && 'rtet_retry' === $result->get_error_code() ) {
+				// Not lost: it waits with the other undelivered events.
+				RTET_Queue::push( array( $item ) );
+				self::schedule_retry();
+				$result->add_data( array( 'id' => $item['id'] ) );
 			}
-			return $id;
+			return is_wp_error( $result ) ? $result : $item['id'];
 		}
 		// Sent by flush_at_shutdown() (hooked to `shutdown` in RTET_Plugin).
 		self::$queue[] = $item;
-		return $id;
+		return $item['id'];
 	}
 
 	/**
@@ -192,65 +223,106 @@ class RTET_Sender {
 	}
 
 	/**
-	 * Posts every queued event (and earlier undelivered ones) now, oldest first.
+	 * Posts earlier undelivered events (claimed from RTET_Queue), then this
+	 * request's, oldest first.
 	 *
-	 * Stops at the first event the relay does not take: it and everything after
-	 * it wait in the `rtet_pending_events` option, so one flush costs at most one
-	 * timeout. When that failure was slow (a relay that accepts connections but
-	 * does not answer), flushes in the next SLOW_BACKOFF seconds do not try at
-	 * all; a refused connection costs nothing, so the next flush tries again.
+	 * Stops at the first event the relay does not take: it and everything
+	 * after it wait in the queue, so one flush costs at most one timeout. When
+	 * that failure was slow (a relay that accepts connections but does not
+	 * answer), flushes in the next SLOW_BACKOFF seconds do not try at all; a
+	 * refused connection costs nothing, so the next flush tries again.
 	 *
 	 * @param bool $force Try even during the back-off (WP-Cron's retry).
 	 * @return int How many events are still undelivered.
 	 */
 	public static function flush( $force = false ) {
-		$items       = self::$queue;
+		$own         = self::$queue;
 		self::$queue = array();
-		$pending     = get_option( self::PENDING_OPTION, array() );
-		if ( is_array( $pending ) && ! empty( $pending ) ) {
-			delete_option( self::PENDING_OPTION );
-			$items = array_merge( $pending, $items );
+		$trying      = $force || ! get_transient( self::SLOW_TRANSIENT );
+
+		$claimed = $trying ? RTET_Queue::claim() : array(
+			'claim' => '',
+			'items' => array(),
+		);
+		$stuck   = false;
+		foreach ( $claimed['items'] as $item ) {
+			if ( time() - (int) $item['time'] > self::PENDING_TTL ) {
+				RTET_Queue::remove( $item['row'] );
+				continue;
+			}
+			if ( ! self::post_timed( $item ) ) {
+				$stuck = true;
+				break;
+			}
+			// Delivered or refused for good: either way it leaves the queue.
+			RTET_Queue::remove( $item['row'] );
 		}
-		$items = array_values(
-			array_filter(
-				$items,
-				static function ( $item ) {
-					return is_array( $item ) && isset( $item['time'] ) && ( time() - (int) $item['time'] ) <= self::PENDING_TTL;
-				}
+		if ( '' !== $claimed['claim'] ) {
+			RTET_Queue::release( $claimed['claim'] );
+		}
+
+		$left = array();
+		foreach ( $own as $i => $item ) {
+			if ( ! $trying || $stuck || ! self::post_timed( $item ) ) {
+				$left  = array_slice( $own, $i );
+				$stuck = true;
+				break;
+			}
+		}
+		if ( ! $stuck && $trying ) {
+			delete_transient( self::SLOW_TRANSIENT );
+		}
+		RTET_Queue::push( $left );
+		$waiting = RTET_Queue::size();
+		if ( $waiting > 0 ) {
+			self::schedule_retry();
+		}
+		return $waiting;
+	}
+
+	/**
+	 * Posts one event; a slow failure starts the back-off.
+	 *
+	 * @param array $item Event.
+	 * @return bool False when the relay did not take it and it is worth retrying.
+	 */
+	private static function post_timed( array $item ) {
+		$started = microtime( true );
+		$result  = self::post( $item );
+		if ( is_wp_error( $result ) && 'rtet_retry' === $result->get_error_code() ) {
+			if ( microtime( true ) - $started >= 0.5 ) {
+				set_transient( self::SLOW_TRANSIENT, 1, self::SLOW_BACKOFF );
+			}
+			return false;
+		}
+		return true;
+	}
+
+	/**
+	 * Plans WP-Cron's retry of undelivered events, once.
+	 */
+	private static function schedule_retry() {
+		if ( ! wp_next_scheduled( self::RETRY_HOOK ) ) {
+			wp_schedule_single_event( time() + 60, self::RETRY_HOOK );
+		}
+	}
+
+	/**
+	 * The JSON body of `POST /api/send-event` for one channel.
+	 *
+	 * @param array  $item    Event.
+	 * @param string $channel Channel.
+	 * @return string|false
+	 */
+	private static function body( array $item, $channel ) {
+		return wp_json_encode(
+			array(
+				'type'    => $item['event'],
+				'data'    => $item['data'],
+				'channel' => $channel,
+				'id'      => $item['id'],
 			)
 		);
-		if ( empty( $items ) ) {
-			return 0;
-		}
-
-		$failed = array();
-		if ( ! $force && get_transient( self::SLOW_TRANSIENT ) ) {
-			$failed = $items;
-		} else {
-			foreach ( $items as $i => $item ) {
-				$started = microtime( true );
-				$result  = self::post( $item );
-				if ( is_wp_error( $result ) && 'rtet_retry' === $result->get_error_code() ) {
-					if ( microtime( true ) - $started >= 0.5 ) {
-						set_transient( self::SLOW_TRANSIENT, 1, self::SLOW_BACKOFF );
-					}
-					$failed = array_slice( $items, $i );
-					break;
-				}
-			}
-			if ( empty( $failed ) ) {
-				delete_transient( self::SLOW_TRANSIENT );
-			}
-		}
-
-		if ( ! empty( $failed ) ) {
-			$failed = array_slice( $failed, -self::PENDING_MAX );
-			update_option( self::PENDING_OPTION, $failed, false );
-			if ( ! wp_next_scheduled( self::RETRY_HOOK ) ) {
-				wp_schedule_single_event( time() + 60, self::RETRY_HOOK );
-			}
-		}
-		return count( $failed );
 	}
 
 	/**
@@ -278,14 +350,7 @@ class RTET_Sender {
 						'Content-Type'  => 'application/json',
 						'Authorization' => 'Bearer ' . RTET_Settings::value( 'api_key' ),
 					),
-					'body'        => wp_json_encode(
-						array(
-							'type'    => $item['event'],
-							'data'    => $item['data'],
-							'channel' => $channel,
-							'id'      => $item['id'],
-						)
-					),
+					'body'        => self::body( $item, $channel ),
 				)
 			);
 			$code = is_wp_error( $response ) ? 0 : (int) wp_remote_retrieve_response_code( $response );

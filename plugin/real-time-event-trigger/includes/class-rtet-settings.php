@@ -25,9 +25,6 @@ class RTET_Settings {
 	/** Built-in events that can be switched on and off. */
 	const BUILT_IN_EVENTS = array( 'post_published', 'post_updated', 'user_registered' );
 
-	/** The shortest API key the relay accepts. */
-	const MIN_KEY_LENGTH = 32;
-
 	/**
 	 * Defaults for every key.
 	 *
@@ -102,7 +99,20 @@ class RTET_Settings {
 	 * @return bool
 	 */
 	public static function is_configured() {
-		return '' !== self::server_url() && '' !== (string) self::value( 'api_key' );
+		return '' !== self::server_url() && null === self::key_problem();
+	}
+
+	/**
+	 * Why the stored API key cannot be used (missing, too short, a placeholder), or null.
+	 *
+	 * @return string|null
+	 */
+	public static function key_problem() {
+		$key = (string) self::value( 'api_key' );
+		if ( '' === $key ) {
+			return __( 'No API key is set.', 'real-time-event-trigger' );
+		}
+		return RTET_Protocol::key_problem( $key );
 	}
 
 	/**
@@ -116,50 +126,29 @@ class RTET_Settings {
 	}
 
 	/**
-	 * A relay URL with its endpoint path: `ws://h:1/` + `/ws` → `ws://h:1/ws`;
-	 * a URL that already ends in an endpoint (`/ws`, `/publish`) gets it replaced.
+	 * A relay URL with its endpoint path (see RTET_Protocol::with_path()).
 	 *
 	 * @param string $url  Relay base URL.
 	 * @param string $path Endpoint path, with its leading slash.
 	 * @return string
 	 */
 	public static function with_path( $url, $path ) {
-		$url = untrailingslashit( $url );
-		$url = preg_replace( '#/(ws|publish|api/send-event)$#', '', $url );
-		return $url . $path;
+		return RTET_Protocol::with_path( $url, $path );
 	}
 
 	/**
-	 * The relay's HTTP base for a ws:// or wss:// URL (ws → http, wss → https).
+	 * The relay's HTTP base for a ws:// or wss:// URL (see RTET_Protocol::http_base()).
 	 *
 	 * @param string $url Relay URL.
 	 * @return string
 	 */
 	public static function http_base( $url ) {
-		$url = preg_replace( '#^ws(s?)://#i', 'http$1://', $url );
-		return untrailingslashit( preg_replace( '#/(ws|publish|api/send-event)/?$#', '', $url ) );
+		return RTET_Protocol::http_base( $url );
 	}
 
 	/**
-	 * Whether a URL is an absolute ws:// or wss:// URL with a host.
-	 *
-	 * @param string $url URL to check.
-	 * @return bool
-	 */
-	public static function is_ws_url( $url ) {
-		if ( ! is_string( $url ) || preg_match( '/[\s<>"\']/', $url ) ) {
-			return false;
-		}
-		$parts = wp_parse_url( $url );
-		return is_array( $parts )
-			&& isset( $parts['scheme'], $parts['host'] )
-			&& in_array( strtolower( $parts['scheme'] ), array( 'ws', 'wss' ), true )
-			&& '' !== $parts['host'];
-	}
-
-	/**
-	 * Sanitize callback of register_setting(): accepts only ws:// and wss://
-	 * URLs and reports errors with add_settings_error(), keeping the old value
+	 * Sanitize callback of register_setting(): accepts only relay URLs
+	 * (RTET_Protocol::parse_relay_url()) and reports errors with add_settings_error(), keeping the old value
 	 * of a rejected field. A blank API key keeps the stored key.
 	 *
 	 * @param mixed $input Submitted value.
@@ -179,17 +168,19 @@ class RTET_Settings {
 			$url = trim( (string) $input[ $key ] );
 			if ( '' === $url && 'public_url' === $key ) {
 				$out[ $key ] = '';
-			} elseif ( self::is_ws_url( $url ) ) {
-				$out[ $key ] = esc_url_raw( $url, array( 'ws', 'wss' ) );
+			} elseif ( RTET_Protocol::is_relay_url( $url ) ) {
+				// Stored as typed: RTET_Protocol's strict check leaves nothing to escape.
+				$out[ $key ] = $url;
 			} else {
+				// settings_errors() prints messages as HTML: the submitted value is escaped here.
 				add_settings_error(
 					self::OPTION,
 					'rtet_invalid_' . $key,
 					sprintf(
 						/* translators: 1: field label, 2: the rejected value */
-						__( '%1$s must be a ws:// or wss:// URL; "%2$s" is not. The previous value was kept.', 'real-time-event-trigger' ),
-						'websocket_server_url' === $key ? __( 'Relay URL (server)', 'real-time-event-trigger' ) : __( 'Relay URL (browsers)', 'real-time-event-trigger' ),
-						$url
+						esc_html__( '%1$s must be a ws:// or wss:// URL (http:// and https:// are read as ws:// and wss://) with a host and without a query; "%2$s" is not. The previous value was kept.', 'real-time-event-trigger' ),
+						'websocket_server_url' === $key ? esc_html__( 'Relay URL (server)', 'real-time-event-trigger' ) : esc_html__( 'Relay URL (browsers)', 'real-time-event-trigger' ),
+						esc_html( $url )
 					),
 					'error'
 				);
@@ -201,15 +192,11 @@ class RTET_Settings {
 			if ( '' === $key ) {
 				// Left blank: the stored key stays.
 				$out['api_key'] = $old['api_key'];
-			} elseif ( strlen( $key ) < self::MIN_KEY_LENGTH || preg_match( '/[\s\x00-\x1f]/', $key ) ) {
+			} elseif ( null !== RTET_Protocol::key_problem( $key ) ) {
 				add_settings_error(
 					self::OPTION,
 					'rtet_invalid_api_key',
-					sprintf(
-						/* translators: %d: minimum number of characters */
-						__( 'The API key must be at least %d characters without spaces. The previous key was kept.', 'real-time-event-trigger' ),
-						self::MIN_KEY_LENGTH
-					),
+					esc_html( RTET_Protocol::key_problem( $key ) . ' ' . __( 'The previous key was kept.', 'real-time-event-trigger' ) ),
 					'error'
 				);
 			} else {

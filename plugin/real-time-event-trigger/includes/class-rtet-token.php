@@ -4,7 +4,9 @@
  *
  * The rtet extension signs them when it is loaded (`rtet_sign_token()`);
  * otherwise PHP does, with hash_hmac(). Both produce the same claims:
- * `sub`, `channels`, `iat`, `exp`.
+ * `sub`, `channels`, `iat`, `exp`. When the extension refuses to sign, no
+ * token is issued: the failure is logged and shown in Site Health and on the
+ * settings page.
  *
  * @package real-time-event-trigger
  */
@@ -22,6 +24,45 @@ class RTET_Token {
 	/** The shortest lifetime the token endpoint hands out (the end-to-end tests use it). */
 	const MIN_TTL = 5;
 
+	/** Option holding the last signing failure ({time, message}) until a token is signed again. */
+	const FAILURE_OPTION = 'rtet_signing_failure';
+
+	/**
+	 * The last signing failure, when no token was signed since.
+	 *
+	 * @return array{time: int, message: string}|null
+	 */
+	public static function last_failure() {
+		$failure = get_option( self::FAILURE_OPTION, false );
+		return is_array( $failure ) && isset( $failure['time'], $failure['message'] ) ? $failure : null;
+	}
+
+	/**
+	 * Forgets the last signing failure once a token was signed (cheap when there is none).
+	 */
+	private static function clear_failure() {
+		if ( false !== get_option( self::FAILURE_OPTION, false ) ) {
+			delete_option( self::FAILURE_OPTION );
+		}
+	}
+
+	/**
+	 * Remembers a signing failure for Site Health and the settings page, and logs it.
+	 *
+	 * @param string $message What went wrong.
+	 */
+	private static function record_failure( $message ) {
+		error_log( 'rtet: the token endpoint could not sign a token: ' . $message ); // phpcs:ignore WordPress.PHP.DevelopmentFunctions.error_log_error_log
+		update_option(
+			self::FAILURE_OPTION,
+			array(
+				'time'    => time(),
+				'message' => (string) $message,
+			),
+			false
+		);
+	}
+
 	/**
 	 * Signs a token for `$channels`.
 	 *
@@ -32,36 +73,47 @@ class RTET_Token {
 	 */
 	public static function issue( array $channels, $subject = '', $ttl = self::TTL ) {
 		$key = (string) RTET_Settings::value( 'api_key' );
-		if ( '' === $key ) {
+		if ( null !== RTET_Settings::key_problem() ) {
 			return new WP_Error( 'rtet_not_configured', __( 'Real-time events are not configured.', 'real-time-event-trigger' ) );
 		}
 		$channels = array_values( array_unique( array_map( 'strval', $channels ) ) );
 		$now      = time();
 
 		if ( RTET_Sender::extension_available() && function_exists( 'rtet_sign_token' ) ) {
+			// No second signer behind the extension: a token it refuses to make would be refused by the relay too.
 			try {
 				RTET_Sender::configure_extension();
 				$token = rtet_sign_token( $channels, (string) $subject, (int) $ttl );
-				return array(
-					'token'   => $token,
-					'expires' => $now + (int) $ttl,
-				);
 			} catch ( Throwable $e ) {
-				// Fall through to signing in PHP.
-				unset( $e );
+				self::record_failure( $e->getMessage() );
+				/* translators: %s: the extension's error message */
+				return new WP_Error( 'rtet_signing_failed', sprintf( __( 'The rtet extension could not sign a token: %s', 'real-time-event-trigger' ), $e->getMessage() ) );
 			}
+			self::clear_failure();
+			return array(
+				'token'   => $token,
+				'expires' => $now + (int) $ttl,
+			);
 		}
 
-		return array(
-			'token'   => self::sign_hs256(
-				array(
-					'sub'      => (string) $subject,
-					'channels' => $channels,
-					'iat'      => $now,
-					'exp'      => $now + (int) $ttl,
-				),
-				$key
+		$token = self::sign_hs256(
+			array(
+				'sub'      => (string) $subject,
+				'channels' => $channels,
+				'iat'      => $now,
+				'exp'      => $now + (int) $ttl,
 			),
+			$key
+		);
+		if ( strlen( $token ) > RTET_Protocol::MAX_TOKEN_BYTES ) {
+			$message = sprintf( 'the token is %d bytes; the relay accepts at most %d: grant fewer channels', strlen( $token ), RTET_Protocol::MAX_TOKEN_BYTES );
+			self::record_failure( $message );
+			/* translators: %s: why */
+			return new WP_Error( 'rtet_signing_failed', sprintf( __( 'No token was signed: %s', 'real-time-event-trigger' ), $message ) );
+		}
+		self::clear_failure();
+		return array(
+			'token'   => $token,
 			'expires' => $now + (int) $ttl,
 		);
 	}
@@ -74,8 +126,9 @@ class RTET_Token {
 	 * @return string
 	 */
 	public static function sign_hs256( array $claims, $key ) {
-		$header  = self::b64url( wp_json_encode( array( 'alg' => 'HS256', 'typ' => 'JWT' ) ) );
-		$payload = self::b64url( wp_json_encode( $claims, JSON_UNESCAPED_SLASHES ) );
+		// The exact bytes of the extension's signer (tests/protocol-vectors/tokens.json).
+		$header  = self::b64url( '{"typ":"JWT","alg":"HS256"}' );
+		$payload = self::b64url( (string) wp_json_encode( $claims, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE ) );
 		$sig     = self::b64url( hash_hmac( 'sha256', $header . '.' . $payload, $key, true ) );
 		return $header . '.' . $payload . '.' . $sig;
 	}

@@ -134,8 +134,8 @@ export function defineFlows({ extension }) {
       await page.getByText('Settings saved.').waitFor();
       assert.equal(await page.locator('#rtet_public_url').inputValue(), valid);
 
-      // Invalid: an http:// URL is refused with an error and the old value stays.
-      await page.fill('#rtet_public_url', 'http://example.com/');
+      // Invalid: an ftp:// URL is refused with an error and the old value stays.
+      await page.fill('#rtet_public_url', 'ftp://example.com/');
       await Promise.all([page.waitForURL(/settings-updated=true/), page.click('#submit')]);
       const error = page.locator('.notice-error, .error', { hasText: 'must be a ws:// or wss:// URL' });
       await error.waitFor();
@@ -242,7 +242,10 @@ export function defineFlows({ extension }) {
     it('a page stays connected past its token\'s expiry: the client sends fresh tokens in time', async () => {
       await site.wpEval("update_option( 'rtet_e2e_token_ttl', 15 );");
       try {
+        // A logged-in user: visitors connect without a token.
+        const member = await createUser(rest, 'subscriber');
         const visitor = await newContext(browser);
+        await login(visitor, site, member.username, member.password);
         const page = await openConnected(visitor, site, '/');
         // Two refreshes: by then the first token (15 s, no leeway on the relay) has expired.
         await page.waitForFunction(() => window.__rtet.tokens >= 2, null, { timeout: SEE_TIMEOUT });

@@ -1,12 +1,15 @@
 /**
  * Real-time Event Trigger: the browser client.
  *
- * One dependency-free file. It fetches a subscriber token from the site
- * (GET /wp-json/rtet/v1/token, with the REST nonce when logged in), connects
- * to the relay, subscribes to every channel the token grants, sends a fresh
- * token (`auth`) before the old one expires, reconnects with exponential
- * backoff and jitter, and resumes each channel with `since` so nothing
- * published during a disconnect is missed. When the relay cannot replay
+ * One dependency-free file. A visitor connects to the relay without a token
+ * and subscribes to the anonymous channels (`public`). A logged-in user's
+ * client fetches a subscriber token from the site (GET
+ * /wp-json/rtet/v1/token, with the REST nonce), subscribes to every channel
+ * the token grants, sends a fresh token (`auth`) before the old one expires,
+ * and reuses a still-valid token when it reconnects. Reconnects wait a random
+ * time up to an exponentially growing ceiling ("full jitter"), so the tabs a
+ * relay restart disconnected at once come back spread out; each channel
+ * resumes with `since` so nothing published during a disconnect is missed. When the relay cannot replay
  * (`recovered: false`) the page is told, and the client then replays what the
  * relay's new history holds.
  *
@@ -33,6 +36,9 @@
 
 	var raw = window.rtetSettings || {};
 
+	/** Channel names: 1-128 of [A-Za-z0-9_.:@-] (docs/protocol.md; checked against tests/protocol-vectors). */
+	var CHANNEL_PATTERN = /^[A-Za-z0-9_.:@-]{1,128}$/;
+
 	/**
 	 * A number from settings, clamped to [min, max], or the default.
 	 *
@@ -50,9 +56,21 @@
 		return Math.min( max, Math.max( min, n ) );
 	}
 
+	/**
+	 * Whether a value is a channel name of the protocol (docs/protocol.md).
+	 *
+	 * @param {*} name Value.
+	 * @return {boolean} True for a channel name.
+	 */
+	function isChannel( name ) {
+		return typeof name === 'string' && CHANNEL_PATTERN.test( name );
+	}
+
 	var reconnectMin = clamp( raw.reconnect && raw.reconnect.min, 1000, 250, 60000 );
 	var settings = {
 		tokenUrl: typeof raw.tokenUrl === 'string' ? raw.tokenUrl : '',
+		url: typeof raw.url === 'string' ? raw.url : '',
+		anonymous: Array.isArray( raw.anonymous ) ? raw.anonymous.filter( isChannel ) : [],
 		nonce: typeof raw.nonce === 'string' ? raw.nonce : '',
 		context: raw.context === 'admin' ? 'admin' : 'front',
 		toasts: !! raw.toasts,
@@ -68,7 +86,7 @@
 	var REFRESH_MARGIN = 60000;
 
 	var ws = null;
-	var token = null; // {url, token, channels, expires, lifetime}
+	var token = null; // {url, token (null: anonymous), channels, expires, lifetime, expiresAt}
 	var channels = {}; // name -> {epoch, seq, subscribed, resyncing}
 	var attempt = 0;
 	var running = false;
@@ -127,10 +145,35 @@
 	}
 
 	/**
+	 * Whether this page connects as a visitor: no token, the anonymous channels.
+	 *
+	 * @return {boolean} True without a REST nonce.
+	 */
+	function anonymous() {
+		return ! settings.nonce && !! settings.url && settings.anonymous.length > 0;
+	}
+
+	/**
+	 * What the next connection uses: the anonymous channels for a visitor, a
+	 * still-valid token, or a fresh one from the site.
+	 *
+	 * @return {Promise<Object>} {url, token, channels, expires, lifetime, expiresAt}
+	 */
+	function credentials() {
+		if ( anonymous() ) {
+			return Promise.resolve( { url: settings.url, token: null, channels: settings.anonymous.slice(), expires: 0, lifetime: 0, expiresAt: Infinity } );
+		}
+		if ( token && token.token && token.expiresAt - Date.now() > REFRESH_MIN + Math.min( REFRESH_MARGIN, token.lifetime * 0.2 ) ) {
+			return Promise.resolve( token );
+		}
+		return fetchToken();
+	}
+
+	/**
 	 * Fetches a token from the site.
 	 *
 	 * @param {boolean} [withoutNonce] Ask as a visitor (after the nonce was refused).
-	 * @return {Promise<Object>} {url, token, channels, expires, lifetime}
+	 * @return {Promise<Object>} {url, token, channels, expires, lifetime, expiresAt}
 	 */
 	function fetchToken( withoutNonce ) {
 		var headers = { Accept: 'application/json' };
@@ -142,7 +185,8 @@
 			.then( function ( res ) {
 				if ( res.status === 403 && settings.nonce && ! withoutNonce ) {
 					// The nonce expired (a page open for a day): continue as a visitor.
-					return fetchToken( true );
+					settings.nonce = '';
+					return anonymous() ? credentials() : fetchToken( true );
 				}
 				if ( ! res.ok ) {
 					throw new Error( 'token endpoint answered HTTP ' + res.status );
@@ -155,6 +199,7 @@
 					// The Date header has whole seconds: assume the latest time it can mean.
 					var now = isFinite( serverNow ) ? serverNow + 1000 : Date.now();
 					body.lifetime = Math.max( 0, Number( body.expires ) * 1000 - now );
+					body.expiresAt = Date.now() + body.lifetime;
 					return body;
 				} );
 			} );
@@ -188,12 +233,12 @@
 	}
 
 	/**
-	 * Starts (or restarts) the connection: token, socket, auth, subscribe.
+	 * Starts (or restarts) the connection: credentials, socket, auth, subscribe.
 	 */
 	function connect() {
 		clearTimeout( reconnectTimer );
 		reconnectTimer = null;
-		fetchToken()
+		credentials()
 			.then( function ( tk ) {
 				if ( ! running ) {
 					return;
@@ -226,9 +271,11 @@
 			}
 		} );
 		socket.onopen = function () {
-			send( { type: 'auth', token: token.token } );
+			if ( token.token ) {
+				send( { type: 'auth', token: token.token } );
+				scheduleRefresh();
+			}
 			token.channels.forEach( subscribe );
-			scheduleRefresh();
 		};
 		socket.onmessage = function ( msg ) {
 			var frame;
@@ -248,6 +295,10 @@
 			ws = null;
 			clearTimeout( refreshTimer );
 			resetChannels();
+			if ( ev.code === 4401 && token ) {
+				// The relay refused the token: the next connection asks for a fresh one.
+				token.expiresAt = 0;
+			}
 			if ( running ) {
 				scheduleReconnect( ev.code, ev.reason );
 			}
@@ -335,6 +386,9 @@
 					delete channels[ frame.channel ];
 				}
 				if ( frame.code === 'unauthorized' && ws ) {
+					if ( token ) {
+						token.expiresAt = 0;
+					}
 					ws.close( 4000, 'reauth' );
 				}
 				logError( 'relay: ' + frame.code + ' ' + ( frame.message || '' ) );
@@ -371,7 +425,9 @@
 	}
 
 	/**
-	 * Plans the next connection attempt (exponential backoff with jitter).
+	 * Plans the next connection attempt: a random wait up to a ceiling that
+	 * doubles with each failed attempt ("full jitter"), so clients dropped
+	 * together do not come back together.
 	 *
 	 * @param {number} code   Close code.
 	 * @param {string} reason Close reason.
@@ -381,7 +437,7 @@
 			return;
 		}
 		var ceiling = Math.min( settings.reconnectMax, settings.reconnectMin * Math.pow( 2, attempt ) );
-		var delay = code === 4401 && attempt === 0 ? 0 : Math.round( ceiling / 2 + Math.random() * ceiling / 2 );
+		var delay = code === 4401 && attempt === 0 ? 0 : Math.round( Math.random() * ceiling );
 		attempt = Math.min( attempt + 1, 30 );
 		if ( connectedOnce ) {
 			fire( 'disconnected', { code: code, reason: reason || '', retryIn: delay } );
@@ -394,7 +450,7 @@
 	 */
 	function scheduleRefresh() {
 		clearTimeout( refreshTimer );
-		var wait = Math.max( REFRESH_MIN, token.lifetime - Math.min( REFRESH_MARGIN, token.lifetime * 0.2 ) );
+		var wait = Math.max( REFRESH_MIN, token.expiresAt - Date.now() - Math.min( REFRESH_MARGIN, token.lifetime * 0.2 ) );
 		refreshTimer = setTimeout( refresh, wait );
 	}
 
@@ -404,7 +460,7 @@
 	function refresh() {
 		fetchToken()
 			.then( function ( tk ) {
-				if ( ! running || ! ws ) {
+				if ( ! running || ! ws || ! tk.token ) {
 					return;
 				}
 				var fresh = tk.channels.filter( function ( n ) {
@@ -537,7 +593,7 @@
 	 * Starts the client (idempotent).
 	 */
 	function start() {
-		if ( running || ! settings.tokenUrl || ! window.WebSocket || ! window.fetch ) {
+		if ( running || ! ( settings.tokenUrl || anonymous() ) || ! window.WebSocket || ! window.fetch ) {
 			return;
 		}
 		running = true;

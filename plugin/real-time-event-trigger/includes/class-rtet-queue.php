@@ -1,0 +1,201 @@
+<?php
+/**
+ * The HTTP fallback's retry queue: events the relay did not take yet, one
+ * row each in the `{prefix}rtet_pending` table.
+ *
+ * Several php-fpm workers flush at the same time, so a worker takes rows by
+ * claiming them in one UPDATE (a lease: its own random claim and a deadline)
+ * and reads back only what it claimed. No two workers send the same row, and
+ * no worker's write can overwrite another's: each event is its own row, added
+ * with one INSERT and removed with one DELETE of its own id. A worker that
+ * dies while holding a lease loses nothing; the rows come back when the lease
+ * runs out.
+ *
+ * @package real-time-event-trigger
+ */
+
+defined( 'ABSPATH' ) || exit;
+
+/**
+ * The retry queue.
+ */
+class RTET_Queue {
+
+	/** Table name without the site's prefix. */
+	const TABLE = 'rtet_pending';
+
+	/** Schema version; a different stored version re-runs dbDelta(). */
+	const SCHEMA_VERSION = '1';
+
+	/** Option holding the installed schema version. */
+	const SCHEMA_OPTION = 'rtet_queue_schema';
+
+	/** How long a claim holds its rows, in seconds (longer than a flush can take). */
+	const LEASE = 120;
+
+	/**
+	 * The table's full name.
+	 *
+	 * @return string
+	 */
+	public static function table() {
+		global $wpdb;
+		return $wpdb->prefix . self::TABLE;
+	}
+
+	/**
+	 * Creates or updates the table when its schema is not the current one.
+	 * Cheap when it is: one autoloaded option.
+	 */
+	public static function install() {
+		if ( get_option( self::SCHEMA_OPTION ) === self::SCHEMA_VERSION ) {
+			return;
+		}
+		global $wpdb;
+		require_once ABSPATH . 'wp-admin/includes/upgrade.php';
+		$table   = self::table();
+		$charset = $wpdb->get_charset_collate();
+		dbDelta(
+			"CREATE TABLE {$table} (
+  id bigint(20) unsigned NOT NULL AUTO_INCREMENT,
+  event_id varchar(64) NOT NULL,
+  item longtext NOT NULL,
+  created_at bigint(20) NOT NULL,
+  claim char(32) NOT NULL DEFAULT '',
+  claim_until bigint(20) NOT NULL DEFAULT 0,
+  PRIMARY KEY  (id),
+  KEY claim_until (claim_until)
+) {$charset};"
+		);
+		update_option( self::SCHEMA_OPTION, self::SCHEMA_VERSION, true );
+	}
+
+	/**
+	 * Drops the table (uninstall).
+	 */
+	public static function uninstall() {
+		global $wpdb;
+		$wpdb->query( 'DROP TABLE IF EXISTS ' . self::table() ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared,WordPress.DB.DirectDatabaseQuery
+		delete_option( self::SCHEMA_OPTION );
+	}
+
+	/**
+	 * Adds events at the end of the queue, then drops what is too old or beyond the size cap.
+	 *
+	 * @param array[] $items Events (id, event, data, channels, time).
+	 */
+	public static function push( array $items ) {
+		if ( empty( $items ) ) {
+			return;
+		}
+		self::install();
+		global $wpdb;
+		foreach ( $items as $item ) {
+			$wpdb->insert( // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+				self::table(),
+				array(
+					'event_id'   => (string) $item['id'],
+					'item'       => wp_json_encode( $item ),
+					'created_at' => (int) $item['time'],
+				),
+				array( '%s', '%s', '%d' )
+			);
+		}
+		self::trim();
+	}
+
+	/**
+	 * Claims the oldest unclaimed events, at most `$limit`, for this caller alone.
+	 *
+	 * @param int $limit How many.
+	 * @return array{claim: string, items: array[]} The claim (for release()) and the events, oldest first, each with its `row`.
+	 */
+	public static function claim( $limit = RTET_Sender::PENDING_MAX ) {
+		self::install();
+		global $wpdb;
+		$table = self::table();
+		$claim = bin2hex( random_bytes( 16 ) );
+		$now   = time();
+		// One statement: InnoDB locks each row it changes, so two workers never claim the same row.
+		$wpdb->query( // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+			$wpdb->prepare(
+				"UPDATE {$table} SET claim = %s, claim_until = %d WHERE claim_until < %d ORDER BY id LIMIT %d", // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+				$claim,
+				$now + self::LEASE,
+				$now,
+				(int) $limit
+			)
+		);
+		$rows  = $wpdb->get_results( $wpdb->prepare( "SELECT id, item FROM {$table} WHERE claim = %s ORDER BY id", $claim ), ARRAY_A ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared,WordPress.DB.DirectDatabaseQuery
+		$items = array();
+		foreach ( (array) $rows as $row ) {
+			$item = json_decode( (string) $row['item'], true );
+			if ( ! is_array( $item ) || ! isset( $item['id'], $item['event'], $item['channels'], $item['time'] ) ) {
+				// Not ours to understand: drop it rather than retry it forever.
+				self::remove( (int) $row['id'] );
+				continue;
+			}
+			$item['row'] = (int) $row['id'];
+			$items[]     = $item;
+		}
+		return array(
+			'claim' => $claim,
+			'items' => $items,
+		);
+	}
+
+	/**
+	 * Removes one event (delivered, refused or expired).
+	 *
+	 * @param int $row Row id.
+	 */
+	public static function remove( $row ) {
+		global $wpdb;
+		$wpdb->delete( self::table(), array( 'id' => (int) $row ), array( '%d' ) ); // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+	}
+
+	/**
+	 * Gives the rows of a claim back to the queue, for the next flush.
+	 *
+	 * @param string $claim The claim from claim().
+	 */
+	public static function release( $claim ) {
+		global $wpdb;
+		$wpdb->update( self::table(), array( 'claim' => '', 'claim_until' => 0 ), array( 'claim' => (string) $claim ), array( '%s', '%d' ), array( '%s' ) ); // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+	}
+
+	/**
+	 * How many events wait.
+	 *
+	 * @return int
+	 */
+	public static function size() {
+		self::install();
+		global $wpdb;
+		return (int) $wpdb->get_var( 'SELECT COUNT(*) FROM ' . self::table() ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared,WordPress.DB.DirectDatabaseQuery
+	}
+
+	/**
+	 * The waiting events' ids, oldest first.
+	 *
+	 * @return string[]
+	 */
+	public static function ids() {
+		self::install();
+		global $wpdb;
+		return array_map( 'strval', (array) $wpdb->get_col( 'SELECT event_id FROM ' . self::table() . ' ORDER BY id' ) ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared,WordPress.DB.DirectDatabaseQuery
+	}
+
+	/**
+	 * Drops events older than the relay's history window and the oldest beyond the size cap.
+	 */
+	private static function trim() {
+		global $wpdb;
+		$table = self::table();
+		$wpdb->query( $wpdb->prepare( "DELETE FROM {$table} WHERE created_at < %d", time() - RTET_Sender::PENDING_TTL ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared,WordPress.DB.DirectDatabaseQuery
+		$keep_from = $wpdb->get_var( $wpdb->prepare( "SELECT id FROM {$table} ORDER BY id DESC LIMIT 1 OFFSET %d", RTET_Sender::PENDING_MAX - 1 ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared,WordPress.DB.DirectDatabaseQuery
+		if ( null !== $keep_from ) {
+			$wpdb->query( $wpdb->prepare( "DELETE FROM {$table} WHERE id < %d", (int) $keep_from ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared,WordPress.DB.DirectDatabaseQuery
+		}
+	}
+}

@@ -1,0 +1,242 @@
+/**
+ * The browser client (rtet-client.js) as a page runs it: in jsdom, with the
+ * settings the plugin prints into the real page, the npm `ws` package as its
+ * WebSocket, the real token endpoint of a real WordPress and a real relay.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { JSDOM } from 'jsdom';
+import WebSocket from 'ws';
+import { startSite, waitFor } from '../../scripts/site/stack.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const CLIENT = fs.readFileSync(path.join(here, '..', '..', 'plugin', 'real-time-event-trigger', 'assets', 'js', 'rtet-client.js'), 'utf8');
+const SEE = 30000;
+const VECTORS = path.join(here, '..', 'protocol-vectors');
+const vectors = (name) => JSON.parse(fs.readFileSync(path.join(VECTORS, name), 'utf8'));
+
+/** The settings the plugin printed into a page (window.rtetSettings). */
+function pageSettings(html) {
+  const m = html.match(/window\.rtetSettings = (\{.*?\});\n/);
+  if (!m) throw new Error('the page carries no rtetSettings: is the client enqueued?');
+  return JSON.parse(m[1]);
+}
+
+/** Logs a user in through wp-login.php; returns the Cookie header. */
+async function login(site, user, password) {
+  const res = await fetch(`${site.url}/wp-login.php`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: 'wordpress_test_cookie=WP%20Cookie%20check' },
+    body: new URLSearchParams({ log: user, pwd: password, 'wp-submit': 'Log In', testcookie: '1' }),
+  });
+  await res.arrayBuffer();
+  const cookies = res.headers.getSetCookie().map((c) => c.split(';')[0]).filter((c) => /^wordpress_logged_in_/.test(c) || /^wordpress_[0-9a-f]+=/.test(c));
+  if (!cookies.length) throw new Error(`login of ${user} failed: HTTP ${res.status}`);
+  return cookies.join('; ');
+}
+
+/**
+ * Opens the site's front page as a browser would and runs the client in it.
+ * Returns what the page saw: fired events, token fetches, sockets and frames sent.
+ */
+async function openPage(site, { cookie = '', override = {} } = {}) {
+  const res = await fetch(`${site.url}/`, { headers: cookie ? { cookie } : {} });
+  const settings = { ...pageSettings(await res.text()), ...override };
+  const dom = new JSDOM('<!doctype html><html><body></body></html>', { url: `${site.url}/`, runScripts: 'outside-only' });
+  const win = dom.window;
+  const page = { win, settings, fetches: 0, sockets: [], sent: [], events: [], connected: 0, disconnected: [], tokens: 0, resync: 0 };
+  win.fetch = (url, opts = {}) => {
+    page.fetches++;
+    return fetch(url, { headers: { ...opts.headers, ...(cookie ? { cookie } : {}) } });
+  };
+  win.WebSocket = class extends WebSocket {
+    constructor(url) {
+      super(url, { origin: site.url });
+      // A browser's WebSocket reports a failed connection as an `error` event and then `close`;
+      // ws would also throw it from its EventEmitter when nothing listens.
+      this.on('error', () => {});
+      page.sockets.push(this);
+      const send = this.send.bind(this);
+      this.send = (data) => { page.sent.push(JSON.parse(data)); send(data); };
+    }
+  };
+  const on = (name, fn) => win.document.addEventListener(`rtet:${name}`, (e) => fn(e.detail));
+  on('event', (d) => page.events.push(d));
+  on('connected', () => { page.connected++; });
+  on('disconnected', (d) => page.disconnected.push(d));
+  on('token', () => { page.tokens++; });
+  on('resync', () => { page.resync++; });
+  win.rtetSettings = settings;
+  win.eval(CLIENT);
+  return page;
+}
+
+function closePage(page) {
+  page.win.rtet.stop();
+  page.win.close();
+}
+
+/** Publishes through the relay's HTTP endpoint with the site's key; returns the relay's answer. */
+async function publish(site, channel, event, data) {
+  const res = await fetch(`${site.relayHttp}/api/send-event`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${site.apiKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ type: event, data, channel }),
+  });
+  const body = await res.json();
+  assert.equal(res.status, 200, JSON.stringify(body));
+  return body;
+}
+
+const until = (what, check) => waitFor(what, check, SEE);
+
+describe('the browser client', () => {
+  let site;
+
+  before(async () => {
+    // No clock leeway: an expired token is refused at once, so the refresh test means something.
+    site = await startSite({ fixtures: true, relayArgs: ['--token-leeway', '0s'] });
+  });
+
+  after(async () => {
+    await site?.stop();
+  });
+
+  it('a visitor connects without asking the site for a token and receives public events', async () => {
+    const page = await openPage(site);
+    assert.equal(page.settings.nonce, '', 'a visitor page has no nonce');
+    assert.deepEqual(page.settings.anonymous, ['public']);
+    await until('connected', () => page.connected === 1);
+    const ev = await publish(site, 'public', 'js_visitor', { n: 1 });
+    await until('the event', () => page.events.some((e) => e.id === ev.id));
+    assert.equal(page.fetches, 0, 'no token request');
+    assert.deepEqual(page.sent, [{ type: 'subscribe', channel: 'public' }]);
+    closePage(page);
+  });
+
+  it('subscribes to exactly the anonymous channels the protocol allows (tests/protocol-vectors/names.json)', async () => {
+    const { channel } = vectors('names.json');
+    const page = await openPage(site, { override: { anonymous: [...channel.invalid, ...channel.valid, 42, null] } });
+    await until('subscribed', () => page.sent.filter((f) => f.type === 'subscribe').length === channel.valid.length);
+    closePage(page);
+    const subscribed = page.sent.filter((f) => f.type === 'subscribe').map((f) => f.channel);
+    assert.deepEqual(subscribed.slice(0, channel.valid.length), channel.valid);
+    assert.ok(subscribed.every((c) => channel.valid.includes(c)), 'never an invalid name');
+  });
+
+  it('resumes with since: events published while it was offline arrive once each, in order', async () => {
+    const page = await openPage(site);
+    await until('connected', () => page.connected === 1);
+    const first = await publish(site, 'public', 'js_resume', { n: 1 });
+    await until('the first event', () => page.events.some((e) => e.id === first.id));
+
+    page.win.rtet.stop();
+    const missed = [await publish(site, 'public', 'js_resume', { n: 2 }), await publish(site, 'public', 'js_resume', { n: 3 })];
+    page.win.rtet.start();
+    await until('reconnected', () => page.connected === 2);
+    await until('the missed events', () => missed.every((m) => page.events.some((e) => e.id === m.id)));
+
+    const subscribe = page.sent.filter((f) => f.type === 'subscribe');
+    assert.deepEqual(subscribe[1].since.seq, first.seq, 'resumed after the last event seen');
+    const mine = page.events.filter((e) => e.event === 'js_resume').map((e) => e.data.n);
+    assert.deepEqual(mine, [1, 2, 3]);
+    closePage(page);
+  });
+
+  it('shows a published post\'s title as text and links only to http(s) URLs', async () => {
+    const page = await openPage(site);
+    await until('connected', () => page.connected === 1);
+    const doc = page.win.document;
+    const title = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>';
+    await publish(site, 'public', 'post_published', { id: 1, title, link: 'javascript:window.pwned=3' });
+    await until('a toast', () => doc.querySelectorAll('.rtet-toast').length === 1);
+    const t1 = doc.querySelector('.rtet-toast');
+    assert.equal(t1.querySelector('.rtet-toast__text').textContent, `New post: ${title}`);
+    assert.equal(t1.querySelector('img, script'), null, 'no markup from the title');
+    assert.equal(t1.querySelector('a'), null, 'no link for a javascript: URL');
+
+    await publish(site, 'public', 'post_published', { id: 2, title: 'Fine', link: 'https://example.test/fine/' });
+    await until('a second toast', () => doc.querySelectorAll('.rtet-toast').length === 2);
+    const link = doc.querySelectorAll('.rtet-toast')[1].querySelector('a');
+    assert.equal(link.href, 'https://example.test/fine/');
+    assert.equal(page.win.pwned, undefined);
+    closePage(page);
+  });
+
+  describe('a logged-in user', () => {
+    let cookie;
+    let userId;
+
+    before(async () => {
+      const password = 'pw-' + Math.random().toString(36).slice(2);
+      const out = await site.wpEval(`
+$id = wp_insert_user( array( 'user_login' => $args['login'], 'user_pass' => $args['password'], 'user_email' => $args['login'] . '@example.test', 'role' => 'subscriber' ) );
+echo (int) $id;`, { login: `js_${Date.now()}`, password });
+      userId = Number(out.trim());
+      const login_ = (await site.wpEval(`echo get_userdata( ${userId} )->user_login;`)).trim();
+      cookie = await login(site, login_, password);
+    });
+
+    it('subscribes with a token to its own channel and reuses the still-valid token when it reconnects', async () => {
+      const page = await openPage(site, { cookie });
+      assert.notEqual(page.settings.nonce, '', 'a logged-in page has a REST nonce');
+      await until('connected', () => page.connected === 1);
+      assert.equal(page.fetches, 1);
+      assert.equal(page.sent[0].type, 'auth');
+      const mine = await publish(site, `user.${userId}`, 'js_private', { n: 1 });
+      await until('the private event', () => page.events.some((e) => e.id === mine.id));
+
+      page.sockets[0].terminate(); // the connection drops
+      await until('reconnected', () => page.connected === 2);
+      assert.equal(page.fetches, 1, 'the token was reused, not fetched again');
+      assert.equal(page.sent.filter((f) => f.type === 'auth').length, 2);
+      closePage(page);
+    });
+
+    it('stays connected past its token\'s expiry by sending fresh tokens in time', async () => {
+      await site.wpEval("update_option( 'rtet_e2e_token_ttl', 6 );");
+      try {
+        const page = await openPage(site, { cookie });
+        await until('connected', () => page.connected === 1);
+        // Two refreshes: by then the first token (6 s, no leeway on the relay) has expired.
+        await until('two fresh tokens', () => page.tokens >= 2);
+        const late = await publish(site, `user.${userId}`, 'js_private', { n: 2 });
+        await until('an event after the refreshes', () => page.events.some((e) => e.id === late.id));
+        assert.equal(page.connected, 1, 'one connection throughout');
+        assert.deepEqual(page.disconnected, []);
+        closePage(page);
+      } finally {
+        await site.wpEval("delete_option( 'rtet_e2e_token_ttl' );");
+      }
+    });
+  });
+
+  // Last: it restarts the relay, whose history goes with it.
+  it('after a relay restart the pages come back spread out, without asking the site for tokens', async () => {
+    const pages = [];
+    for (let i = 0; i < 12; i++) pages.push(await openPage(site));
+    await until('all connected', () => pages.every((p) => p.connected === 1));
+
+    await site.stopRelay();
+    await until('all disconnected', () => pages.every((p) => p.disconnected.length >= 1));
+    const min = pages[0].settings.reconnect.min;
+    const waits = pages.map((p) => p.disconnected[0].retryIn);
+    for (const w of waits) assert.ok(w >= 0 && w <= min, `first wait ${w} ms within [0, ${min}]`);
+    assert.ok(Math.max(...waits) - Math.min(...waits) >= min / 4, `waits spread out: ${waits.join(', ')}`);
+
+    // While the relay is down each retry's ceiling doubles.
+    await until('a second failed attempt each', () => pages.every((p) => p.disconnected.length >= 2));
+    for (const p of pages) assert.ok(p.disconnected[1].retryIn <= 2 * min, `second wait ${p.disconnected[1].retryIn}`);
+
+    await site.startRelay();
+    await until('all reconnected', () => pages.every((p) => p.connected === 2));
+    const after = await publish(site, 'public', 'js_after_restart', {});
+    await until('the event on every page', () => pages.every((p) => p.events.some((e) => e.id === after.id)));
+    assert.equal(pages.reduce((n, p) => n + p.fetches, 0), 0, 'no page asked the site for a token');
+    pages.forEach(closePage);
+  });
+});
