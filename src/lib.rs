@@ -36,6 +36,7 @@ use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
 use ext_php_rs::zend::ModuleEntry;
 use ext_php_rs::{info_table_end, info_table_header, info_table_row, info_table_start};
+use rtet_protocol::limits::{MAX_CHANNELS_PER_PUBLISH, MIN_TOKEN_TTL};
 use rtet_protocol::{validate_channel, validate_event, validate_id};
 use rtet_publisher::{Config, Event, Pool, Publisher};
 
@@ -147,6 +148,11 @@ fn channels_arg(v: Option<&Zval>) -> Result<Vec<String>> {
             validate_channel(&c).map_err(|e| Error::name(e.to_string()))?;
             if !out.contains(&c) {
                 out.push(c);
+            }
+            if out.len() > MAX_CHANNELS_PER_PUBLISH {
+                return Err(Error::arg(format!(
+                    "an event may go to at most {MAX_CHANNELS_PER_PUBLISH} channels"
+                )));
             }
         }
         if out.is_empty() {
@@ -272,8 +278,9 @@ pub fn rtet_sign_token(channels: &ZendHashTable, subject: String, ttl: i64) -> P
 }
 
 fn sign_token(channels: &ZendHashTable, subject: String, ttl: i64) -> Result<String> {
-    if ttl < 1 {
-        return Err(Error::arg("ttl must be at least 1 second"));
+    let min = MIN_TOKEN_TTL.as_secs();
+    if ttl < 0 || ttl.unsigned_abs() < min {
+        return Err(Error::arg(format!("ttl must be at least {min} second(s)")));
     }
     let mut list = Vec::new();
     for (_, c) in channels {

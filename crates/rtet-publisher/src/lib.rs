@@ -45,6 +45,13 @@ pub enum Error {
     /// The background sender thread could not be started (resource limits).
     #[error("cannot start the sender thread: {0}")]
     Thread(String),
+    /// TLS cannot be set up (the CA file is unreadable or not PEM); fix the
+    /// configuration; nothing is sent to a `wss://` relay until then.
+    #[error("{0}")]
+    Tls(String),
+    /// One connection attempt failed; the sender retries after a pause.
+    #[error("{0}")]
+    Connect(String),
 }
 
 /// One event for one channel, as it travels through queue, spool and socket.
@@ -112,10 +119,56 @@ pub fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
+/// Events in memory, oldest first, and the bytes of their frames (bounded
+/// by [`Config::queue_limit_bytes`] as their number is by [`Config::queue_limit`]).
+#[derive(Default)]
+pub(crate) struct MemQueue {
+    events: VecDeque<Event>,
+    bytes: usize,
+}
+
+impl MemQueue {
+    pub fn push_back(&mut self, ev: Event) {
+        self.bytes += ev.frame.len();
+        self.events.push_back(ev);
+    }
+
+    pub fn pop_front(&mut self) -> Option<Event> {
+        let ev = self.events.pop_front()?;
+        self.bytes -= ev.frame.len();
+        Some(ev)
+    }
+
+    /// Takes every event out, oldest first.
+    pub fn take_all(&mut self) -> Vec<Event> {
+        self.bytes = 0;
+        self.events.drain(..).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Whether one more event of `frame_len` bytes would pass either limit.
+    fn full_for(&self, frame_len: usize, cfg: &Config) -> bool {
+        self.events.len() >= cfg.queue_limit
+            || (!self.events.is_empty() && self.bytes + frame_len > cfg.queue_limit_bytes)
+    }
+}
+
+impl From<Vec<Event>> for MemQueue {
+    fn from(events: Vec<Event>) -> Self {
+        MemQueue {
+            bytes: events.iter().map(|e| e.frame.len()).sum(),
+            events: events.into(),
+        }
+    }
+}
+
 /// What the PHP thread and the sender share.
 pub(crate) struct Queue {
     /// Events in memory, oldest first.
-    pub mem: VecDeque<Event>,
+    pub mem: MemQueue,
     /// The overflow file being written, when the queue is over its limit.
     pub overflow: Option<spool::SpoolFile>,
     /// Spool files claimed from ended processes, to deliver first.
@@ -176,8 +229,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn set_error(&self, msg: impl Into<String>) {
-        *lock(&self.last_error) = Some(msg.into());
+    pub fn set_error(&self, msg: impl std::fmt::Display) {
+        *lock(&self.last_error) = Some(msg.to_string());
     }
 
     pub fn log(&self, msg: String) {
@@ -283,7 +336,7 @@ impl Publisher {
             cfg,
             tag,
             q: Mutex::new(Queue {
-                mem: VecDeque::new(),
+                mem: MemQueue::default(),
                 overflow: None,
                 claimed,
                 sealed: VecDeque::new(),
@@ -331,7 +384,7 @@ impl Publisher {
     }
 
     /// Queues events (one per channel of one `rtet_send_event`). Never waits
-    /// on the network; past the queue limit, and while the relay is
+    /// on the network; past the queue limits (count or bytes), and while the relay is
     /// unreachable, the events go to the overflow spool file (a local
     /// append). Never fails: an event that cannot be spooled stays in memory.
     pub fn enqueue(&self, events: Vec<Event>) {
@@ -343,7 +396,7 @@ impl Publisher {
         // moves the queue to disk, so no event lands behind that move.
         let down = self.shared.down.load(Ordering::Relaxed);
         for ev in events {
-            if q.spooling || down || q.mem.len() >= self.shared.cfg.queue_limit {
+            if q.spooling || down || q.mem.full_for(ev.frame.len(), &self.shared.cfg) {
                 match self.overflow(&mut q, &ev) {
                     Ok(()) => {
                         q.spooling = true;
@@ -454,7 +507,7 @@ impl Publisher {
         }
         // If the sender died or is wedged, spool what is still in memory here.
         if let Ok(mut q) = self.shared.q.try_lock() {
-            let rest: Vec<Event> = q.mem.drain(..).collect();
+            let rest = q.mem.take_all();
             drop(q);
             sender::spool_events(&self.shared, rest.iter());
         }
