@@ -353,10 +353,20 @@ pub fn rtet_stats() -> PhpResult<ZBox<ZendHashTable>> {
     Ok(ht)
 }
 
-/// The extension's version.
+/// What `build.rs` recorded: the commit and the PHP this `rtet.so` was built for.
+const BUILD_COMMIT: &str = env!("RTET_BUILD_COMMIT");
+const BUILD_PHP_VERSION: &str = env!("RTET_BUILD_PHP_VERSION");
+const BUILD_PHP_API: &str = env!("RTET_BUILD_PHP_API");
+
+/// The extension's version and what it was built from and for, e.g.
+/// `0.1.0 (commit 0a3ed57c1a2b; PHP 8.2.29, API 20220829)`. It starts with
+/// `phpversion('rtet')`.
 #[php_function]
-pub fn rtet_version() -> &'static str {
-    env!("CARGO_PKG_VERSION")
+pub fn rtet_version() -> String {
+    format!(
+        "{} (commit {BUILD_COMMIT}; PHP {BUILD_PHP_VERSION}, API {BUILD_PHP_API})",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 extern "C" fn startup(_ty: i32, module_number: i32) -> i32 {
@@ -408,6 +418,9 @@ extern "C" fn module_info(_module: *mut ModuleEntry) {
         info_table_start!();
         info_table_header!("rtet support", "enabled");
         info_table_row!("version", env!("CARGO_PKG_VERSION"));
+        info_table_row!("built from commit", BUILD_COMMIT);
+        info_table_row!("built for PHP", BUILD_PHP_VERSION);
+        info_table_row!("built for PHP API", BUILD_PHP_API);
         info_table_row!(
             "relay URL",
             cfg.as_ref()
