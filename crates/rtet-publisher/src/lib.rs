@@ -312,15 +312,29 @@ impl Publisher {
         let mut claimed = VecDeque::new();
         let mut claimed_events = 0;
         let mut corrupt = 0;
-        if let Err(e) = spool::ensure_dir(&cfg.spool_dir) {
-            warnings.push(format!(
-                "rtet: cannot create the spool directory {}: {e}",
-                cfg.spool_dir.display()
-            ));
-        }
-        match spool::claim(&cfg.spool_dir, &tag) {
+        let dir_ok = match spool::ensure_dir(&cfg.spool_dir) {
+            Ok(()) => true,
+            // A refusal names the directory and the reason itself.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                warnings.push(format!("rtet: {e}"));
+                false
+            }
+            Err(e) => {
+                warnings.push(format!(
+                    "rtet: cannot use the spool directory {}: {e}",
+                    cfg.spool_dir.display()
+                ));
+                false
+            }
+        };
+        let found = if dir_ok {
+            spool::claim(&cfg.spool_dir, &tag)
+        } else {
+            Ok(spool::Claimed::default())
+        };
+        match found {
             Ok(c) => {
-                corrupt = c.warnings.len() as u64;
+                corrupt = c.corrupt;
                 warnings.extend(c.warnings);
                 for f in c.files {
                     claimed_events += f.events;
