@@ -89,7 +89,8 @@ impl From<rtet_publisher::Error> for Error {
             rtet_publisher::Error::Config(m) => Error::arg(m),
             e @ (rtet_publisher::Error::Thread(_)
             | rtet_publisher::Error::Tls(_)
-            | rtet_publisher::Error::Connect(_)) => Error::internal(e.to_string()),
+            | rtet_publisher::Error::Connect(_)
+            | rtet_publisher::Error::CorruptSpool(_)) => Error::internal(e.to_string()),
         }
     }
 }

@@ -60,7 +60,7 @@ static STATE: Mutex<State> = Mutex::new(State {
 });
 
 fn state() -> MutexGuard<'static, State> {
-    STATE.lock().unwrap_or_else(|e| e.into_inner())
+    rtet_protocol::sync::lock(&STATE)
 }
 
 impl State {

@@ -10,6 +10,8 @@
 //! - [`close`]: WebSocket close codes the relay uses.
 //! - [`endpoints`]: the relay URL a site owner configures, and every endpoint URL derived from it.
 //! - [`new_event_id`]: the event ids publishers make (ULIDs).
+//! - [`clock`], [`sync`]: the epoch clock and the poison-tolerant lock every
+//!   crate of the workspace shares.
 //!
 //! `tests/protocol-vectors/` at the repository root holds the same rules as
 //! data (names, limits, URLs, tokens, frames, ids); `tests/vectors.rs` checks
@@ -18,11 +20,13 @@
 //!
 //! Nothing here does I/O; everything is testable with plain strings.
 
+pub mod clock;
 pub mod close;
 pub mod endpoints;
 pub mod frames;
 pub mod limits;
 pub mod names;
+pub mod sync;
 pub mod token;
 
 pub use endpoints::{RelayUrl, RelayUrlError};
@@ -63,10 +67,7 @@ thread_local! {
 
 fn new_event_id_for(pid: u32) -> String {
     use rand::{Rng, SeedableRng};
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let ms = clock::unix_ms();
     let random = ID_RNG.with_borrow_mut(|slot| {
         let rng = match slot {
             Some((seeded_in, rng)) if *seeded_in == pid => rng,

@@ -2,7 +2,7 @@
 //! relay's API keys. Anything but HS256 is refused, `none` included; `exp` is
 //! required; clock leeway is capped at 60 seconds; tokens are at most 4 KiB.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -67,13 +67,7 @@ pub enum TokenError {
     Sign(String),
 }
 
-/// Seconds since the Unix epoch, now.
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_secs as now_secs;
 
 /// Signs `claims` with `key` as an HS256 JWT.
 pub fn sign(key: &[u8], claims: &Claims) -> Result<String, TokenError> {

@@ -30,8 +30,8 @@ pub mod spool;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 pub use config::Config;
 use thiserror::Error;
@@ -52,6 +52,10 @@ pub enum Error {
     /// One connection attempt failed; the sender retries after a pause.
     #[error("{0}")]
     Connect(String),
+    /// A spool file is not one (a line cut off, not UTF-8, not a `publish`
+    /// frame); it is set aside as `*.corrupt` and never sent.
+    #[error("{0}")]
+    CorruptSpool(String),
 }
 
 /// One event for one channel, as it travels through queue, spool and socket.
@@ -111,13 +115,7 @@ pub fn publish_frame(
     s
 }
 
-/// Microseconds since the Unix epoch.
-pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
+pub use rtet_protocol::clock::unix_us as now_us;
 
 /// Events in memory, oldest first, and the bytes of their frames (bounded
 /// by [`Config::queue_limit_bytes`] as their number is by [`Config::queue_limit`]).
@@ -222,11 +220,7 @@ pub(crate) struct Shared {
     pub log: Mutex<Vec<String>>,
 }
 
-/// Locks a mutex, taking the data back from a poisoned one: every structure
-/// here is valid between statements, so a panic elsewhere leaves it usable.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use rtet_protocol::sync::lock;
 
 impl Shared {
     pub fn set_error(&self, msg: impl std::fmt::Display) {

@@ -30,7 +30,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::Event;
+use crate::{Error, Event};
 
 static FILE_SEQ: AtomicU64 = AtomicU64::new(1);
 
@@ -319,8 +319,17 @@ pub fn claim(dir: &Path, tag: &str) -> io::Result<Claimed> {
 }
 
 /// Counts the events of a spool file, or says why it is not one.
-fn check(file: &File) -> Result<u64, String> {
-    let mut reader = BufReader::new(file.try_clone().map_err(|e| e.to_string())?);
+fn check(file: &File) -> Result<u64, Error> {
+    let file = file
+        .try_clone()
+        .map_err(|e| Error::CorruptSpool(e.to_string()))?;
+    check_lines(BufReader::new(file))
+}
+
+/// Counts the `publish` frames of spool file content, one per line, or says
+/// why it is not a spool file: a line cut off (no final newline), not UTF-8,
+/// or not a valid `publish` frame. Empty lines are skipped.
+pub fn check_lines(mut reader: impl BufRead) -> Result<u64, Error> {
     let mut buf = Vec::new();
     let mut count = 0u64;
     let mut line_no = 0u64;
@@ -328,21 +337,21 @@ fn check(file: &File) -> Result<u64, String> {
         buf.clear();
         let n = reader
             .read_until(b'\n', &mut buf)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Error::CorruptSpool(e.to_string()))?;
         if n == 0 {
             return Ok(count);
         }
         line_no += 1;
         if buf.last() != Some(&b'\n') {
-            return Err(format!("line {line_no} is cut off"));
+            return Err(Error::CorruptSpool(format!("line {line_no} is cut off")));
         }
         let text = std::str::from_utf8(&buf[..buf.len() - 1])
-            .map_err(|_| format!("line {line_no} is not UTF-8"))?;
+            .map_err(|_| Error::CorruptSpool(format!("line {line_no} is not UTF-8")))?;
         if text.is_empty() {
             continue;
         }
         rtet_protocol::frames::parse_publish(text)
-            .map_err(|e| format!("line {line_no}: {}", e.message))?;
+            .map_err(|e| Error::CorruptSpool(format!("line {line_no}: {}", e.message)))?;
         count += 1;
     }
 }
