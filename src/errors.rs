@@ -34,11 +34,13 @@ impl RtetException {
 }
 
 /// An error on its way to PHP as `Rtet\Exception`, or a pending PHP exception.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Throw `Rtet\Exception` with this code and message.
+    #[error("{1}")]
     Rtet(i64, String),
     /// A PHP exception is already pending (thrown by user code); let it propagate.
+    #[error("a PHP exception is pending")]
     Pending,
 }
 
@@ -85,7 +87,10 @@ impl From<rtet_publisher::Error> for Error {
     fn from(e: rtet_publisher::Error) -> Self {
         match e {
             rtet_publisher::Error::Config(m) => Error::arg(m),
-            rtet_publisher::Error::Thread(m) => Error::internal(m),
+            e @ (rtet_publisher::Error::Thread(_)
+            | rtet_publisher::Error::Tls(_)
+            | rtet_publisher::Error::Connect(_)
+            | rtet_publisher::Error::CorruptSpool(_)) => Error::internal(e.to_string()),
         }
     }
 }

@@ -27,8 +27,7 @@ pub fn encode(value: Option<&Zval>) -> Result<String> {
     let Some(value) = value.filter(|v| !v.is_null()) else {
         return Ok("null".to_owned());
     };
-    let ret = call("json_encode", &[value, &FLAGS])
-        .map_err(|e| Error::internal(format!("json_encode() failed: {e}")))?;
+    let ret = call("json_encode", &[value, &FLAGS])?;
     if ExecutorGlobals::has_exception() {
         return Err(Error::Pending);
     }

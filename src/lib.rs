@@ -36,6 +36,7 @@ use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
 use ext_php_rs::zend::ModuleEntry;
 use ext_php_rs::{info_table_end, info_table_header, info_table_row, info_table_start};
+use rtet_protocol::limits::{MAX_CHANNELS_PER_PUBLISH, MIN_TOKEN_TTL};
 use rtet_protocol::{validate_channel, validate_event, validate_id};
 use rtet_publisher::{Config, Event, Pool, Publisher};
 
@@ -59,7 +60,7 @@ static STATE: Mutex<State> = Mutex::new(State {
 });
 
 fn state() -> MutexGuard<'static, State> {
-    STATE.lock().unwrap_or_else(|e| e.into_inner())
+    rtet_protocol::sync::lock(&STATE)
 }
 
 impl State {
@@ -147,6 +148,11 @@ fn channels_arg(v: Option<&Zval>) -> Result<Vec<String>> {
             validate_channel(&c).map_err(|e| Error::name(e.to_string()))?;
             if !out.contains(&c) {
                 out.push(c);
+            }
+            if out.len() > MAX_CHANNELS_PER_PUBLISH {
+                return Err(Error::arg(format!(
+                    "an event may go to at most {MAX_CHANNELS_PER_PUBLISH} channels"
+                )));
             }
         }
         if out.is_empty() {
@@ -272,8 +278,9 @@ pub fn rtet_sign_token(channels: &ZendHashTable, subject: String, ttl: i64) -> P
 }
 
 fn sign_token(channels: &ZendHashTable, subject: String, ttl: i64) -> Result<String> {
-    if ttl < 1 {
-        return Err(Error::arg("ttl must be at least 1 second"));
+    let min = MIN_TOKEN_TTL.as_secs();
+    if ttl < 0 || ttl.unsigned_abs() < min {
+        return Err(Error::arg(format!("ttl must be at least {min} second(s)")));
     }
     let mut list = Vec::new();
     for (_, c) in channels {
@@ -346,10 +353,20 @@ pub fn rtet_stats() -> PhpResult<ZBox<ZendHashTable>> {
     Ok(ht)
 }
 
-/// The extension's version.
+/// What `build.rs` recorded: the commit and the PHP this `rtet.so` was built for.
+const BUILD_COMMIT: &str = env!("RTET_BUILD_COMMIT");
+const BUILD_PHP_VERSION: &str = env!("RTET_BUILD_PHP_VERSION");
+const BUILD_PHP_API: &str = env!("RTET_BUILD_PHP_API");
+
+/// The extension's version and what it was built from and for, e.g.
+/// `0.1.0 (commit 0a3ed57c1a2b; PHP 8.2.29, API 20220829)`. It starts with
+/// `phpversion('rtet')`.
 #[php_function]
-pub fn rtet_version() -> &'static str {
-    env!("CARGO_PKG_VERSION")
+pub fn rtet_version() -> String {
+    format!(
+        "{} (commit {BUILD_COMMIT}; PHP {BUILD_PHP_VERSION}, API {BUILD_PHP_API})",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 extern "C" fn startup(_ty: i32, module_number: i32) -> i32 {
@@ -401,6 +418,9 @@ extern "C" fn module_info(_module: *mut ModuleEntry) {
         info_table_start!();
         info_table_header!("rtet support", "enabled");
         info_table_row!("version", env!("CARGO_PKG_VERSION"));
+        info_table_row!("built from commit", BUILD_COMMIT);
+        info_table_row!("built for PHP", BUILD_PHP_VERSION);
+        info_table_row!("built for PHP API", BUILD_PHP_API);
         info_table_row!(
             "relay URL",
             cfg.as_ref()

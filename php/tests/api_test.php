@@ -87,6 +87,9 @@ test('every invalid input throws its code and enqueues nothing', function () {
     expect_code($I, fn() => rtet_send_event('e', 1, 'public', ['id' => 'has space']), 'bad id');
     expect_code(Rtet\Exception::INVALID_ARGUMENT, fn() => rtet_send_event('e', 1, 'public', ['idx' => 'a']), 'unknown option');
     expect_code(Rtet\Exception::INVALID_ARGUMENT, fn() => rtet_send_event('e', 1, 5), 'channel not a string');
+    $max = json_decode(file_get_contents(dirname(__DIR__, 2) . '/tests/protocol-vectors/limits.json'), true)['max_channels_per_publish'];
+    $most = array_map(fn($i) => "user.$i", range(1, $max));
+    expect_code(Rtet\Exception::INVALID_ARGUMENT, fn() => rtet_send_event('e', 1, [...$most, 'public']), 'one channel over max_channels_per_publish');
     expect_code($D, fn() => rtet_send_event('e', NAN), 'NAN', 'NAN or INF');
     expect_code($D, fn() => rtet_send_event('e', ['x' => [INF]]), 'INF deep inside', 'NAN or INF');
     $res = fopen('php://memory', 'r');
@@ -140,7 +143,24 @@ test('stats and phpinfo never show the key', function () {
     check(str_contains($info, 'ws://127.0.0.1:9'), 'phpinfo relay URL');
     check(!str_contains($info, KEY), 'phpinfo hides the key');
     check(!str_contains(print_r($s, true), KEY), 'stats hide the key');
-    check_eq(phpversion('rtet'), rtet_version() === phpversion('rtet') ? rtet_version() : phpversion('rtet'), 'version');
+});
+
+test('rtet_version() and phpinfo() say which commit and PHP the extension was built for', function () {
+    $root = dirname(__DIR__, 2);
+    exec('git -C ' . escapeshellarg($root) . ' rev-parse --short=12 HEAD 2>/dev/null', $out, $rc);
+    $commit = $rc === 0 && isset($out[0]) ? $out[0] : 'unknown';
+    ob_start(); phpinfo(INFO_GENERAL); $general = ob_get_clean();
+    check((bool)preg_match('/^PHP API => (\d+)$/m', $general, $m), 'phpinfo names the PHP API');
+    $api = $m[1];
+    check_eq(
+        phpversion('rtet') . " (commit $commit; PHP " . PHP_VERSION . ", API $api)",
+        rtet_version(),
+        'rtet_version(): the module version, the checkout this test runs in, the PHP running it'
+    );
+    ob_start(); phpinfo(INFO_MODULES); $info = ob_get_clean();
+    foreach (["built from commit => $commit", 'built for PHP => ' . PHP_VERSION, "built for PHP API => $api"] as $row) {
+        check(str_contains($info, $row), "phpinfo shows '$row'");
+    }
 });
 
 test('php.ini directives configure the extension', function () {

@@ -129,4 +129,25 @@ test('a corrupt spool file is set aside with a warning', function () {
     check(!file_exists("$dir/$name"), 'not left to be claimed again');
 });
 
+test('a spool directory other users can write is refused, said why, and nothing planted in it is sent', function () {
+    $r = new Relay();
+    $dir = tmpdir() . '/shared';
+    mkdir($dir);
+    chmod($dir, 0777);
+    $url = $r->url();
+    $tag = substr(hash('sha256', "rtet-spool-v1\0$url\0" . KEY), 0, 16);
+    file_put_contents("$dir/rtet-$tag-00000000000000000001-0000000001-000001.spool",
+        '{"type":"publish","id":"planted-1","channel":"public","event":"user_registered","data":{"url":"https://phish.example/"}}' . "\n");
+    [$code, $out] = run_php('set_error_handler(function ($no, $msg) { echo "WARNING: $msg\n"; return true; });
+        rtet_configure(' . var_export($url, true) . ', ' . var_export(KEY, true) . ', ["spool_dir" => ' . var_export($dir, true) . ']);
+        echo json_encode(rtet_send_event("genuine", 1)), "\n";
+        echo rtet_flush(30) ? "flushed" : "not flushed", "\n";');
+    check_eq(0, $code, "no crash: $out");
+    check(str_contains($out, "rtet: refusing the spool directory $dir: it is writable by group or others"), "a warning says why: $out");
+    check(str_contains($out, 'flushed'), "the genuine event was delivered: $out");
+    $events = collect($url, 'public', 1);
+    check_eq('genuine', $events[0][0]['event'], 'the first event in the relay is the genuine one, not the planted one');
+    check(file_exists("$dir/rtet-$tag-00000000000000000001-0000000001-000001.spool"), 'the planted file is left alone');
+});
+
 finish();

@@ -11,6 +11,13 @@ use thiserror::Error;
 
 use crate::names::{validate_channel, validate_event, validate_id};
 
+/// Why encoding a frame cannot fail: serde_json fails only for a map with
+/// non-string keys, a failing writer or a `Serialize` impl that errors; the
+/// frames hold strings, numbers, `Value`s and `RawValue`s (already JSON) and
+/// are written to a `String`. A failure would be a bug here, and sending an
+/// empty frame instead would hide it.
+const ENCODES: &str = "frames of strings, numbers and JSON values always encode";
+
 /// Error codes of `error` and `nack` frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -159,7 +166,7 @@ impl PublishFrame {
             data: &self.data,
             ts: self.ts,
         })
-        .unwrap_or_default()
+        .expect(ENCODES)
     }
 
     /// Checks the three names of the frame.
@@ -302,7 +309,7 @@ pub enum ServerFrame {
 impl ServerFrame {
     /// Encodes the frame as JSON text.
     pub fn encode(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        serde_json::to_string(self).expect(ENCODES)
     }
 
     /// The `error` frame for a refused client frame.
@@ -359,7 +366,7 @@ pub fn encode_event(
         data,
         ts,
     })
-    .unwrap_or_default()
+    .expect(ENCODES)
 }
 
 /// The body of `POST /api/send-event` (the original blog recipe's shape).

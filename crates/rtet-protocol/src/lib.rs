@@ -8,15 +8,28 @@
 //! - [`limits`]: the default limits from the protocol's table, in one struct.
 //! - [`token`]: HS256 subscriber tokens (JWT): signing and checking.
 //! - [`close`]: WebSocket close codes the relay uses.
+//! - [`endpoints`]: the relay URL a site owner configures, and every endpoint URL derived from it.
+//! - [`new_event_id`]: the event ids publishers make (ULIDs).
+//! - [`clock`], [`sync`]: the epoch clock and the poison-tolerant lock every
+//!   crate of the workspace shares.
+//!
+//! `tests/protocol-vectors/` at the repository root holds the same rules as
+//! data (names, limits, URLs, tokens, frames, ids); `tests/vectors.rs` checks
+//! them against this crate, and the plugin's PHP and the browser client's JS
+//! are tested against the same files.
 //!
 //! Nothing here does I/O; everything is testable with plain strings.
 
+pub mod clock;
 pub mod close;
+pub mod endpoints;
 pub mod frames;
 pub mod limits;
 pub mod names;
+pub mod sync;
 pub mod token;
 
+pub use endpoints::{RelayUrl, RelayUrlError};
 pub use frames::{ClientFrame, ErrorCode, FrameError, PublishFrame, ServerFrame, Since};
 pub use limits::Limits;
 pub use names::{validate_channel, validate_event, validate_id, NameError};
@@ -34,6 +47,19 @@ pub fn new_event_id() -> String {
     new_event_id_for(std::process::id())
 }
 
+/// The format of the ids [`new_event_id`] makes, as a regular expression: a
+/// ULID in Crockford's base32 (upper case, no I, L, O, U), 26 characters,
+/// the first at most `7` (48 bits of milliseconds). PHP's fallback id maker
+/// follows it too.
+pub const EVENT_ID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$";
+
+/// Whether `id` has the format of [`EVENT_ID_PATTERN`].
+pub fn is_event_id(id: &str) -> bool {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let b = id.as_bytes();
+    b.len() == 26 && (b'0'..=b'7').contains(&b[0]) && b.iter().all(|c| ALPHABET.contains(c))
+}
+
 thread_local! {
     static ID_RNG: std::cell::RefCell<Option<(u32, rand::rngs::StdRng)>> =
         const { std::cell::RefCell::new(None) };
@@ -41,10 +67,7 @@ thread_local! {
 
 fn new_event_id_for(pid: u32) -> String {
     use rand::{Rng, SeedableRng};
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let ms = clock::unix_ms();
     let random = ID_RNG.with_borrow_mut(|slot| {
         let rng = match slot {
             Some((seeded_in, rng)) if *seeded_in == pid => rng,
@@ -68,7 +91,7 @@ mod tests {
             validate_id(&a).is_ok() && validate_id(&b).is_ok(),
             "{a} {b}"
         );
-        assert_eq!(a.len(), 26);
+        assert!(is_event_id(&a) && is_event_id(&b), "{a} {b}");
         assert!(a < b, "{a} then {b}");
     }
 

@@ -2,6 +2,20 @@
 
 use std::time::Duration;
 
+/// Shortest API key a relay accepts (and a publisher or the plugin should
+/// offer). 32 characters is 128 bits or more from `openssl rand -hex 32`.
+pub const MIN_API_KEY_LEN: usize = 32;
+
+/// Most channels one `rtet_send_event()` call may name. Each channel is one
+/// frame in the queue, so this bounds what one call can add to it.
+pub const MAX_CHANNELS_PER_PUBLISH: usize = 64;
+
+/// Lifetime of a subscriber token when the issuer does not choose one.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(300);
+
+/// Shortest token lifetime an issuer may ask for.
+pub const MIN_TOKEN_TTL: Duration = Duration::from_secs(1);
+
 /// Every limit the relay enforces and publishers respect. `Default` gives the
 /// protocol's documented defaults; the relay makes each one configurable.
 #[derive(Debug, Clone, PartialEq)]

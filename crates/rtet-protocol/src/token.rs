@@ -2,7 +2,7 @@
 //! relay's API keys. Anything but HS256 is refused, `none` included; `exp` is
 //! required; clock leeway is capped at 60 seconds; tokens are at most 4 KiB.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -67,13 +67,7 @@ pub enum TokenError {
     Sign(String),
 }
 
-/// Seconds since the Unix epoch, now.
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_secs as now_secs;
 
 /// Signs `claims` with `key` as an HS256 JWT.
 pub fn sign(key: &[u8], claims: &Claims) -> Result<String, TokenError> {
@@ -93,20 +87,41 @@ pub fn verify<K: AsRef<[u8]>>(
     leeway: Duration,
     max_bytes: usize,
 ) -> Result<Claims, TokenError> {
+    verify_at(token, keys, leeway, max_bytes, now_secs())
+}
+
+/// [`verify`] as of `now` (seconds since the epoch), so that a token's
+/// expiry can be checked against a fixed clock (the protocol vectors do).
+pub fn verify_at<K: AsRef<[u8]>>(
+    token: &str,
+    keys: &[K],
+    leeway: Duration,
+    max_bytes: usize,
+    now: u64,
+) -> Result<Claims, TokenError> {
     if token.len() > max_bytes {
         return Err(TokenError::TooLarge {
             len: token.len(),
             max: max_bytes,
         });
     }
-    let header = jsonwebtoken::decode_header(token).map_err(|e| map_error(e.into_kind()))?;
+    let header = jsonwebtoken::decode_header(token).map_err(|e| {
+        // An algorithm jsonwebtoken does not know (`none`) fails header
+        // parsing; it is still a refused algorithm, not a malformed token.
+        match header_alg(token) {
+            Some(alg) if alg != "HS256" => TokenError::Algorithm,
+            _ => map_error(e.into_kind()),
+        }
+    })?;
     if header.alg != Algorithm::HS256 {
         return Err(TokenError::Algorithm);
     }
     let mut validation = Validation::new(Algorithm::HS256);
-    validation.leeway = leeway.min(MAX_LEEWAY).as_secs();
+    // `exp` must be present; it is compared with `now` below rather than
+    // with jsonwebtoken's own clock.
     validation.set_required_spec_claims(&["exp"]);
-    validation.validate_exp = true;
+    validation.validate_exp = false;
+    let leeway = leeway.min(MAX_LEEWAY).as_secs();
     let mut last = TokenError::Signature;
     for key in keys {
         match jsonwebtoken::decode::<Claims>(
@@ -114,6 +129,9 @@ pub fn verify<K: AsRef<[u8]>>(
             &DecodingKey::from_secret(key.as_ref()),
             &validation,
         ) {
+            Ok(data) if data.claims.exp.saturating_add(leeway) < now => {
+                return Err(TokenError::Expired)
+            }
             Ok(data) => return Ok(data.claims),
             Err(e) => {
                 last = map_error(e.into_kind());
@@ -125,6 +143,15 @@ pub fn verify<K: AsRef<[u8]>>(
         }
     }
     Err(last)
+}
+
+/// The `alg` a token's header names, if the header is base64url JSON with one.
+fn header_alg(token: &str) -> Option<String> {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    let header = token.split('.').next()?;
+    let bytes = URL_SAFE_NO_PAD.decode(header).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("alg")?.as_str().map(str::to_owned)
 }
 
 fn map_error(kind: ErrorKind) -> TokenError {

@@ -30,8 +30,8 @@ pub mod spool;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 pub use config::Config;
 use thiserror::Error;
@@ -45,6 +45,17 @@ pub enum Error {
     /// The background sender thread could not be started (resource limits).
     #[error("cannot start the sender thread: {0}")]
     Thread(String),
+    /// TLS cannot be set up (the CA file is unreadable or not PEM); fix the
+    /// configuration; nothing is sent to a `wss://` relay until then.
+    #[error("{0}")]
+    Tls(String),
+    /// One connection attempt failed; the sender retries after a pause.
+    #[error("{0}")]
+    Connect(String),
+    /// A spool file is not one (a line cut off, not UTF-8, not a `publish`
+    /// frame); it is set aside as `*.corrupt` and never sent.
+    #[error("{0}")]
+    CorruptSpool(String),
 }
 
 /// One event for one channel, as it travels through queue, spool and socket.
@@ -104,18 +115,58 @@ pub fn publish_frame(
     s
 }
 
-/// Microseconds since the Unix epoch.
-pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+pub use rtet_protocol::clock::unix_us as now_us;
+
+/// Events in memory, oldest first, and the bytes of their frames (bounded
+/// by [`Config::queue_limit_bytes`] as their number is by [`Config::queue_limit`]).
+#[derive(Default)]
+pub(crate) struct MemQueue {
+    events: VecDeque<Event>,
+    bytes: usize,
+}
+
+impl MemQueue {
+    pub fn push_back(&mut self, ev: Event) {
+        self.bytes += ev.frame.len();
+        self.events.push_back(ev);
+    }
+
+    pub fn pop_front(&mut self) -> Option<Event> {
+        let ev = self.events.pop_front()?;
+        self.bytes -= ev.frame.len();
+        Some(ev)
+    }
+
+    /// Takes every event out, oldest first.
+    pub fn take_all(&mut self) -> Vec<Event> {
+        self.bytes = 0;
+        self.events.drain(..).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Whether one more event of `frame_len` bytes would pass either limit.
+    fn full_for(&self, frame_len: usize, cfg: &Config) -> bool {
+        self.events.len() >= cfg.queue_limit
+            || (!self.events.is_empty() && self.bytes + frame_len > cfg.queue_limit_bytes)
+    }
+}
+
+impl From<Vec<Event>> for MemQueue {
+    fn from(events: Vec<Event>) -> Self {
+        MemQueue {
+            bytes: events.iter().map(|e| e.frame.len()).sum(),
+            events: events.into(),
+        }
+    }
 }
 
 /// What the PHP thread and the sender share.
 pub(crate) struct Queue {
     /// Events in memory, oldest first.
-    pub mem: VecDeque<Event>,
+    pub mem: MemQueue,
     /// The overflow file being written, when the queue is over its limit.
     pub overflow: Option<spool::SpoolFile>,
     /// Spool files claimed from ended processes, to deliver first.
@@ -169,15 +220,11 @@ pub(crate) struct Shared {
     pub log: Mutex<Vec<String>>,
 }
 
-/// Locks a mutex, taking the data back from a poisoned one: every structure
-/// here is valid between statements, so a panic elsewhere leaves it usable.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use rtet_protocol::sync::lock;
 
 impl Shared {
-    pub fn set_error(&self, msg: impl Into<String>) {
-        *lock(&self.last_error) = Some(msg.into());
+    pub fn set_error(&self, msg: impl std::fmt::Display) {
+        *lock(&self.last_error) = Some(msg.to_string());
     }
 
     pub fn log(&self, msg: String) {
@@ -259,15 +306,29 @@ impl Publisher {
         let mut claimed = VecDeque::new();
         let mut claimed_events = 0;
         let mut corrupt = 0;
-        if let Err(e) = spool::ensure_dir(&cfg.spool_dir) {
-            warnings.push(format!(
-                "rtet: cannot create the spool directory {}: {e}",
-                cfg.spool_dir.display()
-            ));
-        }
-        match spool::claim(&cfg.spool_dir, &tag) {
+        let dir_ok = match spool::ensure_dir(&cfg.spool_dir) {
+            Ok(()) => true,
+            // A refusal names the directory and the reason itself.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                warnings.push(format!("rtet: {e}"));
+                false
+            }
+            Err(e) => {
+                warnings.push(format!(
+                    "rtet: cannot use the spool directory {}: {e}",
+                    cfg.spool_dir.display()
+                ));
+                false
+            }
+        };
+        let found = if dir_ok {
+            spool::claim(&cfg.spool_dir, &tag)
+        } else {
+            Ok(spool::Claimed::default())
+        };
+        match found {
             Ok(c) => {
-                corrupt = c.warnings.len() as u64;
+                corrupt = c.corrupt;
                 warnings.extend(c.warnings);
                 for f in c.files {
                     claimed_events += f.events;
@@ -283,7 +344,7 @@ impl Publisher {
             cfg,
             tag,
             q: Mutex::new(Queue {
-                mem: VecDeque::new(),
+                mem: MemQueue::default(),
                 overflow: None,
                 claimed,
                 sealed: VecDeque::new(),
@@ -331,7 +392,7 @@ impl Publisher {
     }
 
     /// Queues events (one per channel of one `rtet_send_event`). Never waits
-    /// on the network; past the queue limit, and while the relay is
+    /// on the network; past the queue limits (count or bytes), and while the relay is
     /// unreachable, the events go to the overflow spool file (a local
     /// append). Never fails: an event that cannot be spooled stays in memory.
     pub fn enqueue(&self, events: Vec<Event>) {
@@ -343,7 +404,7 @@ impl Publisher {
         // moves the queue to disk, so no event lands behind that move.
         let down = self.shared.down.load(Ordering::Relaxed);
         for ev in events {
-            if q.spooling || down || q.mem.len() >= self.shared.cfg.queue_limit {
+            if q.spooling || down || q.mem.full_for(ev.frame.len(), &self.shared.cfg) {
                 match self.overflow(&mut q, &ev) {
                     Ok(()) => {
                         q.spooling = true;
@@ -454,7 +515,7 @@ impl Publisher {
         }
         // If the sender died or is wedged, spool what is still in memory here.
         if let Ok(mut q) = self.shared.q.try_lock() {
-            let rest: Vec<Event> = q.mem.drain(..).collect();
+            let rest = q.mem.take_all();
             drop(q);
             sender::spool_events(&self.shared, rest.iter());
         }

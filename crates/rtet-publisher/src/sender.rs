@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::spool::{SpoolFile, SpoolReader};
-use crate::{lock, Event, Shared};
+use crate::{lock, Error, Event, Shared};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -139,17 +139,21 @@ async fn stopped(shared: &Shared) {
     }
 }
 
-fn tls_connector(cfg: &crate::Config) -> Result<Option<native_tls::TlsConnector>, String> {
-    let url = cfg.publish_url().map_err(|e| e.to_string())?;
+fn tls_connector(cfg: &crate::Config) -> Result<Option<native_tls::TlsConnector>, Error> {
+    let url = cfg.publish_url()?;
     if !url.starts_with("wss://") {
         return Ok(None);
     }
     let mut b = native_tls::TlsConnector::builder();
     if let Some(ca) = &cfg.ca_file {
         let pem = std::fs::read(ca)
-            .map_err(|e| format!("cannot read the CA file {}: {e}", ca.display()))?;
-        let cert = native_tls::Certificate::from_pem(&pem)
-            .map_err(|e| format!("the CA file {} is not a PEM certificate: {e}", ca.display()))?;
+            .map_err(|e| Error::Tls(format!("cannot read the CA file {}: {e}", ca.display())))?;
+        let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| {
+            Error::Tls(format!(
+                "the CA file {} is not a PEM certificate: {e}",
+                ca.display()
+            ))
+        })?;
         b.add_root_certificate(cert);
     }
     if !cfg.verify_tls {
@@ -158,7 +162,7 @@ fn tls_connector(cfg: &crate::Config) -> Result<Option<native_tls::TlsConnector>
     }
     b.build()
         .map(Some)
-        .map_err(|e| format!("cannot set up TLS: {e}"))
+        .map_err(|e| Error::Tls(format!("cannot set up TLS: {e}")))
 }
 
 fn describe(e: &tungstenite::Error) -> String {
@@ -176,20 +180,24 @@ fn describe(e: &tungstenite::Error) -> String {
 }
 
 impl State {
-    async fn connect(&self) -> Result<Ws, String> {
+    async fn connect(&self) -> Result<Ws, Error> {
         let cfg = &self.shared.cfg;
-        let url = cfg.publish_url().map_err(|e| e.to_string())?;
+        let url = cfg.publish_url()?;
         let mut req = url
             .as_str()
             .into_client_request()
-            .map_err(|e| format!("bad relay URL: {e}"))?;
+            .map_err(|e| Error::Config(format!("bad relay URL: {e}")))?;
         let auth = HeaderValue::from_str(&format!("Bearer {}", cfg.api_key))
-            .map_err(|_| "the API key cannot be sent in a header".to_owned())?;
+            .map_err(|_| Error::Config("the API key cannot be sent in a header".to_owned()))?;
         req.headers_mut().insert("authorization", auth);
         let connector = if url.starts_with("wss://") {
             match &self.tls {
                 Some(t) => Some(Connector::NativeTls(t.clone())),
-                None => return Err("TLS is not available (see the earlier error)".into()),
+                None => {
+                    return Err(Error::Tls(
+                        "TLS is not available (see the earlier error)".into(),
+                    ))
+                }
             }
         } else {
             Some(Connector::Plain)
@@ -197,11 +205,14 @@ impl State {
         let attempt = tokio_tungstenite::connect_async_tls_with_config(req, None, true, connector);
         match tokio::time::timeout(cfg.connect_timeout, attempt).await {
             Ok(Ok((ws, _resp))) => Ok(ws),
-            Ok(Err(e)) => Err(format!("cannot connect to {url}: {}", describe(&e))),
-            Err(_) => Err(format!(
+            Ok(Err(e)) => Err(Error::Connect(format!(
+                "cannot connect to {url}: {}",
+                describe(&e)
+            ))),
+            Err(_) => Err(Error::Connect(format!(
                 "cannot connect to {url}: no answer within {} ms",
                 cfg.connect_timeout.as_millis()
-            )),
+            ))),
         }
     }
 
@@ -421,7 +432,7 @@ impl State {
             return;
         }
         let sent = self.inflight.len();
-        let events: Vec<Event> = self.inflight.drain(..).chain(q.mem.drain(..)).collect();
+        let events: Vec<Event> = self.inflight.drain(..).chain(q.mem.take_all()).collect();
         let first = events.iter().map(|e| e.at_us).min().unwrap_or(0);
         let frames = events.iter().map(|e| e.frame.as_str());
         match crate::spool::create(
@@ -461,7 +472,7 @@ impl State {
             .filter(|e| e.origin.is_none())
             .collect();
         let mut q = lock(&self.shared.q);
-        rest.extend(q.mem.drain(..));
+        rest.extend(q.mem.take_all());
         // Dropping the handles releases their locks; the files stay for a later process.
         q.claimed.clear();
         q.sealed.clear();

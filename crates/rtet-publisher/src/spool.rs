@@ -7,6 +7,14 @@
 //! is [`crate::Config::spool_tag`] (a hash of URL and key). Files are mode
 //! 0600 in a directory of mode 0700.
 //!
+//! Whatever is in the spool is sent with the site's key, so the spool is
+//! trusted only when nobody else can have put anything there: the directory
+//! must be a real directory (not a symbolic link), owned by the user PHP runs
+//! as, and writable by nobody else ([`ensure_dir`] refuses it otherwise, and
+//! then nothing is read from it or written to it). Files are opened without
+//! following links and must be regular files of that user, not writable by
+//! others; any other file is left alone and reported.
+//!
 //! Ownership is an exclusive `flock`: whoever holds it delivers the file.
 //! A process holds the lock on the overflow file it is writing and on the
 //! files it claimed; a file whose lock is free belongs to nobody (its
@@ -18,11 +26,11 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::Event;
+use crate::{Error, Event};
 
 static FILE_SEQ: AtomicU64 = AtomicU64::new(1);
 
@@ -37,15 +45,87 @@ pub struct SpoolFile {
     pub events: u64,
 }
 
-/// Makes the spool directory (mode 0700) when it is missing.
+/// Makes the spool directory (mode 0700) when it is missing, and refuses one
+/// another local user could have put files in: a symbolic link, not a
+/// directory, owned by another user, or writable by group or others. The
+/// error says which, for PHP's log.
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        Err(e) => return Err(e),
+        Ok(_) => {}
     }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    let meta = fs::symlink_metadata(dir)?;
+    let refuse = |why: String| {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing the spool directory {}: {why}; files in it could come from another user",
+                dir.display()
+            ),
+        ))
+    };
+    if meta.file_type().is_symlink() {
+        return refuse("it is a symbolic link".into());
+    }
+    if !meta.is_dir() {
+        return refuse("it is not a directory".into());
+    }
+    let me = effective_uid();
+    if meta.uid() != me {
+        return refuse(format!(
+            "it is owned by uid {}, not by the PHP user (uid {me})",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return refuse(format!(
+            "it is writable by group or others (mode {:o}); make it 0700",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
+/// Opens a spool file for reading (and appending) without following a
+/// symbolic link, and checks that it is a regular file of this user that
+/// nobody else can write.
+fn open_own(path: &Path, append: bool) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .append(append)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let why = if !meta.is_file() {
+        Some("it is not a regular file".to_owned())
+    } else if meta.uid() != effective_uid() {
+        Some(format!("it is owned by uid {}", meta.uid()))
+    } else if meta.mode() & 0o022 != 0 {
+        Some(format!(
+            "it is writable by group or others (mode {:o})",
+            meta.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("refusing spool file {}: {why}", path.display()),
+        )),
+        None => Ok(file),
+    }
 }
 
 fn file_name(tag: &str, first_us: u64, n: Option<u64>) -> String {
@@ -81,6 +161,7 @@ pub fn create<'a>(
         .append(true)
         .create_new(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)?;
     if !try_lock(&file) {
         return Err(io::Error::other("cannot lock a new spool file"));
@@ -116,7 +197,7 @@ impl SpoolFile {
 
     /// Opens a reader over the file from its start.
     pub fn reader(&self) -> io::Result<SpoolReader> {
-        let f = File::open(&self.path)?;
+        let f = open_own(&self.path, false)?;
         Ok(SpoolReader {
             lines: BufReader::new(f),
             buf: String::new(),
@@ -168,20 +249,24 @@ impl SpoolReader {
 pub struct Claimed {
     /// Files now owned by this process, oldest first.
     pub files: Vec<SpoolFile>,
-    /// One line per file set aside as corrupt, for the PHP warning.
+    /// One line per file set aside as corrupt or refused, for the PHP warning.
     pub warnings: Vec<String>,
+    /// How many files were set aside as corrupt.
+    pub corrupt: u64,
 }
 
 /// Claims every unowned spool file of `tag` in `dir`: locks it, checks every
 /// line, and returns the good ones oldest first. Corrupt files are renamed
-/// to `*.corrupt`; empty ones are deleted.
+/// to `*.corrupt`; empty ones are deleted; files that are links, not this
+/// user's or writable by others are left alone and reported. A directory
+/// [`ensure_dir`] refuses is not read at all.
 pub fn claim(dir: &Path, tag: &str) -> io::Result<Claimed> {
     let mut out = Claimed::default();
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
+    match fs::symlink_metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
+        _ => ensure_dir(dir)?,
+    }
+    let entries = fs::read_dir(dir)?;
     let prefix = format!("rtet-{tag}-");
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok())
@@ -191,8 +276,21 @@ pub fn claim(dir: &Path, tag: &str) -> io::Result<Claimed> {
     names.sort();
     for name in names {
         let path = dir.join(&name);
-        let Ok(file) = OpenOptions::new().read(true).append(true).open(&path) else {
-            continue;
+        let file = match open_own(&path, true) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                let why = if e.raw_os_error() == Some(libc::ELOOP) {
+                    format!(
+                        "refusing spool file {}: it is a symbolic link",
+                        path.display()
+                    )
+                } else {
+                    e.to_string()
+                };
+                out.warnings.push(format!("rtet: {why}; not sent"));
+                continue;
+            }
         };
         if !try_lock(&file) {
             continue; // a live process owns it
@@ -208,6 +306,7 @@ pub fn claim(dir: &Path, tag: &str) -> io::Result<Claimed> {
             Err(reason) => {
                 let aside = dir.join(format!("{name}.corrupt"));
                 let _ = fs::rename(&path, &aside);
+                out.corrupt += 1;
                 out.warnings.push(format!(
                     "rtet: spool file {} is corrupt ({reason}); set aside as {}",
                     path.display(),
@@ -220,8 +319,17 @@ pub fn claim(dir: &Path, tag: &str) -> io::Result<Claimed> {
 }
 
 /// Counts the events of a spool file, or says why it is not one.
-fn check(file: &File) -> Result<u64, String> {
-    let mut reader = BufReader::new(file.try_clone().map_err(|e| e.to_string())?);
+fn check(file: &File) -> Result<u64, Error> {
+    let file = file
+        .try_clone()
+        .map_err(|e| Error::CorruptSpool(e.to_string()))?;
+    check_lines(BufReader::new(file))
+}
+
+/// Counts the `publish` frames of spool file content, one per line, or says
+/// why it is not a spool file: a line cut off (no final newline), not UTF-8,
+/// or not a valid `publish` frame. Empty lines are skipped.
+pub fn check_lines(mut reader: impl BufRead) -> Result<u64, Error> {
     let mut buf = Vec::new();
     let mut count = 0u64;
     let mut line_no = 0u64;
@@ -229,21 +337,21 @@ fn check(file: &File) -> Result<u64, String> {
         buf.clear();
         let n = reader
             .read_until(b'\n', &mut buf)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Error::CorruptSpool(e.to_string()))?;
         if n == 0 {
             return Ok(count);
         }
         line_no += 1;
         if buf.last() != Some(&b'\n') {
-            return Err(format!("line {line_no} is cut off"));
+            return Err(Error::CorruptSpool(format!("line {line_no} is cut off")));
         }
         let text = std::str::from_utf8(&buf[..buf.len() - 1])
-            .map_err(|_| format!("line {line_no} is not UTF-8"))?;
+            .map_err(|_| Error::CorruptSpool(format!("line {line_no} is not UTF-8")))?;
         if text.is_empty() {
             continue;
         }
         rtet_protocol::frames::parse_publish(text)
-            .map_err(|e| format!("line {line_no}: {}", e.message))?;
+            .map_err(|e| Error::CorruptSpool(format!("line {line_no}: {}", e.message)))?;
         count += 1;
     }
 }

@@ -298,6 +298,29 @@ fn queue_overflow_goes_to_disk_and_arrives_in_order() {
 }
 
 #[test]
+fn the_memory_queue_is_bounded_in_bytes_too() {
+    let silent = Silent::new();
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = publisher_config(silent.addr, spool.path());
+    // Room for exactly the first 50 events; the count limit is far away.
+    cfg.queue_limit = 100_000;
+    cfg.queue_limit_bytes = (0..50).map(|n| event("m", n, "public").frame.len()).sum();
+    cfg.connect_timeout = WAIT;
+    let p = Running::start(cfg);
+
+    enqueue_range(&p, "m", 0..500);
+    let s = p.stats();
+    assert_eq!((s.spooled, s.queued), (450, 500), "{s:?}");
+    let files = spool_files(spool.path());
+    let want: Vec<String> = (50..500).map(|n| id("m", n)).collect();
+    assert_eq!(spooled_ids(&files[0]), want);
+
+    let relay = Relay::on_silent(silent, relay_config());
+    assert!(p.flush(WAIT), "{:?}", p.stats());
+    assert_events(&relay.replay("public"), "m", 0..500, 1);
+}
+
+#[test]
 fn a_refused_event_is_counted_logged_and_does_not_block_later_ones() {
     let mut config = relay_config();
     config.limits.max_frame_bytes = 2048;
