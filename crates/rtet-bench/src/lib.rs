@@ -22,6 +22,8 @@
 //! `publish` frame as is, and both carry `"data":{"n":…,"t":…}` untouched.
 
 pub mod conn;
+pub mod nchan;
+pub mod probe;
 pub mod publisher;
 pub mod report;
 pub mod scenario;
