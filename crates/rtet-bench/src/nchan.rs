@@ -3,9 +3,13 @@
 //! subscriber count).
 //!
 //! nchan registers a WebSocket subscriber with the channel's owner worker
-//! after the upgrade, possibly in another worker process, so an open socket is
-//! not yet a subscribed one: [`wait_subscribed`] polls the channel's own
-//! count before anything is published, as rtet subscribers wait for `subscribed`.
+//! after the upgrade, possibly in another worker process (by a message
+//! between workers), so an open socket is not yet a subscribed one:
+//! [`wait_subscribed`] polls nchan's status until it counts every subscriber
+//! and no message between workers is in transit or queued, before anything is
+//! published, as rtet subscribers wait for `subscribed`. (The channel's own
+//! info, GET on the publisher location, counts only the subscribers of the
+//! worker that owns the channel.)
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,6 +23,9 @@ use crate::target::Target;
 
 /// Where Debian's `libnginx-mod-nchan` puts the module.
 pub const DEBIAN_MODULE: &str = "/usr/lib/nginx/modules/ngx_nchan_module.so";
+
+/// nchan's status page (`nchan_stub_status`).
+pub const STATUS_PATH: &str = "/nchan_status";
 
 /// An answer's header block, at most.
 const MAX_HEAD: usize = 16 * 1024;
@@ -75,6 +82,9 @@ http {{
         listen {addr} backlog=4096;
         location = /healthz {{
             return 200 "ok\n";
+        }}
+        location = {STATUS_PATH} {{
+            nchan_stub_status;
         }}
         location ~ ^/sub/(\w+)$ {{
             nchan_subscriber websocket;
@@ -197,43 +207,51 @@ pub fn post(path: &str, body: &str) -> Vec<u8> {
     req
 }
 
-/// The channel's subscriber count, as nchan's publisher location reports it.
-pub async fn subscribers(target: &Target) -> Result<u64> {
+/// nchan's status (all workers, all channels): `(subscribers, messages
+/// between workers in transit or queued)`.
+pub async fn status(target: &Target) -> Result<(u64, u64)> {
     let mut s = TcpStream::connect(target.addr).await?;
-    let req = format!(
-        "GET {} HTTP/1.1\r\nHost: localhost\r\nAccept: text/json\r\nConnection: close\r\n\r\n",
-        target.publish_path()
-    );
+    let req =
+        format!("GET {STATUS_PATH} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await?;
     let answer = AnswerReader::new(s)
         .next()
         .await?
-        .context("no answer to the channel info request")?;
-    match answer.status {
-        // No channel yet: nobody subscribed.
-        404 => Ok(0),
-        200 => {
-            let info: serde_json::Value =
-                serde_json::from_slice(&answer.body).context("nchan's channel info")?;
-            info.get("subscribers")
-                .and_then(|v| v.as_u64())
-                .context("nchan's channel info has no subscriber count")
-        }
-        other => bail!("channel info answered {other}"),
+        .context("no answer from nchan's status")?;
+    if answer.status != 200 {
+        bail!("nchan's status answered {}", answer.status);
     }
+    parse_status(&String::from_utf8_lossy(&answer.body))
 }
 
-/// Waits until the channel counts at least `n` subscribers (polling, at most
-/// `timeout`), so that nothing is published before every socket is subscribed.
+/// Reads `(subscribers, in transit + queued)` out of nchan's status text.
+fn parse_status(text: &str) -> Result<(u64, u64)> {
+    let field = |name: &str| -> Result<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("nchan's status has no {name:?}"))
+    };
+    Ok((
+        field("subscribers")?,
+        field("interprocess alerts in transit")? + field("interprocess queued alerts")?,
+    ))
+}
+
+/// Waits until nchan counts at least `n` subscribers with nothing in
+/// transit between its workers (polling, at most `timeout`), so that
+/// nothing is published before every socket is subscribed.
 pub async fn wait_subscribed(target: &Target, n: u64, timeout: Duration) -> Result<()> {
     let start = Instant::now();
     loop {
-        let have = subscribers(target).await?;
-        if have >= n {
+        let (have, in_transit) = status(target).await?;
+        if have >= n && in_transit == 0 {
             return Ok(());
         }
         if start.elapsed() > timeout {
-            bail!("nchan counts {have} subscribers of {n} after {timeout:?}");
+            bail!(
+                "nchan counts {have} subscribers of {n} ({in_transit} messages between workers pending) after {timeout:?}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -268,6 +286,13 @@ mod tests {
             .next()
             .await
             .is_err());
+    }
+
+    #[test]
+    fn reads_subscribers_and_pending_messages_from_the_status() {
+        let text = "total published messages: 0\nstored messages: 0\nchannels: 1\nsubscribers: 500\ntotal interprocess alerts received: 3\ninterprocess alerts in transit: 2\ninterprocess queued alerts: 1\nnchan version: 1.3.6\n";
+        assert_eq!(parse_status(text).unwrap(), (500, 3));
+        assert!(parse_status("subscribers: x\n").is_err());
     }
 
     #[test]

@@ -69,8 +69,7 @@ impl Target {
         format!("ws://{}/publish", self.addr)
     }
 
-    /// nchan's publisher location for the channel: POST publishes, GET
-    /// answers the channel's subscriber count.
+    /// nchan's publisher location for the channel: a POST publishes.
     pub fn publish_path(&self) -> String {
         format!("/pub/{}", self.channel)
     }
