@@ -305,7 +305,10 @@ fn probing(count: usize) -> Result<Option<Probing>> {
     }
     let exe = std::env::current_exe().context("finding this executable for the probes")?;
     let p = probe::placement(&exe, count);
-    eprintln!("{count} probe subscribers in a separate process: {}", p.placement);
+    eprintln!(
+        "{count} probe subscribers in a separate process: {}",
+        p.placement
+    );
     Ok(Some(p))
 }
 

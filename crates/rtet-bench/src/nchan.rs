@@ -211,8 +211,7 @@ pub fn post(path: &str, body: &str) -> Vec<u8> {
 /// between workers in transit or queued)`.
 pub async fn status(target: &Target) -> Result<(u64, u64)> {
     let mut s = TcpStream::connect(target.addr).await?;
-    let req =
-        format!("GET {STATUS_PATH} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {STATUS_PATH} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await?;
     let answer = AnswerReader::new(s)
         .next()
@@ -306,7 +305,10 @@ mod tests {
             module: Path::new(DEBIAN_MODULE),
             root: false,
         });
-        for line in text.lines().filter(|l| l.contains("_path") || l.contains("pid ") || l.contains("error_log")) {
+        for line in text
+            .lines()
+            .filter(|l| l.contains("_path") || l.contains("pid ") || l.contains("error_log"))
+        {
             assert!(line.contains("/tmp/rtet-bench-nchan-x/"), "{line}");
         }
         assert!(text.contains("worker_processes 2;"));

@@ -58,10 +58,7 @@ pub struct ProbeOutcome {
 impl ProbeOutcome {
     /// Every probe got every event once, in order.
     pub fn complete(&self) -> bool {
-        self.expected > 0
-            && self.received == self.expected
-            && self.gaps == 0
-            && self.repeats == 0
+        self.expected > 0 && self.received == self.expected && self.gaps == 0 && self.repeats == 0
     }
 }
 
@@ -289,7 +286,10 @@ pub fn placement(exe: &Path, count: usize) -> Probing {
             all_cpus: cpus.clone(),
             placement: format!(
                 "probes pinned to CPU {probe_cpu}, load tool to CPU {}; the relay on any",
-                rest.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+                rest.iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
         },
         _ => Probing {

@@ -102,7 +102,9 @@ impl Outlet {
     async fn send(&mut self, frame: String) -> bool {
         match self {
             Outlet::Ws(sink) => sink.send(Message::text(frame)).await.is_ok(),
-            Outlet::Http { write, path } => write.write_all(&nchan::post(path, &frame)).await.is_ok(),
+            Outlet::Http { write, path } => {
+                write.write_all(&nchan::post(path, &frame)).await.is_ok()
+            }
         }
     }
 

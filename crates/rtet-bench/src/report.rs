@@ -239,11 +239,7 @@ pub fn table(sides: &Sides, s: &Settings) -> String {
             .filter(|p| !p.latency.is_empty())
             .map(|p| pct(&p.latency, q))
     };
-    let cpu_us = |d: &Delivery| {
-        d.per_relay_cpu_sec()
-            .filter(|v| *v > 0.0)
-            .map(|v| 1e6 / v)
-    };
+    let cpu_us = |d: &Delivery| d.per_relay_cpu_sec().filter(|v| *v > 0.0).map(|v| 1e6 / v);
     let idle_n = sides
         .rtet
         .idle

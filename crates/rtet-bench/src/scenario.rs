@@ -125,7 +125,9 @@ pub async fn deliver(
     }
     // The load tool keeps off the probes' CPU until this returns.
     let _pinned = match probing.filter(|p| !p.load_cpus.is_empty()) {
-        Some(p) => Some(sys::Pinned::to(&p.load_cpus, &p.all_cpus).context("pinning the load tool")?),
+        Some(p) => {
+            Some(sys::Pinned::to(&p.load_cpus, &p.all_cpus).context("pinning the load tool")?)
+        }
         None => None,
     };
     let probes = match probing {

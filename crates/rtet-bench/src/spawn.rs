@@ -168,7 +168,12 @@ async fn wait_healthy(child: &mut Child, addr: SocketAddr, name: &str, log: &Pat
 /// worker processes, in a fresh directory under the system's temp dir, and
 /// waits for `/healthz`. Runs as root or as any user: nothing outside DIR
 /// is written.
-pub async fn start_nchan(nginx: &str, module: &Path, workers: usize, nofile: u64) -> Result<Running> {
+pub async fn start_nchan(
+    nginx: &str,
+    module: &Path,
+    workers: usize,
+    nofile: u64,
+) -> Result<Running> {
     if !module.is_file() {
         bail!(
             "no nchan module at {} (Debian: apt-get install libnginx-mod-nchan)",

@@ -109,7 +109,10 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {
-            let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
+            let Some(child) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
             else {
                 continue;
             };
@@ -128,7 +131,12 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
     let mut i = 0;
     while i < tree.len() {
         let parent = tree[i];
-        tree.extend(parents.iter().filter(|(_, p)| *p == parent).map(|(c, _)| *c));
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
         i += 1;
     }
     tree
@@ -179,7 +187,11 @@ pub fn pin_process(cpus: &[usize]) -> io::Result<()> {
         unsafe { libc::CPU_SET(c, &mut set) };
     }
     for entry in std::fs::read_dir("/proc/self/task")? {
-        let Some(tid) = entry?.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Some(tid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
         // SAFETY: sched_setaffinity reads the set; a thread that has exited fails harmlessly.
