@@ -27,6 +27,8 @@ APT_PACKAGES=(
   zip
   # benchmarks: a Redis PUBLISH baseline through phpredis
   redis-server php-redis
+  # benchmarks: nginx with nchan, the C peer of `rtet-bench compare` (and its smoke test)
+  libnginx-mod-nchan
   curl ca-certificates
 )
 
@@ -66,6 +68,9 @@ if [ "$node_major" -lt 20 ]; then
   echo "Node.js 20 or newer is needed (found: $(node --version 2>/dev/null || echo none)); install it from nodejs.org or NodeSource and run this again" >&2
   exit 1
 fi
+
+say "Installing the Node peer of the relay benchmark (bench/node-ws-peer)"
+[ -d bench/node-ws-peer/node_modules ] || npm ci --prefix bench/node-ws-peer
 
 if ! command -v cargo >/dev/null; then
   echo "cargo not found: install Rust with rustup (https://rustup.rs) and run this again" >&2

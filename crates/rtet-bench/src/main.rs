@@ -1,6 +1,8 @@
 //! `rtet-bench`: parses flags, raises the fd limit, and runs the scenarios of
-//! the library against rtet-relay and the Node `ws` peer (both started here,
-//! `compare`) or against one relay already running (`flood`, `latency`, `idle`).
+//! the library against rtet-relay, the Node `ws` peer and nginx with nchan
+//! (all started here, `compare`) or against one relay already running
+//! (`flood`, `latency`, `idle`). `probe` is the probe subscribers' process,
+//! which `compare` and `latency` start themselves.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +10,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use rtet_bench::nchan;
+use rtet_bench::probe::{self, Probing};
 use rtet_bench::publisher::Plan;
 use rtet_bench::report::{self, group, Settings, Side};
 use rtet_bench::scenario::{self, Delivery, Fleet, Idle};
@@ -16,7 +20,8 @@ use rtet_bench::sys;
 use rtet_bench::target::{Dialect, Target};
 
 /// Load tool for rtet-relay, measured against a Node.js relay on the npm `ws`
-/// package in the same run. Loopback only; every run is bounded in count and time.
+/// package and nginx with the nchan module in the same run. Loopback only;
+/// every run is bounded in count and time.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -26,8 +31,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start rtet-relay and the Node peer, run every measurement on each
-    /// (a fresh process per measurement) and print the comparison table.
+    /// Start rtet-relay, the Node peer and nginx with nchan, run every
+    /// measurement on each (a fresh process per measurement) and print the
+    /// comparison table.
     Compare(CompareArgs),
     /// Flood one running relay: deliveries per second.
     Flood(OneArgs),
@@ -39,6 +45,35 @@ enum Command {
     /// steady publish rate, and report the relay's memory and descriptors over
     /// time and whether every event reached every subscriber once.
     Soak(SoakArgs),
+    /// Probe subscribers (started by `compare` and `latency`, one process for
+    /// all probes): see the library's `probe` module for the line protocol on
+    /// stdin and stdout.
+    Probe(ProbeArgs),
+}
+
+#[derive(Args)]
+struct ProbeArgs {
+    /// The relay's address (loopback).
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Its protocol.
+    #[arg(long, value_enum)]
+    dialect: Dialect,
+    /// The channel.
+    #[arg(long, default_value = "public")]
+    channel: String,
+    /// Probe subscribers.
+    #[arg(long, default_value_t = 5)]
+    count: usize,
+    /// The run's clock origin, µs of CLOCK_MONOTONIC.
+    #[arg(long)]
+    clock_origin: u64,
+    /// Time events numbered this and up.
+    #[arg(long, default_value_t = 0)]
+    time_from: u64,
+    /// Pin this process to this CPU.
+    #[arg(long)]
+    cpu: Option<usize>,
 }
 
 #[derive(Args)]
@@ -108,6 +143,10 @@ struct Load {
     /// Padding bytes in each event's data (the frame is about 130 bytes more).
     #[arg(long, default_value_t = 100)]
     payload_bytes: usize,
+    /// Probe subscribers in a separate process during the latency runs,
+    /// pinned to a CPU of their own where there are two or more (0: none).
+    #[arg(long, default_value_t = 5)]
+    probes: usize,
 }
 
 #[derive(Args)]
@@ -126,9 +165,18 @@ struct CompareArgs {
     /// The node executable.
     #[arg(long, default_value = "node")]
     node: String,
-    /// Measure rtet-relay only.
+    /// Leave the Node peer out.
     #[arg(long)]
     skip_node: bool,
+    /// The nginx executable (with the nchan module, `libnginx-mod-nchan`).
+    #[arg(long, default_value = "nginx")]
+    nginx: String,
+    /// The nchan module nginx loads.
+    #[arg(long, default_value = nchan::DEBIAN_MODULE)]
+    nchan_module: PathBuf,
+    /// Leave nginx with nchan out.
+    #[arg(long)]
+    skip_nchan: bool,
     /// The measurements to run, in this order.
     #[arg(
         long,
@@ -185,6 +233,9 @@ const RELAY_LOAD_FLAGS: &[&str] = &[
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Command::Probe(args) = &cli.command {
+        return probe_process(args);
+    }
     let nofile = sys::raise_nofile(1 << 20)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -199,8 +250,9 @@ fn main() -> Result<()> {
             }
             Command::Latency(args) => {
                 let target = one_target(&args)?;
+                let probing = probing(args.load.probes)?;
                 for &rate in &args.load.rate {
-                    let d = latency(&target, &args.load, rate).await?;
+                    let d = latency(&target, &args.load, rate, probing.as_ref()).await?;
                     print_delivery(&format!("latency at {rate} events/s"), &d);
                 }
                 Ok(())
@@ -212,8 +264,52 @@ fn main() -> Result<()> {
                 Ok(())
             }
             Command::Soak(args) => soak(args, nofile).await,
+            Command::Probe(_) => unreachable!("handled before the runtime starts"),
         }
     })
+}
+
+/// The probe process: pinned first (threads started later inherit it), then
+/// its own small runtime.
+fn probe_process(args: &ProbeArgs) -> Result<()> {
+    if let Some(cpu) = args.cpu {
+        sys::pin_process(&[cpu]).with_context(|| format!("pinning the probes to CPU {cpu}"))?;
+    }
+    if !args.addr.ip().is_loopback() {
+        bail!("the bench only drives loopback addresses");
+    }
+    let target = Target {
+        addr: args.addr,
+        dialect: args.dialect,
+        api_key: None,
+        channel: args.channel.clone(),
+        pid: None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(probe::serve(
+        &target,
+        args.count,
+        rtet_bench::wire::Clock::from_origin(args.clock_origin),
+        args.time_from,
+        tokio::io::BufReader::new(tokio::io::stdin()),
+        tokio::io::stdout(),
+    ))
+}
+
+/// Where `count` probes run (none for 0).
+fn probing(count: usize) -> Result<Option<Probing>> {
+    if count == 0 {
+        return Ok(None);
+    }
+    let exe = std::env::current_exe().context("finding this executable for the probes")?;
+    let p = probe::placement(&exe, count);
+    eprintln!(
+        "{count} probe subscribers in a separate process: {}",
+        p.placement
+    );
+    Ok(Some(p))
 }
 
 fn one_target(args: &OneArgs) -> Result<Target> {
@@ -258,11 +354,17 @@ async fn flood(target: &Target, load: &Load) -> Result<Delivery> {
         None,
         Duration::from_secs(5),
         Duration::from_secs(60),
+        None,
     )
     .await
 }
 
-async fn latency(target: &Target, load: &Load, rate: f64) -> Result<Delivery> {
+async fn latency(
+    target: &Target,
+    load: &Load,
+    rate: f64,
+    probing: Option<&Probing>,
+) -> Result<Delivery> {
     let fleet = Fleet {
         subscribers: load.rate_subscribers,
         sources: load.sources,
@@ -287,6 +389,7 @@ async fn latency(target: &Target, load: &Load, rate: f64) -> Result<Delivery> {
         Some(warmup),
         Duration::from_secs(5),
         Duration::from_secs(15),
+        probing,
     )
     .await
 }
@@ -334,14 +437,30 @@ fn print_delivery(what: &str, d: &Delivery) {
             group(d.per_relay_cpu_sec().unwrap_or(0.0) as u64)
         );
     }
-    if let Some(h) = d.latency.as_ref().filter(|h| !h.is_empty()) {
-        println!(
-            "  latency ms: p50 {:.3}, p99 {:.3}, p99.9 {:.3}, max {:.3} ({} samples)",
+    let percentiles = |h: &hdrhistogram::Histogram<u64>| {
+        format!(
+            "p50 {:.3}, p99 {:.3}, p99.9 {:.3}, max {:.3} ({} samples)",
             h.value_at_quantile(0.5) as f64 / 1000.0,
             h.value_at_quantile(0.99) as f64 / 1000.0,
             h.value_at_quantile(0.999) as f64 / 1000.0,
             h.max() as f64 / 1000.0,
             h.len()
+        )
+    };
+    if let Some(h) = d.latency.as_ref().filter(|h| !h.is_empty()) {
+        println!("  load subscribers' latency ms: {}", percentiles(h));
+    }
+    if let Some(p) = &d.probes {
+        println!(
+            "  {} probes ({}): delivered {} of {}, gaps {}, repeats {}, closed {}; latency ms: {}",
+            p.count,
+            p.placement,
+            group(p.received),
+            group(p.expected),
+            p.gaps,
+            p.repeats,
+            p.closed,
+            percentiles(&p.latency)
         );
     }
 }
@@ -382,15 +501,24 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
     if !args.skip_node {
         sides.push((Dialect::NodeWs, Side::default()));
     }
+    if !args.skip_nchan {
+        sides.push((Dialect::Nchan, Side::default()));
+    }
+    // nginx gets as many workers as rtet-relay has runtime threads: one per core.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let probing = probing(load.probes)?;
     let start = |dialect: Dialect| {
         let relay_bin = relay_bin.clone();
         let relay_flags = relay_flags.clone();
         let node = args.node.clone();
         let script = args.node_script.clone();
+        let nginx = args.nginx.clone();
+        let module = args.nchan_module.clone();
         async move {
             match dialect {
                 Dialect::Rtet => spawn::start_relay(&relay_bin, &relay_flags).await,
                 Dialect::NodeWs => spawn::start_node(&node, &script).await,
+                Dialect::Nchan => spawn::start_nchan(&nginx, &module, workers, nofile).await,
             }
         }
     };
@@ -437,7 +565,7 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
                         "== {label}: {rate} events/s to {} subscribers for {} s",
                         load.rate_subscribers, load.rate_secs
                     );
-                    match latency(&r.target, &load, rate).await {
+                    match latency(&r.target, &load, rate, probing.as_ref()).await {
                         Ok(d) => {
                             print_delivery("latency", &d);
                             side.latency[i] = Some(d);
@@ -450,12 +578,18 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
             r.stop().await;
         }
     }
-    let node_side = if sides.len() > 1 {
-        sides.pop().map(|(_, s)| s).unwrap_or_default()
-    } else {
-        Side::default()
+    let mut side_of = |dialect: Dialect| {
+        sides
+            .iter_mut()
+            .find(|(d, _)| *d == dialect)
+            .map(|(_, s)| std::mem::take(s))
+            .unwrap_or_default()
     };
-    let rtet_side = sides.pop().map(|(_, s)| s).unwrap_or_default();
+    let measured = report::Sides {
+        rtet: side_of(Dialect::Rtet),
+        node: side_of(Dialect::NodeWs),
+        nchan: side_of(Dialect::Nchan),
+    };
     let settings = Settings {
         flood_subscribers: load.flood_subscribers,
         rate_subscribers: load.rate_subscribers,
@@ -463,9 +597,12 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
         idle_connections: idle_n,
         idle_capped: idle_n < load.idle_connections,
         in_flight: load.in_flight,
+        probes: load.probes,
+        probe_placement: probing.as_ref().map(|p| p.placement.clone()),
+        nchan_workers: workers,
     };
     println!();
-    print!("{}", report::table(&rtet_side, &node_side, &settings));
+    print!("{}", report::table(&measured, &settings));
     println!();
     println!("machine: {}", sys::machine());
     println!(
@@ -474,7 +611,7 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
     );
     let argv: Vec<String> = std::env::args().collect();
     println!(
-        "reproduce (from the repository root): cargo build --release -p rtet-relay -p rtet-bench && npm ci --prefix bench/node-ws-peer && {} {}",
+        "reproduce (from the repository root; Debian: apt-get install nginx libnginx-mod-nchan): cargo build --release -p rtet-relay -p rtet-bench && npm ci --prefix bench/node-ws-peer && {} {}",
         argv[0],
         argv[1..].join(" ")
     );
@@ -573,6 +710,7 @@ async fn soak(args: SoakArgs, nofile: u64) -> Result<()> {
         Some(args.rate as u64),
         Duration::from_secs(10),
         Duration::from_secs(60),
+        None,
     )
     .await;
     // The subscribers are closed now: what the relay holds after they left.

@@ -1,5 +1,5 @@
-//! The publisher: one connection to the publish endpoint, pipelined publishes
-//! under an ack window, sent either as fast as the window (and, in flood mode,
+//! The publisher: one connection to the publish endpoint (a WebSocket, or
+//! keep-alive HTTP for nchan), pipelined publishes under an ack window, sent either as fast as the window (and, in flood mode,
 //! the subscribers' progress) allows, or at a fixed rate.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -8,12 +8,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use rtet_protocol::{frames::parse_server_frame, ServerFrame};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::conn::connect;
+use crate::conn::{connect, Ws};
+use crate::nchan;
 use crate::subscriber::Shared;
 use crate::target::{Dialect, Target};
 use crate::wire::{padding, publish_frame};
@@ -68,16 +74,81 @@ struct Answers {
     first_nack: Mutex<Option<String>>,
 }
 
-/// Publishes `plan` to `target`; `run` makes the event ids unique per run.
-pub async fn publish(
+impl Answers {
+    fn ack(&self, window: &Semaphore) {
+        self.acked.fetch_add(1, Ordering::Relaxed);
+        window.add_permits(1);
+    }
+
+    fn nack(&self, window: &Semaphore, why: String) {
+        self.nacked.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut first) = self.first_nack.lock() {
+            first.get_or_insert(why);
+        }
+        window.add_permits(1);
+    }
+}
+
+/// Where publishes go: a WebSocket (rtet-relay, the Node peer), or one
+/// keep-alive HTTP connection carrying pipelined POSTs (nchan). One
+/// connection either way, so the relay sees the events in publish order.
+enum Outlet {
+    Ws(SplitSink<Ws, Message>),
+    Http { write: OwnedWriteHalf, path: String },
+}
+
+impl Outlet {
+    /// Sends one publish; false when the connection is gone.
+    async fn send(&mut self, frame: String) -> bool {
+        match self {
+            Outlet::Ws(sink) => sink.send(Message::text(frame)).await.is_ok(),
+            Outlet::Http { write, path } => {
+                write.write_all(&nchan::post(path, &frame)).await.is_ok()
+            }
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Outlet::Ws(mut sink) => {
+                let _ = sink.close().await;
+            }
+            Outlet::Http { mut write, .. } => {
+                let _ = write.shutdown().await;
+            }
+        }
+    }
+}
+
+/// Opens the publisher connection and starts the task that reads its
+/// answers (acks and nacks), each of which returns a permit to `window`.
+async fn open_outlet(
     target: &Target,
-    plan: &Plan,
-    shared: &Shared,
-    run: &str,
-) -> Result<Published> {
+    window: Arc<Semaphore>,
+    answers: Arc<Answers>,
+) -> Result<(Outlet, JoinHandle<()>)> {
+    if target.dialect == Dialect::Nchan {
+        let stream = TcpStream::connect(target.addr).await?;
+        stream.set_nodelay(true)?;
+        let (read, write) = stream.into_split();
+        let reader = tokio::spawn(async move {
+            let mut answers_in = nchan::AnswerReader::new(read);
+            // 201: delivered to subscribers; 202: queued with none listening.
+            while let Ok(Some(answer)) = answers_in.next().await {
+                if (200..300).contains(&answer.status) {
+                    answers.ack(&window);
+                } else {
+                    let body = String::from_utf8_lossy(&answer.body).into_owned();
+                    answers.nack(&window, format!("HTTP {}: {}", answer.status, body.trim()));
+                }
+            }
+        });
+        let path = target.publish_path();
+        return Ok((Outlet::Http { write, path }, reader));
+    }
     let bearer = match target.dialect {
         Dialect::Rtet => target.api_key.as_deref(),
-        Dialect::NodeWs => None,
+        _ => None,
     };
     let ws = connect(
         &target.publish_url(),
@@ -85,33 +156,32 @@ pub async fn publish(
         bearer,
     )
     .await?;
-    let (mut sink, mut stream) = ws.split();
+    let (sink, mut stream) = ws.split();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            let Message::Text(text) = msg else { continue };
+            match parse_server_frame(&text) {
+                Ok(ServerFrame::Ack { .. }) => answers.ack(&window),
+                Ok(ServerFrame::Nack { code, message, .. }) => {
+                    answers.nack(&window, format!("{code:?}: {message}"))
+                }
+                _ => {}
+            }
+        }
+    });
+    Ok((Outlet::Ws(sink), reader))
+}
+
+/// Publishes `plan` to `target`; `run` makes the event ids unique per run.
+pub async fn publish(
+    target: &Target,
+    plan: &Plan,
+    shared: &Shared,
+    run: &str,
+) -> Result<Published> {
     let window = Arc::new(Semaphore::new(plan.window.max(1)));
     let answers = Arc::new(Answers::default());
-
-    let reader = {
-        let window = window.clone();
-        let answers = answers.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(msg)) = stream.next().await {
-                let Message::Text(text) = msg else { continue };
-                match parse_server_frame(&text) {
-                    Ok(ServerFrame::Ack { .. }) => {
-                        answers.acked.fetch_add(1, Ordering::Relaxed);
-                        window.add_permits(1);
-                    }
-                    Ok(ServerFrame::Nack { code, message, .. }) => {
-                        answers.nacked.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut first) = answers.first_nack.lock() {
-                            first.get_or_insert_with(|| format!("{code:?}: {message}"));
-                        }
-                        window.add_permits(1);
-                    }
-                    _ => {}
-                }
-            }
-        })
-    };
+    let (mut outlet, reader) = open_outlet(target, window.clone(), answers.clone()).await?;
 
     let pad = padding(plan.payload_bytes);
     let start = Instant::now();
@@ -142,7 +212,7 @@ pub async fn publish(
         }
         let now = shared.clock.now_us();
         let frame = publish_frame(run, &target.channel, n, now, &pad);
-        if sink.send(Message::text(frame)).await.is_err() {
+        if !outlet.send(frame).await {
             break;
         }
         if n == 0 {
@@ -172,7 +242,7 @@ pub async fn publish(
         }
     }
     reader.abort();
-    let _ = sink.close().await;
+    outlet.close().await;
     out.acked = answers.acked.load(Ordering::Relaxed);
     out.nacked = answers.nacked.load(Ordering::Relaxed);
     out.first_nack = answers.first_nack.lock().ok().and_then(|f| f.clone());

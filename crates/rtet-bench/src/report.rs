@@ -1,5 +1,5 @@
-//! The comparison table: rtet-relay beside the Node peer, with ratios and the
-//! issue's targets.
+//! The comparison table: rtet-relay beside the Node peer and nginx with
+//! nchan, with ratios and issue 11's targets.
 
 use std::fmt::Write;
 
@@ -16,6 +16,17 @@ pub struct Side {
     pub idle: Option<Idle>,
 }
 
+/// The three relays of one run (a side left out is empty).
+#[derive(Debug, Default)]
+pub struct Sides {
+    /// rtet-relay.
+    pub rtet: Side,
+    /// The Node `ws` peer.
+    pub node: Side,
+    /// nginx with nchan.
+    pub nchan: Side,
+}
+
 /// The settings the table's row names quote.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -23,7 +34,7 @@ pub struct Settings {
     pub flood_subscribers: usize,
     /// Latency-run subscribers.
     pub rate_subscribers: usize,
-    /// Latency runs' events per second; the issue's target applies at 1,000.
+    /// Latency runs' events per second.
     pub rates: Vec<f64>,
     /// Idle connections measured (asked for, capped by the fd limit).
     pub idle_connections: usize,
@@ -31,23 +42,104 @@ pub struct Settings {
     pub idle_capped: bool,
     /// Handshakes in flight while opening.
     pub in_flight: usize,
+    /// Probe subscribers in the latency runs (0: none).
+    pub probes: usize,
+    /// Where the probes ran, as said under the table.
+    pub probe_placement: Option<String>,
+    /// nginx worker processes.
+    pub nchan_workers: usize,
+}
+
+/// How a row's figure is judged against a target.
+#[derive(Clone, Copy)]
+enum Goal {
+    /// No target.
+    None,
+    /// At most this much.
+    AtMost(f64),
+    /// At least this many times the Node peer's.
+    TimesNode(f64),
 }
 
 struct Row {
     name: String,
-    rtet: Option<f64>,
-    node: Option<f64>,
+    /// rtet-relay, node ws, nginx nchan.
+    values: [Option<f64>; 3],
     unit: &'static str,
     higher_is_better: bool,
-    target: String,
-    met: Option<bool>,
+    /// A target of its own, besides being ahead of nchan where `vs_nchan`.
+    goal: Goal,
+    /// The issue's target includes "ahead of nchan" on this row.
+    vs_nchan: bool,
     /// A note beside the verdict (e.g. measured at a smaller scale than the target's).
     note: String,
+}
+
+impl Row {
+    fn plain(name: String, values: [Option<f64>; 3], unit: &'static str, higher: bool) -> Row {
+        Row {
+            name,
+            values,
+            unit,
+            higher_is_better: higher,
+            goal: Goal::None,
+            vs_nchan: false,
+            note: String::new(),
+        }
+    }
+
+    fn target(&self) -> String {
+        let mut parts = Vec::new();
+        match self.goal {
+            Goal::None => {}
+            Goal::AtMost(v) => parts.push(format!("≤ {}", num(v, self.unit))),
+            Goal::TimesNode(x) => parts.push(format!("≥ {x}× node")),
+        }
+        if self.vs_nchan {
+            parts.push(if self.higher_is_better {
+                "> nchan".to_owned()
+            } else {
+                "< nchan".to_owned()
+            });
+        }
+        parts.join(", ")
+    }
+
+    /// Whether rtet-relay met every target of the row that could be judged.
+    fn met(&self) -> Option<bool> {
+        let [rtet, node, nchan] = self.values;
+        let rtet = rtet?;
+        let mut verdicts = Vec::new();
+        match self.goal {
+            Goal::None => {}
+            Goal::AtMost(v) => verdicts.push(rtet <= v),
+            Goal::TimesNode(x) => {
+                if let Some(n) = node {
+                    verdicts.push(rtet >= x * n);
+                }
+            }
+        }
+        if self.vs_nchan {
+            if let Some(c) = nchan {
+                verdicts.push(if self.higher_is_better {
+                    rtet > c
+                } else {
+                    rtet < c
+                });
+            }
+        }
+        if verdicts.is_empty() {
+            None
+        } else {
+            Some(verdicts.iter().all(|v| *v))
+        }
+    }
 }
 
 fn num(v: f64, unit: &str) -> String {
     match unit {
         "ms" => format!("{v:.2} ms"),
+        "µs" => format!("{v:.1} µs"),
         "KiB" => format!("{v:.1} KiB"),
         _ => group(v.round() as u64),
     }
@@ -66,10 +158,11 @@ pub fn group(v: u64) -> String {
     out
 }
 
-fn ratio(row: &Row) -> String {
-    match (row.rtet, row.node) {
+/// rtet-relay's figure against another's: "2.00× better".
+fn ratio(rtet: Option<f64>, other: Option<f64>, higher_is_better: bool) -> String {
+    match (rtet, other) {
         (Some(r), Some(n)) if r > 0.0 && n > 0.0 => {
-            let (x, better) = if row.higher_is_better {
+            let (x, better) = if higher_is_better {
                 (r / n, r >= n)
             } else {
                 (n / r, r <= n)
@@ -87,16 +180,33 @@ fn pct(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
 
 fn completeness(d: &Delivery) -> String {
     let mut s = format!("{} / {}", group(d.delivered), group(d.expected));
-    if d.closed > 0 {
-        let _ = write!(s, ", {} closed", group(d.closed as u64));
-    }
-    if d.open_failed > 0 {
-        let _ = write!(s, ", {} failed to open", group(d.open_failed as u64));
-    }
-    if d.published.nacked > 0 {
-        let _ = write!(s, ", {} nacked", group(d.published.nacked));
+    for (n, what) in [
+        (d.gaps, "missing"),
+        (d.repeats, "repeated"),
+        (d.closed as u64, "closed"),
+        (d.open_failed as u64, "failed to open"),
+        (d.published.nacked, "nacked"),
+    ] {
+        if n > 0 {
+            let _ = write!(s, ", {} {what}", group(n));
+        }
     }
     s
+}
+
+fn probe_completeness(d: &Delivery) -> Option<String> {
+    let p = d.probes.as_ref()?;
+    let mut s = format!("{} / {}", group(p.received), group(p.expected));
+    for (n, what) in [
+        (p.gaps, "missing"),
+        (p.repeats, "repeated"),
+        (p.closed, "closed"),
+    ] {
+        if n > 0 {
+            let _ = write!(s, ", {} {what}", group(n));
+        }
+    }
+    Some(s)
 }
 
 /// The latency run number `i` of a side, if it ran.
@@ -104,150 +214,170 @@ fn run(side: &Side, i: usize) -> Option<&Delivery> {
     side.latency.get(i).and_then(|d| d.as_ref())
 }
 
-/// The markdown table for two sides.
-pub fn table(rtet: &Side, node: &Side, s: &Settings) -> String {
-    let lat = |side: &Side, i: usize, q: f64| {
+/// The probes' p99 target at `rate` events/s to 1,000 subscribers (issue 11).
+fn probe_p99_goal(rate: f64, subscribers: usize) -> Goal {
+    match (rate as u64, subscribers) {
+        (100, 1_000) => Goal::AtMost(2.0),
+        (300, 1_000) => Goal::AtMost(5.0),
+        _ => Goal::None,
+    }
+}
+
+/// The markdown table for the three relays (a relay left out shows "–").
+pub fn table(sides: &Sides, s: &Settings) -> String {
+    let all = [&sides.rtet, &sides.node, &sides.nchan];
+    let each = |f: &dyn Fn(&Side) -> Option<f64>| all.map(f);
+    let load_lat = |side: &Side, i: usize, q: f64| {
         run(side, i)
             .and_then(|d| d.latency.as_ref())
             .filter(|h| !h.is_empty())
             .map(|h| pct(h, q))
     };
-    let flood = |side: &Side| side.flood.as_ref().map(|d| d.per_sec());
-    let flood_cpu = |side: &Side| side.flood.as_ref().and_then(|d| d.per_relay_cpu_sec());
-    let kib = |side: &Side| side.idle.as_ref().map(|i| i.bytes_per_conn() / 1024.0);
-    let conns = |side: &Side| side.idle.as_ref().map(|i| i.open_per_sec);
-    let idle_n = rtet
+    let probe_lat = |side: &Side, i: usize, q: f64| {
+        run(side, i)
+            .and_then(|d| d.probes.as_ref())
+            .filter(|p| !p.latency.is_empty())
+            .map(|p| pct(&p.latency, q))
+    };
+    let cpu_us = |d: &Delivery| d.per_relay_cpu_sec().filter(|v| *v > 0.0).map(|v| 1e6 / v);
+    let idle_n = sides
+        .rtet
         .idle
         .as_ref()
         .map(|i| i.connections)
         .unwrap_or(s.idle_connections);
     let mut rows = vec![
         Row {
-            name: format!(
-                "deliveries/s, flood to {} subscribers",
-                group(s.flood_subscribers as u64)
-            ),
-            rtet: flood(rtet),
-            node: flood(node),
-            unit: "",
-            higher_is_better: true,
-            target: "≥ 3× node".into(),
-            met: flood(rtet).zip(flood(node)).map(|(r, n)| r >= 3.0 * n),
-            note: String::new(),
+            goal: Goal::TimesNode(3.0),
+            vs_nchan: true,
+            ..Row::plain(
+                format!(
+                    "deliveries/s, flood to {} subscribers",
+                    group(s.flood_subscribers as u64)
+                ),
+                each(&|side| side.flood.as_ref().map(|d| d.per_sec())),
+                "",
+                true,
+            )
         },
         Row {
-            name: "deliveries per relay CPU-second, same flood".into(),
-            rtet: flood_cpu(rtet),
-            node: flood_cpu(node),
-            unit: "",
-            higher_is_better: true,
-            target: String::new(),
-            met: None,
-            note: String::new(),
-        },
-        Row {
-            name: format!(
-                "relay RSS per idle connection, {} connections",
-                group(idle_n as u64)
-            ),
-            rtet: kib(rtet),
-            node: kib(node),
-            unit: "KiB",
-            higher_is_better: false,
-            target: "< 16 KiB at 50,000".into(),
-            met: kib(rtet).map(|v| v < 16.0),
-            note: match (idle_n < 50_000, s.idle_capped) {
-                (true, true) => format!(" (at {}: the fd limit)", group(idle_n as u64)),
-                (true, false) => format!(" (at {})", group(idle_n as u64)),
-                _ => String::new(),
-            },
-        },
-        Row {
-            name: format!("connections opened/s ({} in flight)", s.in_flight),
-            rtet: conns(rtet),
-            node: conns(node),
-            unit: "",
-            higher_is_better: true,
-            target: String::new(),
-            met: None,
-            note: String::new(),
+            vs_nchan: true,
+            ..Row::plain(
+                "relay CPU per delivery, same flood".into(),
+                each(&|side| side.flood.as_ref().and_then(cpu_us)),
+                "µs",
+                false,
+            )
         },
     ];
-    let mut latency_rows = Vec::new();
     for (i, &rate) in s.rates.iter().enumerate() {
         let at = format!(
             "{} events/s to {} subscribers",
             group(rate as u64),
             group(s.rate_subscribers as u64)
         );
-        let targeted = rate == 1_000.0 && s.rate_subscribers == 1_000;
         for (q, name) in [(0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")] {
-            let with_target = targeted && name == "p99";
-            latency_rows.push(Row {
-                name: format!("latency {name}, {at}"),
-                rtet: lat(rtet, i, q),
-                node: lat(node, i, q),
-                unit: "ms",
-                higher_is_better: false,
-                target: if with_target {
-                    "< 5 ms".into()
-                } else {
-                    String::new()
-                },
-                met: lat(rtet, i, q).filter(|_| with_target).map(|v| v < 5.0),
-                note: String::new(),
-            });
+            if s.probes > 0 {
+                rows.push(Row {
+                    goal: if name == "p99" {
+                        probe_p99_goal(rate, s.rate_subscribers)
+                    } else {
+                        Goal::None
+                    },
+                    vs_nchan: name == "p99",
+                    ..Row::plain(
+                        format!("latency {name}, {} probes, {at}", s.probes),
+                        each(&|side| probe_lat(side, i, q)),
+                        "ms",
+                        false,
+                    )
+                });
+            }
+            rows.push(Row::plain(
+                format!("latency {name}, load tool's subscribers, {at}"),
+                each(&|side| load_lat(side, i, q)),
+                "ms",
+                false,
+            ));
         }
-        latency_rows.push(Row {
-            name: format!("deliveries/s sustained, {at}"),
-            rtet: run(rtet, i).map(|d| d.per_sec()),
-            node: run(node, i).map(|d| d.per_sec()),
-            unit: "",
-            higher_is_better: true,
-            target: format!(
-                "{} offered",
+        rows.push(Row {
+            vs_nchan: true,
+            ..Row::plain(
+                format!("relay CPU per delivery, {at}"),
+                each(&|side| run(side, i).and_then(cpu_us)),
+                "µs",
+                false,
+            )
+        });
+        rows.push(Row {
+            note: format!(
+                " ({} offered)",
                 group((rate * s.rate_subscribers as f64) as u64)
             ),
-            met: None,
-            note: String::new(),
+            ..Row::plain(
+                format!("deliveries/s sustained, {at}"),
+                each(&|side| run(side, i).map(|d| d.per_sec())),
+                "",
+                true,
+            )
         });
     }
-    rows.splice(2..2, latency_rows);
+    rows.push(Row {
+        goal: Goal::AtMost(4.0),
+        note: if s.idle_capped {
+            format!(" (at {}: the fd limit)", group(idle_n as u64))
+        } else {
+            String::new()
+        },
+        ..Row::plain(
+            format!(
+                "relay RSS per idle connection, {} connections",
+                group(idle_n as u64)
+            ),
+            each(&|side| side.idle.as_ref().map(|i| i.bytes_per_conn() / 1024.0)),
+            "KiB",
+            false,
+        )
+    });
+    rows.push(Row::plain(
+        format!("connections opened/s ({} in flight)", s.in_flight),
+        each(&|side| side.idle.as_ref().map(|i| i.open_per_sec)),
+        "",
+        true,
+    ));
+
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| measurement | rtet-relay | node ws | rtet vs node | target | met |"
+        "| measurement | rtet-relay | node ws | nginx nchan ({} workers) | rtet vs node | rtet vs nchan | target | met |",
+        s.nchan_workers
     );
-    let _ = writeln!(out, "|---|--:|--:|--:|---|---|");
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|---|---|");
     for row in &rows {
         let cell = |v: Option<f64>| v.map(|v| num(v, row.unit)).unwrap_or_else(|| "–".into());
-        let met = match row.met {
+        let [rtet, node, nchan] = row.values;
+        let met = match row.met() {
             Some(true) => "yes",
             Some(false) => "no",
             None => "",
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {}{} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {}{} |",
             row.name,
-            cell(row.rtet),
-            cell(row.node),
-            ratio(row),
-            row.target,
+            cell(rtet),
+            cell(node),
+            cell(nchan),
+            ratio(rtet, node, row.higher_is_better),
+            ratio(rtet, nchan, row.higher_is_better),
+            row.target(),
             met,
-            if met.is_empty() {
-                ""
-            } else {
-                row.note.as_str()
-            }
+            row.note
         );
     }
     let check = |name: &str, f: &dyn Fn(&Side) -> Option<String>| {
-        format!(
-            "| {name} | {} | {} | | | |\n",
-            f(rtet).unwrap_or_else(|| "–".into()),
-            f(node).unwrap_or_else(|| "–".into())
-        )
+        let [a, b, c] = all.map(|side| f(side).unwrap_or_else(|| "–".into()));
+        format!("| {name} | {a} | {b} | {c} | | | | |\n")
     };
     out.push_str(&check("flood: delivered / expected", &|side| {
         side.flood.as_ref().map(completeness)
@@ -255,6 +385,15 @@ pub fn table(rtet: &Side, node: &Side, s: &Settings) -> String {
     for (i, &rate) in s.rates.iter().enumerate() {
         let name = format!("{} events/s: delivered / expected", group(rate as u64));
         out.push_str(&check(&name, &|side| run(side, i).map(completeness)));
+        if s.probes > 0 {
+            let name = format!(
+                "{} events/s, probes: delivered / expected",
+                group(rate as u64)
+            );
+            out.push_str(&check(&name, &|side| {
+                run(side, i).and_then(probe_completeness)
+            }));
+        }
     }
     out.push_str(&check("idle: connections opened / asked", &|side| {
         side.idle.as_ref().map(|i| {
@@ -265,5 +404,8 @@ pub fn table(rtet: &Side, node: &Side, s: &Settings) -> String {
             )
         })
     }));
+    if let Some(placement) = &s.probe_placement {
+        let _ = writeln!(out, "\nProbes: {placement}.");
+    }
     out
 }

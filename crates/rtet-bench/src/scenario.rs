@@ -10,11 +10,16 @@ use hdrhistogram::Histogram;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::nchan;
+use crate::probe::{ProbeOutcome, Probes, Probing};
 use crate::publisher::{publish, Plan, Published};
 use crate::subscriber::{self, latency_histogram, open_many, Shared};
-use crate::sys::{cpu_secs, rss_kib};
-use crate::target::Target;
+use crate::sys::{self, cpu_secs, tree_cpu_secs, tree_rss_kib};
+use crate::target::{Dialect, Target};
 use crate::wire::Clock;
+
+/// How long nchan may take to count every opened socket as a subscriber.
+const NCHAN_SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How subscribers are opened.
 #[derive(Debug, Clone, Copy)]
@@ -52,9 +57,11 @@ pub struct Delivery {
     pub closed: usize,
     /// From the first publish to the last receipt.
     pub elapsed: Duration,
-    /// Latency (µs), publish to receipt, when measured.
+    /// Latency (µs), publish to receipt, when measured, over the load subscribers.
     pub latency: Option<Histogram<u64>>,
-    /// CPU seconds the relay process used from the first publish to the end
+    /// What the probe subscribers (a separate process) saw, when there were any.
+    pub probes: Option<ProbeOutcome>,
+    /// CPU seconds the relay's processes used from the first publish to the end
     /// (when its pid is known): the client shares the machine, so this says
     /// what each delivery cost the relay itself.
     pub relay_cpu_secs: Option<f64>,
@@ -84,12 +91,15 @@ impl Delivery {
             && self.delivered == self.expected
             && self.gaps == 0
             && self.repeats == 0
+            && self.probes.as_ref().is_none_or(|p| p.complete())
     }
 }
 
 /// Opens the fleet, publishes `plan`, waits for the deliveries to arrive
 /// (until all are in, nothing arrived for `quiet`, or `drain_cap` passed),
 /// and tallies. `time_from`: record latency for events with `n` at or above it.
+/// `probing`: probe subscribers in a separate process beside the load (they
+/// time from `time_from`, or from the first event).
 pub async fn deliver(
     target: &Target,
     fleet: Fleet,
@@ -97,7 +107,12 @@ pub async fn deliver(
     time_from: Option<u64>,
     quiet: Duration,
     drain_cap: Duration,
+    probing: Option<&Probing>,
 ) -> Result<Delivery> {
+    let shared = Arc::new(Shared {
+        delivered: Default::default(),
+        clock: Clock::start(),
+    });
     let opened = open_many(target, fleet.subscribers, fleet.sources, fleet.in_flight).await;
     let subscribers = opened.conns.len();
     let open_per_sec = opened.per_sec();
@@ -108,10 +123,21 @@ pub async fn deliver(
             opened.first_error.unwrap_or_default()
         );
     }
-    let shared = Arc::new(Shared {
-        delivered: Default::default(),
-        clock: Clock::start(),
-    });
+    // The load tool keeps off the probes' CPU until this returns.
+    let _pinned = match probing.filter(|p| !p.load_cpus.is_empty()) {
+        Some(p) => {
+            Some(sys::Pinned::to(&p.load_cpus, &p.all_cpus).context("pinning the load tool")?)
+        }
+        None => None,
+    };
+    let probes = match probing {
+        Some(p) => Some(Probes::start(p, target, shared.clock, time_from.unwrap_or(0)).await?),
+        None => None,
+    };
+    if target.dialect == Dialect::Nchan {
+        let all = subscribers + probes.as_ref().map_or(0, |p| p.count());
+        nchan::wait_subscribed(target, all as u64, NCHAN_SUBSCRIBE_TIMEOUT).await?;
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut readers = JoinSet::new();
     for (i, ws) in opened.conns.into_iter().enumerate() {
@@ -135,7 +161,7 @@ pub async fn deliver(
     if let Some((lag, _)) = plan.lag {
         plan.lag = Some((lag, subscribers as u64));
     }
-    let cpu_before = target.pid.and_then(|p| cpu_secs(p).ok());
+    let cpu_before = target.pid.and_then(|p| tree_cpu_secs(p).ok());
     let bench_before = cpu_secs(std::process::id()).ok();
     let published = publish(target, &plan, &shared, &run)
         .await
@@ -155,7 +181,7 @@ pub async fn deliver(
     }
     let relay_cpu_secs = target
         .pid
-        .and_then(|p| cpu_secs(p).ok())
+        .and_then(|p| tree_cpu_secs(p).ok())
         .zip(cpu_before)
         .map(|(after, before)| after - before);
     let bench_cpu_secs = cpu_secs(std::process::id())
@@ -163,6 +189,10 @@ pub async fn deliver(
         .zip(bench_before)
         .map(|(after, before)| after - before);
     let _ = stop_tx.send(true);
+    let probes = match probes {
+        Some(p) => Some(p.finish(published.sent).await.context("the probes")?),
+        None => None,
+    };
 
     let mut out = Delivery {
         subscribers,
@@ -177,6 +207,7 @@ pub async fn deliver(
         closed: 0,
         elapsed: Duration::ZERO,
         latency: time_from.map(|_| latency_histogram()),
+        probes,
         relay_cpu_secs,
         bench_cpu_secs,
     };
@@ -212,9 +243,9 @@ pub struct Idle {
     pub error: Option<String>,
     /// Connections opened per second.
     pub open_per_sec: f64,
-    /// The relay's VmRSS before opening, KiB.
+    /// The relay's VmRSS (over its processes) before opening, KiB.
     pub before_kib: u64,
-    /// The relay's VmRSS with every connection open and idle, KiB.
+    /// The relay's VmRSS (over its processes) with every connection open and idle, KiB.
     pub after_kib: u64,
 }
 
@@ -232,10 +263,13 @@ pub async fn idle(target: &Target, fleet: Fleet, settle: Duration) -> Result<Idl
     let pid = target
         .pid
         .context("the idle measurement needs the relay's pid")?;
-    let before_kib = rss_kib(pid)?;
+    let before_kib = tree_rss_kib(pid)?;
     let opened = open_many(target, fleet.subscribers, fleet.sources, fleet.in_flight).await;
+    if target.dialect == Dialect::Nchan {
+        nchan::wait_subscribed(target, opened.conns.len() as u64, NCHAN_SUBSCRIBE_TIMEOUT).await?;
+    }
     tokio::time::sleep(settle).await;
-    let after_kib = rss_kib(pid)?;
+    let after_kib = tree_rss_kib(pid)?;
     let result = Idle {
         connections: opened.conns.len(),
         failed: opened.failed,

@@ -1,5 +1,6 @@
 //! Starting the relays under test as child processes on free loopback ports.
-//! A [`Running`] kills its child when dropped, so no run leaves one behind.
+//! A [`Running`] kills its child (and, for nginx, the child's whole process
+//! group: its workers) when stopped or dropped, so no run leaves one behind.
 
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -25,12 +26,34 @@ pub struct Running {
     pub target: Target,
     /// Its log (stderr), for when something goes wrong.
     pub log: PathBuf,
+    /// A directory of its own (nginx's prefix), removed when it stops.
+    pub dir: Option<PathBuf>,
+    /// The child leads a process group of its own (nginx and its workers),
+    /// which is killed as a whole.
+    pub group: bool,
 }
 
 impl Running {
     /// Stops the child (SIGKILL) and waits for it.
     pub async fn stop(mut self) {
+        self.kill_group();
         let _ = self.child.kill().await;
+    }
+
+    fn kill_group(&mut self) {
+        if let (true, Some(pid)) = (self.group, self.child.id()) {
+            // SAFETY: kill has no memory effects; -pid names the group the child leads.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill_group();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -101,24 +124,7 @@ pub async fn start_relay(bin: &Path, extra: &[String]) -> Result<Running> {
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "{} exited with {status} before answering /healthz; its log ({}):\n{}",
-                bin.display(),
-                log.display(),
-                log_tail(&log)
-            );
-        }
-        if healthz(addr).await {
-            break;
-        }
-        if started.elapsed() > START_TIMEOUT {
-            bail!("rtet-relay did not answer /healthz within {START_TIMEOUT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_healthy(&mut child, addr, &bin.display().to_string(), &log).await?;
     let pid = child.id();
     Ok(Running {
         child,
@@ -130,7 +136,102 @@ pub async fn start_relay(bin: &Path, extra: &[String]) -> Result<Running> {
             pid,
         },
         log,
+        dir: None,
+        group: false,
     })
+}
+
+/// Waits until `child` answers `GET /healthz` at `addr` (polling), or fails
+/// with its log if it exits or takes longer than [`START_TIMEOUT`].
+async fn wait_healthy(child: &mut Child, addr: SocketAddr, name: &str, log: &Path) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{name} exited with {status} before answering /healthz; its log ({}):\n{}",
+                log.display(),
+                log_tail(log)
+            );
+        }
+        if healthz(addr).await {
+            return Ok(());
+        }
+        if started.elapsed() > START_TIMEOUT {
+            bail!("{name} did not answer /healthz within {START_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts nginx with the nchan module (see [`crate::nchan::config`]) as
+/// the child `nginx -p DIR -c nginx.conf -g 'daemon off;'` with `workers`
+/// worker processes, in a fresh directory under the system's temp dir, and
+/// waits for `/healthz`. Runs as root or as any user: nothing outside DIR
+/// is written.
+pub async fn start_nchan(
+    nginx: &str,
+    module: &Path,
+    workers: usize,
+    nofile: u64,
+) -> Result<Running> {
+    if !module.is_file() {
+        bail!(
+            "no nchan module at {} (Debian: apt-get install libnginx-mod-nchan)",
+            module.display()
+        );
+    }
+    let port = free_port()?;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let dir = std::env::temp_dir().join(format!("rtet-bench-nchan-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let conf = crate::nchan::config(&crate::nchan::Setup {
+        dir: &dir,
+        addr,
+        workers,
+        nofile,
+        module,
+        root,
+    });
+    std::fs::write(dir.join("nginx.conf"), conf)?;
+    let log = dir.join("error.log");
+    let stderr = std::fs::File::create(dir.join("stderr.log"))?;
+    let child = Command::new(nginx)
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg("nginx.conf")
+        .arg("-e")
+        .arg(&log)
+        .arg("-g")
+        .arg("daemon off;")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {nginx}"))?;
+    let pid = child.id();
+    let mut running = Running {
+        child,
+        target: Target {
+            addr,
+            dialect: Dialect::Nchan,
+            api_key: None,
+            channel: "public".into(),
+            pid,
+        },
+        log: log.clone(),
+        dir: Some(dir.clone()),
+        group: true,
+    };
+    if let Err(e) = wait_healthy(&mut running.child, addr, nginx, &log).await {
+        let stderr = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+        return Err(e.context(format!("nginx's stderr: {}", stderr.trim())));
+    }
+    Ok(running)
 }
 
 /// True when `GET /healthz` answers 200.
@@ -201,5 +302,7 @@ pub async fn start_node(node: &str, script: &Path) -> Result<Running> {
             pid,
         },
         log,
+        dir: None,
+        group: false,
     })
 }

@@ -1,4 +1,5 @@
-//! The process's fd limit, and a process's resident memory, CPU time and open descriptors.
+//! The process's fd limit, a process's (or process tree's) resident memory,
+//! CPU time and open descriptors, and pinning to CPUs.
 
 use std::io;
 
@@ -100,4 +101,129 @@ pub fn load_average() -> String {
         .ok()
         .and_then(|l| l.split_whitespace().next().map(str::to_owned))
         .unwrap_or_else(|| "?".into())
+}
+
+/// Process `pid` and every process descended from it (nginx's master and
+/// its workers), found through the parent ids in `/proc/*/stat`.
+pub fn process_tree(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(child) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            // After the command name: state, then the parent's id.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parents.push((child, ppid));
+            }
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    tree
+}
+
+/// Resident memory of `pid` and its descendants, summed, in KiB. Pages that
+/// several of them share (nginx's shared memory zone) count once per process.
+pub fn tree_rss_kib(pid: u32) -> io::Result<u64> {
+    let mut total = rss_kib(pid)?;
+    for p in process_tree(pid).into_iter().skip(1) {
+        total += rss_kib(p).unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// CPU time of `pid` and its descendants, summed, in seconds.
+pub fn tree_cpu_secs(pid: u32) -> io::Result<f64> {
+    let mut total = cpu_secs(pid)?;
+    for p in process_tree(pid).into_iter().skip(1) {
+        total += cpu_secs(p).unwrap_or(0.0);
+    }
+    Ok(total)
+}
+
+/// The CPUs this process may run on (`sched_getaffinity`), in order.
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: an all-zero cpu_set_t is valid; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is the calling thread; the size is the struct's own.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: CPU_ISSET reads the set we own, for indices below CPU_SETSIZE.
+    Ok((0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect())
+}
+
+/// Restricts every thread of this process to `cpus` (`sched_setaffinity` on
+/// each task in `/proc/self/task`; threads started later inherit it from
+/// the thread that starts them).
+pub fn pin_process(cpus: &[usize]) -> io::Result<()> {
+    // SAFETY: an all-zero cpu_set_t is an empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        // SAFETY: CPU_SET writes into the set we own; `c` comes from allowed_cpus.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        let Some(tid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: sched_setaffinity reads the set; a thread that has exited fails harmlessly.
+        if unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) }
+            != 0
+        {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// This process pinned to some CPUs until dropped, then back on others.
+pub struct Pinned {
+    after: Vec<usize>,
+}
+
+impl Pinned {
+    /// Pins every thread of this process to `cpus`; on drop, to `after`.
+    pub fn to(cpus: &[usize], after: &[usize]) -> io::Result<Pinned> {
+        pin_process(cpus)?;
+        Ok(Pinned {
+            after: after.to_vec(),
+        })
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let _ = pin_process(&self.after);
+    }
 }

@@ -2,13 +2,12 @@
 //!
 //! The publisher sends `data = {"n":N,"t":T,"p":"…"}`: `n` counts events
 //! from 0, `t` is the send time in microseconds since the run's clock started
-//! (both ends are in this process, so one monotonic clock serves), `p` pads
+//! (the system's monotonic clock, which the probe processes share), `p` pads
 //! the event to a realistic size. rtet-relay copies `data` byte for byte into
-//! its `event` frame; the Node peer forwards the whole `publish` frame. Either
+//! its `event` frame; the Node peer forwards the whole `publish` frame, and
+//! nchan the POST body, which is that same frame. Either
 //! way the text contains `"data":{"n":N,"t":T`, which [`scan`] finds without
 //! a JSON parse, so the bench spends its share of the 2 cores on sockets.
-
-use std::time::Instant;
 
 use rtet_protocol::PublishFrame;
 use serde_json::value::RawValue;
@@ -113,20 +112,48 @@ pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// The run's clock: microseconds since it started.
+/// The run's clock: microseconds since it started, on the system's monotonic
+/// clock (`CLOCK_MONOTONIC`), which every process on the machine shares: a
+/// probe process given the run's [`Clock::origin`] reads the same clock as
+/// the publisher that stamped the event.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock(Instant);
+pub struct Clock {
+    origin_us: u64,
+}
 
 impl Clock {
     /// Starts the clock now.
     pub fn start() -> Self {
-        Clock(Instant::now())
+        Clock {
+            origin_us: monotonic_us(),
+        }
+    }
+
+    /// The clock another process started at `origin` (see [`Clock::origin`]).
+    pub fn from_origin(origin_us: u64) -> Self {
+        Clock { origin_us }
+    }
+
+    /// When this clock started, in µs of the system's monotonic clock.
+    pub fn origin(&self) -> u64 {
+        self.origin_us
     }
 
     /// Microseconds since the start.
     pub fn now_us(&self) -> u64 {
-        self.0.elapsed().as_micros() as u64
+        monotonic_us().saturating_sub(self.origin_us)
     }
+}
+
+/// `CLOCK_MONOTONIC` in µs.
+fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the struct we own; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Keeps the load tool from rotting: its library code, at tiny scale, against
-//! an in-process relay on port 0. Asserts what the benchmark relies on (every
-//! event reached every subscriber, once, in order); no timing thresholds.
+//! an in-process relay on port 0, and the `compare` command against the three
+//! relays it starts. Asserts what the benchmark relies on (every event reached
+//! every subscriber, once, in order); no timing thresholds.
 
 use std::time::Duration;
 
@@ -63,6 +64,7 @@ async fn flood_reaches_every_subscriber() {
         Some(0),
         Duration::from_secs(10),
         Duration::from_secs(30),
+        None,
     )
     .await
     .expect("flood runs");
@@ -94,6 +96,7 @@ async fn fixed_rate_reaches_every_subscriber() {
         Some(10),
         Duration::from_secs(10),
         Duration::from_secs(30),
+        None,
     )
     .await
     .expect("rate run");
@@ -122,32 +125,99 @@ async fn idle_connections_open_and_memory_is_read() {
     server.await.expect("relay stops");
 }
 
-/// The Node peer, through the same code path as `compare`. Needs `node` and
-/// `npm ci --prefix bench/node-ws-peer`; run with `cargo test -p rtet-bench -- --ignored`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs node and bench/node-ws-peer/node_modules"]
-async fn node_peer_reaches_every_subscriber() {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/node-ws-peer/server.js");
-    let peer = rtet_bench::spawn::start_node("node", &script)
-        .await
-        .expect("node peer starts");
-    let fleet = Fleet {
-        subscribers: 20,
-        sources: 4,
-        in_flight: 8,
+/// One cell of a "delivered / expected" row: every event reached every
+/// subscriber once, and nothing else (missing, repeated, closed) was noted.
+fn assert_all_delivered(row: &str, relay: &str, cell: &str) {
+    let (delivered, expected) = cell
+        .split_once(" / ")
+        .unwrap_or_else(|| panic!("{relay}: no count in {row:?}"));
+    let count = |s: &str| -> u64 {
+        s.replace(',', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("{relay}: {cell:?} in {row:?}"))
     };
-    let d = scenario::deliver(
-        &peer.target,
-        fleet,
-        &plan(100, None),
-        None,
-        Duration::from_secs(10),
-        Duration::from_secs(30),
-    )
-    .await
-    .expect("flood runs");
-    assert_eq!(d.delivered, 2_000);
-    assert!(d.complete(), "{d:?}");
-    peer.stop().await;
+    assert!(count(expected) > 0, "{relay}: nothing expected in {row:?}");
+    assert_eq!(count(delivered), count(expected), "{relay}: {row:?}");
+}
+
+/// `rtet-bench compare`, the binary, at tiny sizes against the three relays it
+/// starts: rtet-relay (next to the bench binary: `cargo build -p rtet-relay`
+/// first), the Node peer (`npm ci --prefix bench/node-ws-peer`) and nginx
+/// with nchan (`libnginx-mod-nchan`). Every run on every relay, probes
+/// included, must bring every event to every subscriber once.
+#[test]
+fn compare_counts_every_delivery_on_each_relay() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_rtet-bench"));
+    let relay = bin.with_file_name("rtet-relay");
+    assert!(
+        relay.is_file(),
+        "{} is missing: build it first (cargo build -p rtet-relay, with the same profile)",
+        relay.display()
+    );
+    let peer = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/node-ws-peer");
+    assert!(
+        peer.join("node_modules").is_dir(),
+        "the Node peer's modules are missing: npm ci --prefix bench/node-ws-peer"
+    );
+    let out = std::process::Command::new(bin)
+        .args([
+            "compare",
+            "--flood-subscribers",
+            "20",
+            "--flood-events",
+            "50",
+            "--rate",
+            "200",
+            "--rate-subscribers",
+            "10",
+            "--rate-secs",
+            "2",
+            "--idle-connections",
+            "30",
+            "--sources",
+            "2",
+            "--in-flight",
+            "8",
+            "--probes",
+            "2",
+        ])
+        .arg("--relay-bin")
+        .arg(&relay)
+        .arg("--node-script")
+        .arg(peer.join("server.js"))
+        .output()
+        .expect("rtet-bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let header = stdout
+        .lines()
+        .find(|l| l.starts_with("| measurement |"))
+        .unwrap_or_else(|| panic!("no table:\n{stdout}\n{stderr}"));
+    assert!(
+        header.contains("| rtet-relay | node ws | nginx nchan"),
+        "{header}"
+    );
+    let relays = ["rtet-relay", "node ws", "nginx nchan"];
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("delivered / expected |"))
+        .collect();
+    // The flood, the fixed rate's load subscribers and its probes.
+    assert_eq!(rows.len(), 3, "{stdout}\n{stderr}");
+    assert!(rows.iter().any(|r| r.contains("probes")), "{stdout}");
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        for (relay, cell) in relays.iter().zip(&cells[2..5]) {
+            assert_all_delivered(row, relay, cell);
+        }
+    }
+    let idle = stdout
+        .lines()
+        .find(|l| l.starts_with("| idle: connections opened / asked"))
+        .expect("idle row");
+    let cells: Vec<&str> = idle.split('|').map(str::trim).collect();
+    for (relay, cell) in relays.iter().zip(&cells[2..5]) {
+        assert_eq!(*cell, "30 / 30", "{relay}: {idle}");
+    }
 }
