@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use rtet_protocol::{token::MAX_LEEWAY, validate_channel, Limits};
 use serde::Deserialize;
 use thiserror::Error;
@@ -23,6 +23,10 @@ pub const MIN_DEDUPE_WINDOW: Duration = Duration::from_secs(600);
 /// A configuration the relay refuses to start with.
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    /// The flags could not be parsed, or `--help`/`--version` was asked for:
+    /// the binary lets clap print it and exit with clap's code.
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
     /// No API key at all: give one with `--api-key`, `RTET_API_KEYS` or `api_keys` in the file.
     #[error("no API key: give one with --api-key KEY, RTET_API_KEYS=KEY1,KEY2 or api_keys in the config file")]
     NoKey,
@@ -66,7 +70,7 @@ pub struct Settings {
     #[serde(skip)]
     pub config: Option<PathBuf>,
 
-    /// Address to listen on, for HTTP and both WebSocket endpoints. [default: 127.0.0.1:8090]
+    /// Address to listen on, for HTTP and both WebSocket endpoints.
     #[arg(long, env = "RTET_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
@@ -95,7 +99,7 @@ pub struct Settings {
     #[serde(default)]
     pub allowed_origins: Vec<String>,
 
-    /// Channel that subscribers may join without a token; repeat for several. [default: public]
+    /// Channel that subscribers may join without a token; repeat for several.
     #[arg(
         long = "anonymous-channel",
         env = "RTET_ANONYMOUS_CHANNELS",
@@ -105,84 +109,84 @@ pub struct Settings {
     #[serde(default)]
     pub anonymous_channels: Vec<String>,
 
-    /// Events kept per channel for replay with `since`. [default: 1000]
+    /// Events kept per channel for replay with `since`.
     #[arg(long, env = "RTET_HISTORY_SIZE", value_name = "EVENTS")]
     pub history_size: Option<usize>,
 
-    /// Age after which history events are dropped. [default: 10m]
+    /// Age after which history events are dropped.
     #[arg(long, env = "RTET_HISTORY_AGE", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub history_age: Option<Duration>,
 
     /// How long an acked (channel, id) pair is remembered, so a retried publish is not
-    /// delivered twice. The protocol promises at least 10 minutes. [default: 10m]
+    /// delivered twice. The protocol promises at least 10 minutes.
     #[arg(long, env = "RTET_DEDUPE_WINDOW", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub dedupe_window: Option<Duration>,
 
-    /// Largest WebSocket frame or HTTP publish body, in bytes. [default: 65536]
+    /// Largest WebSocket frame or HTTP publish body, in bytes.
     #[arg(long, env = "RTET_MAX_FRAME_BYTES", value_name = "BYTES")]
     pub max_frame_bytes: Option<usize>,
 
-    /// Largest subscriber token, in bytes. [default: 4096]
+    /// Largest subscriber token, in bytes.
     #[arg(long, env = "RTET_MAX_TOKEN_BYTES", value_name = "BYTES")]
     pub max_token_bytes: Option<usize>,
 
-    /// Subscriptions one connection may hold. [default: 64]
+    /// Subscriptions one connection may hold.
     #[arg(long, env = "RTET_MAX_SUBSCRIPTIONS", value_name = "N")]
     pub max_subscriptions: Option<usize>,
 
-    /// Frames per second a subscriber may send, sustained. [default: 20]
+    /// Frames per second a subscriber may send, sustained.
     #[arg(long, env = "RTET_CLIENT_FRAMES_PER_SEC", value_name = "N")]
     pub client_frames_per_sec: Option<u32>,
 
-    /// Frames a subscriber may send in a burst. [default: 50]
+    /// Frames a subscriber may send in a burst.
     #[arg(long, env = "RTET_CLIENT_FRAMES_BURST", value_name = "N")]
     pub client_frames_burst: Option<u32>,
 
-    /// Publishes per second for one API key, over all its connections and HTTP. [default: 10000]
+    /// Publishes per second for one API key, over all its connections and HTTP.
     #[arg(long, env = "RTET_PUBLISHES_PER_SEC", value_name = "N")]
     pub publishes_per_sec: Option<u32>,
 
-    /// Open WebSocket connections from one client IP. [default: 1000]
+    /// Open WebSocket connections from one client IP.
     #[arg(long, env = "RTET_CONNECTIONS_PER_IP", value_name = "N")]
     pub connections_per_ip: Option<usize>,
 
-    /// Open WebSocket connections in total; more are answered 503. [default: 200000]
+    /// Open WebSocket connections in total; more are answered 503.
     #[arg(long, env = "RTET_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
 
     /// Channels the relay holds at once; publishing to or subscribing to a new channel beyond
-    /// this is refused with `forbidden`. [default: 100000]
+    /// this is refused with `forbidden`.
     #[arg(long, env = "RTET_MAX_CHANNELS", value_name = "N")]
     pub max_channels: Option<usize>,
 
     /// Frames queued for one subscriber; a subscriber that falls this far behind is
-    /// disconnected with close code 4408 and resumes with `since`. [default: 4096]
+    /// disconnected with close code 4408 and resumes with `since`.
     #[arg(long, env = "RTET_SUBSCRIBER_QUEUE", value_name = "FRAMES")]
     pub subscriber_queue: Option<usize>,
 
-    /// A subscriber must send its first frame within this, or is closed with 1008. [default: 10s]
+    /// A subscriber must send its first frame within this, or is closed with 1008.
     #[arg(long, env = "RTET_FIRST_FRAME_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub first_frame_timeout: Option<Duration>,
 
-    /// Interval between WebSocket pings from the relay. [default: 25s]
+    /// Interval between WebSocket pings from the relay.
     #[arg(long, env = "RTET_PING_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub ping_interval: Option<Duration>,
 
-    /// A connection from which nothing (not even a pong) arrives for this long is closed. [default: 60s]
+    /// A connection from which nothing (not even a pong) arrives for this long is closed.
     #[arg(long, env = "RTET_DEAD_PEER_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub dead_peer_timeout: Option<Duration>,
 
-    /// Clock leeway when checking token expiry; at most 60s. [default: 60s]
+    /// Clock leeway when checking token expiry; at most 60s.
     #[arg(long, env = "RTET_TOKEN_LEEWAY", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub token_leeway: Option<Duration>,
 
-    /// On SIGTERM/SIGINT, how long to wait for in-flight publishes and subscriber queues. [default: 10s]
+    /// On SIGTERM/SIGINT, how long to wait for in-flight publishes and subscriber queues.
     #[arg(long, env = "RTET_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
@@ -220,19 +224,19 @@ pub struct Config {
     pub api_keys: Vec<String>,
     /// Allowed `Origin` values for `/ws`, normalised (lower case, no trailing `/`); empty: any.
     pub allowed_origins: Vec<String>,
-    /// Channels open to subscribers without a token. Default `["public"]`.
+    /// Channels open to subscribers without a token.
     pub anonymous_channels: Vec<String>,
     /// The protocol's limits (frame size, rates, history, queue, timeouts, ...).
     pub limits: Limits,
-    /// Open WebSocket connections in total. Default 200,000.
+    /// Open WebSocket connections in total.
     pub max_connections: usize,
-    /// Channels held at once. Default 100,000.
+    /// Channels held at once.
     pub max_channels: usize,
-    /// Grace period at shutdown. Default 10 s.
+    /// Grace period at shutdown.
     pub shutdown_grace: Duration,
-    /// Header with the real client IP behind a proxy. Default none.
+    /// Header with the real client IP behind a proxy; none: the TCP peer.
     pub real_ip_header: Option<String>,
-    /// Serve TLS with these files. Default none (plain TCP).
+    /// Serve TLS with these files; none: plain TCP.
     pub tls: Option<TlsFiles>,
 }
 
@@ -258,8 +262,9 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// The defaults, with these API keys. Call [`Config::validate`] before use
-    /// if the keys come from a user.
+    /// The defaults, with these API keys: the one place the relay's own
+    /// defaults are written (the protocol's come from [`Limits::default`]).
+    /// Call [`Config::validate`] before use if the keys come from a user.
     pub fn new<K: Into<String>>(api_keys: impl IntoIterator<Item = K>) -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
@@ -277,17 +282,19 @@ impl Config {
 
     /// Parses flags and environment, reads the file named by `--config`/`RTET_CONFIG`,
     /// and resolves everything.
-    pub fn from_args<I, T>(args: I) -> Result<Config, Box<dyn std::error::Error + Send + Sync>>
+    pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let cli = Settings::try_parse_from(args)?;
+        let cli = Settings::from_arg_matches(
+            &Settings::command_with_defaults().try_get_matches_from(args)?,
+        )?;
         let file = match &cli.config {
             Some(path) => Some(Settings::from_file(path)?),
             None => None,
         };
-        Ok(Config::resolve(cli, file)?)
+        Config::resolve(cli, file)
     }
 
     /// Merges flags/environment (`cli`, which clap already merged) over the file over defaults.
@@ -460,6 +467,53 @@ impl Config {
 }
 
 impl Settings {
+    /// The defaults [`Config::new`] and [`Limits::default`] give, as
+    /// `(setting, value)` in the form flags and files take. `--help` shows
+    /// them and the documentation is checked against them, so each default is
+    /// written once. Settings without a default value (keys, origins, TLS
+    /// files, the proxy header) say what their absence means in their help.
+    pub fn defaults() -> Vec<(&'static str, String)> {
+        let c = Config::new(Vec::<String>::new());
+        let l = &c.limits;
+        let duration = |d: Duration| humantime::format_duration(d).to_string();
+        vec![
+            ("listen", c.listen.to_string()),
+            ("anonymous_channels", c.anonymous_channels.join(",")),
+            ("history_size", l.history_events.to_string()),
+            ("history_age", duration(l.history_age)),
+            ("dedupe_window", duration(l.dedupe_window)),
+            ("max_frame_bytes", l.max_frame_bytes.to_string()),
+            ("max_token_bytes", l.max_token_bytes.to_string()),
+            ("max_subscriptions", l.max_subscriptions.to_string()),
+            ("client_frames_per_sec", l.client_frames_per_sec.to_string()),
+            ("client_frames_burst", l.client_frames_burst.to_string()),
+            ("publishes_per_sec", l.publishes_per_sec_per_key.to_string()),
+            ("connections_per_ip", l.connections_per_ip.to_string()),
+            ("max_connections", c.max_connections.to_string()),
+            ("max_channels", c.max_channels.to_string()),
+            ("subscriber_queue", l.subscriber_queue_frames.to_string()),
+            ("first_frame_timeout", duration(l.first_frame_timeout)),
+            ("ping_interval", duration(l.ping_interval)),
+            ("dead_peer_timeout", duration(l.dead_peer_timeout)),
+            ("token_leeway", duration(l.token_leeway)),
+            ("shutdown_grace", duration(c.shutdown_grace)),
+        ]
+    }
+
+    /// The command line parser, its help showing every default from [`Settings::defaults`].
+    /// (The defaults are not clap defaults: an unset flag must leave room for the
+    /// environment and the file.)
+    pub fn command_with_defaults() -> clap::Command {
+        let mut command = Settings::command();
+        for (name, value) in Settings::defaults() {
+            command = command.mut_arg(name, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                arg.help(format!("{help} [default: {value}]"))
+            });
+        }
+        command
+    }
+
     /// Reads a TOML file of settings.
     pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {

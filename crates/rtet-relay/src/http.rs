@@ -84,7 +84,7 @@ pub async fn send_event(
             return reply(StatusCode::BAD_REQUEST, e.code, e.message);
         }
     };
-    match crate::publisher::publish(&relay, key, &frame).await {
+    match crate::publish::publish(&relay, key, &frame).await {
         Ok(p) => axum::Json(HttpPublishReply::Ok {
             ok: true,
             id: frame.id,

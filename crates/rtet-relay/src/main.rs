@@ -11,11 +11,9 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> ExitCode {
     let config = match rtet_relay::Config::from_args(std::env::args_os()) {
         Ok(c) => c,
+        // clap prints its errors (and --help / --version) itself, with its exit code.
+        Err(rtet_relay::ConfigError::Cli(e)) => e.exit(),
         Err(e) => {
-            // clap errors (and --help / --version) print themselves with the right exit code.
-            if let Some(clap_err) = e.downcast_ref::<clap::Error>() {
-                clap_err.exit();
-            }
             eprintln!("rtet-relay: {e}");
             return ExitCode::from(2);
         }

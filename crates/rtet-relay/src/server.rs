@@ -50,12 +50,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future,
 ) -> Result<(), ServeError> {
-    let engine = Arc::new(MemoryEngine::new(MemoryEngineConfig {
-        history_events: config.limits.history_events,
-        history_age: config.limits.history_age,
-        dedupe_window: config.limits.dedupe_window,
-        max_channels: config.max_channels,
-    }));
+    let engine = Arc::new(MemoryEngine::new(MemoryEngineConfig::from(&config)));
     run_with_engine(listener, config, engine, shutdown).await
 }
 
