@@ -186,6 +186,12 @@ pub struct Settings {
     #[serde(default, with = "humantime_serde")]
     pub token_leeway: Option<Duration>,
 
+    /// How long a client may take to send the body of `POST /api/send-event`; slower ones are
+    /// answered 408.
+    #[arg(long, env = "RTET_HTTP_BODY_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub http_body_timeout: Option<Duration>,
+
     /// On SIGTERM/SIGINT, how long to wait for in-flight publishes and subscriber queues.
     #[arg(long, env = "RTET_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
@@ -234,6 +240,8 @@ pub struct Config {
     pub max_channels: usize,
     /// Grace period at shutdown.
     pub shutdown_grace: Duration,
+    /// Time allowed for the body of an HTTP publish.
+    pub http_body_timeout: Duration,
     /// Header with the real client IP behind a proxy; none: the TCP peer.
     pub real_ip_header: Option<String>,
     /// Serve TLS with these files; none: plain TCP.
@@ -255,6 +263,7 @@ impl std::fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("max_channels", &self.max_channels)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("http_body_timeout", &self.http_body_timeout)
             .field("real_ip_header", &self.real_ip_header)
             .field("tls", &self.tls)
             .finish()
@@ -275,6 +284,7 @@ impl Config {
             max_connections: 200_000,
             max_channels: 100_000,
             shutdown_grace: Duration::from_secs(10),
+            http_body_timeout: Duration::from_secs(10),
             real_ip_header: None,
             tls: None,
         }
@@ -402,6 +412,11 @@ impl Config {
             max_connections: pick(cli.max_connections, file.max_connections, d.max_connections),
             max_channels: pick(cli.max_channels, file.max_channels, d.max_channels),
             shutdown_grace: pick(cli.shutdown_grace, file.shutdown_grace, d.shutdown_grace),
+            http_body_timeout: pick(
+                cli.http_body_timeout,
+                file.http_body_timeout,
+                d.http_body_timeout,
+            ),
             real_ip_header: cli.real_ip_header.or(file.real_ip_header),
             tls,
         };
@@ -430,7 +445,7 @@ impl Config {
             })?;
         }
         let l = &self.limits;
-        let positive: [(&'static str, bool); 10] = [
+        let positive: [(&'static str, bool); 11] = [
             ("max_frame_bytes", l.max_frame_bytes > 0),
             ("max_token_bytes", l.max_token_bytes > 0),
             ("client_frames_per_sec", l.client_frames_per_sec > 0),
@@ -441,6 +456,7 @@ impl Config {
             ("ping_interval", !l.ping_interval.is_zero()),
             ("dead_peer_timeout", !l.dead_peer_timeout.is_zero()),
             ("max_channels", self.max_channels > 0),
+            ("http_body_timeout", !self.http_body_timeout.is_zero()),
         ];
         for (name, ok) in positive {
             if !ok {
@@ -497,6 +513,7 @@ impl Settings {
             ("dead_peer_timeout", duration(l.dead_peer_timeout)),
             ("token_leeway", duration(l.token_leeway)),
             ("shutdown_grace", duration(c.shutdown_grace)),
+            ("http_body_timeout", duration(c.http_body_timeout)),
         ]
     }
 

@@ -30,6 +30,8 @@ use crate::{http, publisher, subscriber};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the engine drops aged history and forgets empty channels.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
+/// Maintenance rounds between handing freed memory back to the system.
+const TRIM_EVERY: u32 = 10;
 
 /// Why the relay could not start.
 #[derive(Debug, Error)]
@@ -78,9 +80,14 @@ pub async fn run_with_engine(
         let relay = Arc::clone(&relay);
         async move {
             let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+            let mut round: u32 = 0;
             loop {
                 tick.tick().await;
                 relay.engine.maintain();
+                round = round.wrapping_add(1);
+                if round % TRIM_EVERY == 0 {
+                    give_back_memory();
+                }
             }
         }
     });
@@ -137,12 +144,25 @@ pub async fn run_with_engine(
     Ok(())
 }
 
+/// Hands memory freed after a burst (many connections, a large replay) back
+/// to the system. glibc's allocator keeps freed memory in its arenas, so the
+/// relay's RSS would otherwise stay at its peak for good.
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and releases the allocator's free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The routes of the one port.
 fn router(relay: Arc<Relay>) -> Router {
+    let counted = axum::middleware::from_fn_with_state(Arc::clone(&relay), http::admit);
     Router::new()
         .route("/healthz", get(http::healthz))
         .route("/metrics", get(http::metrics))
         .route("/api/send-event", post(http::send_event))
+        .route_layer(counted)
         .route("/publish", get(publisher::upgrade))
         .route("/ws", get(subscriber::upgrade))
         .with_state(relay)

@@ -1,22 +1,11 @@
 //! The `rtet-relay` binary: flags, environment, config file, refusal to start
 //! without a good key, `--help`, and SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rtet-relay");
+use common::{relay_binary as relay, RelayProcess};
+
 const KEY: &str = "cli-key-0123456789abcdef0123456789ab";
-
-fn relay() -> Command {
-    let mut c = Command::new(BIN);
-    // Only what each test sets counts.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("RTET_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
 
 #[test]
 fn refuses_to_start_without_a_key_or_with_a_short_one() {
@@ -95,41 +84,11 @@ fn an_unset_setting_takes_the_default_that_help_shows() {
     );
 }
 
-/// Starts the binary on port 0 and returns it with the address it logged.
-fn spawn(cmd: &mut Command) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
-    let mut child = cmd
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the relay logs where it listens")
-            .unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep draining the log so the relay never blocks on a full pipe; hand it back at the end.
-    let rest =
-        std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
-    (child, addr, rest)
-}
-
 fn get(addr: &str, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    common::http_blocking(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
     )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 #[test]
@@ -143,26 +102,21 @@ fn serves_with_env_and_file_settings_and_stops_on_sigterm() {
     )
     .unwrap();
     // The flag beats the file's listen address; the key comes from the file.
-    let (mut child, addr, log) = spawn(relay().args([
+    let process = RelayProcess::start(relay().args([
         "--config",
         file.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
     ]));
+    let addr = process.addr.clone();
     assert!(!addr.ends_with(":1"), "the flag wins over the file: {addr}");
     let health = get(&addr, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.ends_with("ok"));
     let metrics = get(&addr, "/metrics");
     assert!(metrics.contains("rtet_events_published_total"));
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
+    let (exit, log) = process.terminate();
     assert!(exit.success(), "clean exit after SIGTERM: {exit}");
-    let log = log.join().unwrap();
     assert!(log.contains("shutting down"), "{log}");
     assert!(!log.contains(KEY), "the key never appears in logs");
     let _ = std::fs::remove_dir_all(&dir);
@@ -174,18 +128,18 @@ fn environment_beats_the_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("relay.toml");
     std::fs::write(&file, "listen = \"127.0.0.1:1\"\n").unwrap();
-    let (mut child, addr, _) = spawn(
+    let process = RelayProcess::start(
         relay()
             .env("RTET_CONFIG", &file)
             .env("RTET_LISTEN", "127.0.0.1:0")
             .env("RTET_API_KEYS", format!("{KEY},{KEY}-second")),
     );
+    let addr = process.addr.clone();
     assert!(
         !addr.ends_with(":1"),
         "RTET_LISTEN wins over the file: {addr}"
     );
     assert!(get(&addr, "/healthz").ends_with("ok"));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(process);
     let _ = std::fs::remove_dir_all(&dir);
 }
