@@ -14,8 +14,10 @@ use rtet_protocol::{token::MAX_LEEWAY, validate_channel, Limits};
 use serde::Deserialize;
 use thiserror::Error;
 
-/// The shortest API key the relay accepts (it is also the HS256 secret for tokens).
-pub const MIN_KEY_LEN: usize = 32;
+pub use rtet_protocol::keys::MIN_KEY_LEN;
+
+/// The environment variable holding one API key (the whole value is the key).
+pub const API_KEY_ENV: &str = "RTET_API_KEY";
 
 /// The shortest dedupe window the protocol allows.
 pub const MIN_DEDUPE_WINDOW: Duration = Duration::from_secs(600);
@@ -27,12 +29,24 @@ pub enum ConfigError {
     /// the binary lets clap print it and exit with clap's code.
     #[error(transparent)]
     Cli(#[from] clap::Error),
-    /// No API key at all: give one with `--api-key`, `RTET_API_KEYS` or `api_keys` in the file.
-    #[error("no API key: give one with --api-key KEY, RTET_API_KEYS=KEY1,KEY2 or api_keys in the config file")]
+    /// No API key at all: make one and give it by file or environment.
+    #[error("no API key: make one with `openssl rand -hex 32 > relay.key` (readable only by the relay's user) and give it with --api-key-file relay.key, or set RTET_API_KEY")]
     NoKey,
-    /// A key shorter than [`MIN_KEY_LEN`]; generate a longer one (e.g. `openssl rand -hex 32`).
-    #[error("API key number {index} is {len} characters long; keys must have at least {MIN_KEY_LEN} (try: openssl rand -hex 32)")]
-    ShortKey { index: usize, len: usize },
+    /// A key the protocol refuses (too short, an example key, ...); the message says why.
+    #[error("API key number {index} {problem}")]
+    BadKey {
+        index: usize,
+        problem: rtet_protocol::keys::KeyError,
+    },
+    /// The key file could not be read; check the path and permissions.
+    #[error("cannot read API key file {path}: {source} (make one with: openssl rand -hex 32 > {path}; chmod 600 {path})", path = path.display())]
+    ReadKeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The key file can be read by every local user, so the key is not secret.
+    #[error("API key file {path} is readable by every local user; chmod 600 it (or 640 with the relay's group)")]
+    KeyFileReadable { path: PathBuf },
     /// The config file could not be read; check the path and permissions.
     #[error("cannot read config file {path}: {source}")]
     ReadFile {
@@ -75,8 +89,11 @@ pub struct Settings {
     pub listen: Option<SocketAddr>,
 
     /// API key for publishers and for signing subscriber tokens; repeat to accept several
-    /// (key rotation). At least 32 characters. The environment variable takes a comma-separated
-    /// list. Required.
+    /// (key rotation). At least 32 characters; make one with `openssl rand -hex 32`. A key on the
+    /// command line is visible to every local user (ps): prefer --api-key-file, or RTET_API_KEY
+    /// (one key) or RTET_API_KEYS (a comma-separated list) in the environment. Keys from
+    /// flags, environment and --api-key-file are all accepted; the config file's keys only
+    /// when none of those gives one. Required.
     #[arg(
         long = "api-key",
         env = "RTET_API_KEYS",
@@ -86,6 +103,12 @@ pub struct Settings {
     )]
     #[serde(default)]
     pub api_keys: Vec<String>,
+
+    /// File holding the API key (one per line for rotation; blank lines and lines starting
+    /// with # are ignored). It must not be readable by every local user.
+    /// [default: none]
+    #[arg(long, env = "RTET_API_KEY_FILE", value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
 
     /// Origin a browser may connect to /ws from (scheme, host and port, as browsers send it);
     /// repeat for several.
@@ -297,9 +320,12 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let cli = Settings::from_arg_matches(
+        let mut cli = Settings::from_arg_matches(
             &Settings::command_with_defaults().try_get_matches_from(args)?,
         )?;
+        if let Some(key) = std::env::var_os(API_KEY_ENV) {
+            cli.api_keys.push(key.to_string_lossy().into_owned());
+        }
         let file = match &cli.config {
             Some(path) => Some(Settings::from_file(path)?),
             None => None,
@@ -396,9 +422,17 @@ impl Config {
                 })
             }
         };
+        let mut cli_keys = cli.api_keys;
+        if let Some(path) = &cli.api_key_file {
+            cli_keys.extend(read_key_file(path)?);
+        }
+        let mut file_keys = file.api_keys;
+        if let Some(path) = &file.api_key_file {
+            file_keys.extend(read_key_file(path)?);
+        }
         let config = Config {
             listen: pick(cli.listen, file.listen, d.listen),
-            api_keys: pick_list(cli.api_keys, file.api_keys, Vec::new()),
+            api_keys: pick_list(cli_keys, file_keys, Vec::new()),
             allowed_origins: pick_list(cli.allowed_origins, file.allowed_origins, Vec::new())
                 .iter()
                 .map(|o| normalize_origin(o))
@@ -424,19 +458,17 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks what the relay cannot run with: no key, a short key, a bad
+    /// Checks what the relay cannot run with: no key, a short or example key, a bad
     /// anonymous channel name, a zero limit or a leeway above 60 s.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.api_keys.is_empty() {
             return Err(ConfigError::NoKey);
         }
         for (i, key) in self.api_keys.iter().enumerate() {
-            if key.chars().count() < MIN_KEY_LEN {
-                return Err(ConfigError::ShortKey {
-                    index: i + 1,
-                    len: key.chars().count(),
-                });
-            }
+            rtet_protocol::keys::check_key(key).map_err(|problem| ConfigError::BadKey {
+                index: i + 1,
+                problem,
+            })?;
         }
         for channel in &self.anonymous_channels {
             validate_channel(channel).map_err(|e| ConfigError::Invalid {
@@ -544,6 +576,32 @@ impl Settings {
     }
 }
 
+/// The keys in a key file: one per line, blank lines and `#` comments
+/// skipped. A file every local user may read is refused: its key is no secret.
+fn read_key_file(path: &Path) -> Result<Vec<String>, ConfigError> {
+    let error = |source| ConfigError::ReadKeyFile {
+        path: path.to_owned(),
+        source,
+    };
+    let text = std::fs::read_to_string(path).map_err(error)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_err(error)?.permissions().mode();
+        if mode & 0o004 != 0 {
+            return Err(ConfigError::KeyFileReadable {
+                path: path.to_owned(),
+            });
+        }
+    }
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
+}
+
 /// Lower-cases an origin and drops a trailing `/`, so `https://Example.com/`
 /// matches the browser's `https://example.com`.
 pub fn normalize_origin(origin: &str) -> String {
@@ -593,7 +651,10 @@ mod tests {
         ));
         assert!(matches!(
             Config::resolve(parse(&["--api-key", "short"]), None),
-            Err(ConfigError::ShortKey { index: 1, len: 5 })
+            Err(ConfigError::BadKey {
+                index: 1,
+                problem: rtet_protocol::keys::KeyError::TooShort { len: 5 }
+            })
         ));
     }
 

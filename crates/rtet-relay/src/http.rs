@@ -1,8 +1,8 @@
 //! Plain HTTP endpoints: `GET /healthz`, `GET /metrics` and
 //! `POST /api/send-event` (publishing without the extension).
 //!
-//! Every request counts against the per-IP and total connection limits while
-//! it runs, as WebSocket connections do. `POST /api/send-event` checks the key
+//! A publish over HTTP counts against the per-IP and total connection limits
+//! while it runs, as WebSocket connections do. `POST /api/send-event` checks the key
 //! in the `Authorization` header before it reads a body, and reads the body
 //! into one buffer no larger than the limit, within a deadline: a client
 //! without a key can make the relay hold at most [`BODY_KEY_MAX_BYTES`] for
@@ -29,8 +29,8 @@ use crate::state::{KeyId, Relay};
 /// Larger events need the key in the header.
 pub const BODY_KEY_MAX_BYTES: usize = 8 * 1024;
 
-/// Counts a plain HTTP request in the connection limits while it runs
-/// (refused with 429 or 503 like a WebSocket upgrade).
+/// Counts an HTTP publish in the connection limits while it runs (refused
+/// with 429 or 503 like a WebSocket upgrade).
 pub async fn admit(
     State(relay): State<Arc<Relay>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

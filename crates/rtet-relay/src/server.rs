@@ -157,12 +157,14 @@ fn give_back_memory() {
 
 /// The routes of the one port.
 fn router(relay: Arc<Relay>) -> Router {
+    // A publish over HTTP holds a body for a while, so it counts in the connection limits;
+    // /healthz and /metrics answer at once and must keep answering when the relay is full.
     let counted = axum::middleware::from_fn_with_state(Arc::clone(&relay), http::admit);
     Router::new()
-        .route("/healthz", get(http::healthz))
-        .route("/metrics", get(http::metrics))
         .route("/api/send-event", post(http::send_event))
         .route_layer(counted)
+        .route("/healthz", get(http::healthz))
+        .route("/metrics", get(http::metrics))
         .route("/publish", get(publisher::upgrade))
         .route("/ws", get(subscriber::upgrade))
         .with_state(relay)

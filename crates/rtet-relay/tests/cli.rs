@@ -36,15 +36,19 @@ fn help_documents_every_option_with_its_default() {
         if ["help", "version"].contains(&long) {
             continue;
         }
-        // The option's block: from its line to the next option.
-        let start = help
-            .find(&format!("--{long} "))
+        // The option's block: from its line to the next option's.
+        let lines: Vec<&str> = help.lines().collect();
+        let start = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with(&format!("--{long} ")))
             .unwrap_or_else(|| panic!("--help lacks --{long}"));
-        let block = help[start..]
-            .split("\n\n")
-            .next()
-            .unwrap_or_default()
-            .to_owned();
+        let block = lines[start..]
+            .iter()
+            .enumerate()
+            .take_while(|(i, l)| *i == 0 || !l.trim_start().starts_with('-'))
+            .map(|(_, l)| *l)
+            .collect::<Vec<_>>()
+            .join("\n");
         let id = arg.get_id().as_str();
         match defaults.iter().find(|(name, _)| *name == id) {
             Some((_, value)) => assert!(
@@ -142,4 +146,97 @@ fn environment_beats_the_file() {
     assert!(get(&addr, "/healthz").ends_with("ok"));
     drop(process);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `POST /api/send-event` with the key in the header; the status code.
+fn publish_status(addr: &str, key: &str) -> u16 {
+    let body = r#"{"type":"e"}"#;
+    let answer = common::http_blocking(
+        addr,
+        &format!(
+            "POST /api/send-event HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"))
+}
+
+#[test]
+fn the_example_config_ships_no_key_and_says_how_to_make_one() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../packaging/relay.toml");
+    let out = relay()
+        .args(["--config", example, "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no API key"), "{err}");
+    assert!(err.contains("openssl rand -hex 32"), "{err}");
+}
+
+#[test]
+fn example_keys_are_refused_whatever_their_length() {
+    for key in [
+        "CHANGE-ME-use-openssl-rand-hex-32-to-make-one",
+        "your-api-key-here-0123456789abcdef0123",
+        "my-relay-secret-0123456789abcdef0123456",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    ] {
+        let out = relay().env("RTET_API_KEY", key).output().unwrap();
+        assert!(!out.status.success(), "{key} refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("API key number 1") && err.contains("openssl rand -hex 32"),
+            "refused for what the key is: {err}"
+        );
+        assert!(!err.contains(key), "the key is never echoed: {err}");
+    }
+}
+
+#[test]
+fn keys_come_from_a_private_file_or_the_environment() {
+    let dir = std::env::temp_dir().join(format!("rtet-relay-keyfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("relay.key");
+    std::fs::write(&file, format!("# the site's key\n{KEY}\n\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let process = RelayProcess::start(relay().args([
+        "--api-key-file",
+        file.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    assert_eq!(
+        publish_status(&process.addr, KEY),
+        200,
+        "the file's key works"
+    );
+    assert_eq!(publish_status(&process.addr, "# the site's key"), 401);
+    drop(process);
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = relay()
+        .args(["--api-key-file", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("readable by every local user"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let process = RelayProcess::start(
+        relay()
+            .env("RTET_API_KEY", KEY)
+            .args(["--listen", "127.0.0.1:0"]),
+    );
+    assert_eq!(
+        publish_status(&process.addr, KEY),
+        200,
+        "RTET_API_KEY works"
+    );
 }

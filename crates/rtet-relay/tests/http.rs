@@ -392,7 +392,7 @@ async fn http_requests_count_in_the_per_ip_limit() {
         .unwrap();
     let refused = async {
         loop {
-            if relay.http("GET", "/healthz", &[], b"").await.0 == 429 {
+            if relay.send_event(Some(KEY), &json!({"type":"e"})).await.0 == 429 {
                 return;
             }
         }
@@ -407,7 +407,7 @@ async fn http_requests_count_in_the_per_ip_limit() {
     drop(slow);
     let admitted = async {
         loop {
-            if relay.http("GET", "/healthz", &[], b"").await.0 == 200 {
+            if relay.send_event(Some(KEY), &json!({"type":"e"})).await.0 == 200 {
                 return;
             }
         }

@@ -360,10 +360,13 @@ impl RelayProcess {
             .expect("the relay starts");
         let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
         let addr = loop {
-            let line = lines
-                .next()
-                .expect("the relay logs where it listens")
-                .expect("log line");
+            let Some(Ok(line)) = lines.next() else {
+                let mut err = String::new();
+                if let Some(mut stderr) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+                }
+                panic!("the relay ended without saying where it listens: {err}");
+            };
             if let Some(rest) = line.split("addr=").nth(1) {
                 break rest
                     .split_whitespace()
