@@ -19,6 +19,9 @@ pub use rtet_protocol::keys::MIN_KEY_LEN;
 /// The environment variable holding one API key (the whole value is the key).
 pub const API_KEY_ENV: &str = "RTET_API_KEY";
 
+/// The longest `--max-token-lifetime` the relay takes.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// The shortest dedupe window the protocol allows.
 pub const MIN_DEDUPE_WINDOW: Duration = Duration::from_secs(600);
 
@@ -155,6 +158,17 @@ pub struct Settings {
     #[arg(long, env = "RTET_MAX_TOKEN_BYTES", value_name = "BYTES")]
     pub max_token_bytes: Option<usize>,
 
+    /// Longest a subscriber token may still be valid for (its `exp` from now); tokens that
+    /// live longer are refused, so a leaked token cannot serve for years.
+    #[arg(long, env = "RTET_MAX_TOKEN_LIFETIME", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub max_token_lifetime: Option<Duration>,
+
+    /// How deep an event's `data` may nest arrays and objects; deeper events are refused with
+    /// `invalid`.
+    #[arg(long, env = "RTET_MAX_DATA_DEPTH", value_name = "LEVELS")]
+    pub max_data_depth: Option<usize>,
+
     /// Subscriptions one connection may hold.
     #[arg(long, env = "RTET_MAX_SUBSCRIPTIONS", value_name = "N")]
     pub max_subscriptions: Option<usize>,
@@ -226,6 +240,23 @@ pub struct Settings {
     #[arg(long, env = "RTET_REAL_IP_HEADER", value_name = "NAME")]
     pub real_ip_header: Option<String>,
 
+    /// A separate address for `GET /metrics` (e.g. 127.0.0.1:9090, reachable only by the
+    /// monitoring system); when set, the main port does not serve it.
+    /// [default: none, /metrics on the main port as --metrics-token says]
+    #[arg(long, env = "RTET_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Bearer token that `GET /metrics` on the main port requires (prefer the environment
+    /// variable: the command line is visible to every local user).
+    /// [default: none, /metrics answers only loopback clients that came through no proxy]
+    #[arg(
+        long,
+        env = "RTET_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
+
     /// PEM certificate chain, to serve wss:// and https:// (with --tls-key). [default: none, plain]
     #[arg(long, env = "RTET_TLS_CERT", value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -265,6 +296,12 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Time allowed for the body of an HTTP publish.
     pub http_body_timeout: Duration,
+    /// Longest remaining lifetime of a subscriber token.
+    pub max_token_lifetime: Duration,
+    /// A separate address serving `/metrics`; then the main port does not.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Bearer token that `/metrics` on the main port requires; none: loopback only.
+    pub metrics_token: Option<String>,
     /// Header with the real client IP behind a proxy; none: the TCP peer.
     pub real_ip_header: Option<String>,
     /// Serve TLS with these files; none: plain TCP.
@@ -287,6 +324,12 @@ impl std::fmt::Debug for Config {
             .field("max_channels", &self.max_channels)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("http_body_timeout", &self.http_body_timeout)
+            .field("max_token_lifetime", &self.max_token_lifetime)
+            .field("metrics_listen", &self.metrics_listen)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("real_ip_header", &self.real_ip_header)
             .field("tls", &self.tls)
             .finish()
@@ -308,6 +351,9 @@ impl Config {
             max_channels: 100_000,
             shutdown_grace: Duration::from_secs(10),
             http_body_timeout: Duration::from_secs(10),
+            max_token_lifetime: Duration::from_secs(24 * 3600),
+            metrics_listen: None,
+            metrics_token: None,
             real_ip_header: None,
             tls: None,
         }
@@ -411,6 +457,7 @@ impl Config {
                 dl.dead_peer_timeout,
             ),
             token_leeway: pick(cli.token_leeway, file.token_leeway, dl.token_leeway),
+            max_data_depth: pick(cli.max_data_depth, file.max_data_depth, dl.max_data_depth),
         };
         let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
@@ -451,6 +498,13 @@ impl Config {
                 file.http_body_timeout,
                 d.http_body_timeout,
             ),
+            max_token_lifetime: pick(
+                cli.max_token_lifetime,
+                file.max_token_lifetime,
+                d.max_token_lifetime,
+            ),
+            metrics_listen: cli.metrics_listen.or(file.metrics_listen),
+            metrics_token: cli.metrics_token.or(file.metrics_token),
             real_ip_header: cli.real_ip_header.or(file.real_ip_header),
             tls,
         };
@@ -477,7 +531,7 @@ impl Config {
             })?;
         }
         let l = &self.limits;
-        let positive: [(&'static str, bool); 11] = [
+        let positive: [(&'static str, bool); 13] = [
             ("max_frame_bytes", l.max_frame_bytes > 0),
             ("max_token_bytes", l.max_token_bytes > 0),
             ("client_frames_per_sec", l.client_frames_per_sec > 0),
@@ -489,6 +543,8 @@ impl Config {
             ("dead_peer_timeout", !l.dead_peer_timeout.is_zero()),
             ("max_channels", self.max_channels > 0),
             ("http_body_timeout", !self.http_body_timeout.is_zero()),
+            ("max_token_lifetime", !self.max_token_lifetime.is_zero()),
+            ("max_data_depth", l.max_data_depth > 0),
         ];
         for (name, ok) in positive {
             if !ok {
@@ -502,6 +558,25 @@ impl Config {
             return Err(ConfigError::Invalid {
                 name: "dedupe_window",
                 message: "the protocol promises at least 10m".into(),
+            });
+        }
+        if self.max_token_lifetime > MAX_TOKEN_LIFETIME {
+            return Err(ConfigError::Invalid {
+                name: "max_token_lifetime",
+                message: format!(
+                    "at most {}: subscriber tokens are short-lived",
+                    humantime::format_duration(MAX_TOKEN_LIFETIME)
+                ),
+            });
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.len() < MIN_KEY_LEN)
+        {
+            return Err(ConfigError::Invalid {
+                name: "metrics_token",
+                message: format!("at least {MIN_KEY_LEN} characters (try: openssl rand -hex 32)"),
             });
         }
         if l.token_leeway > MAX_LEEWAY {
@@ -532,6 +607,8 @@ impl Settings {
             ("dedupe_window", duration(l.dedupe_window)),
             ("max_frame_bytes", l.max_frame_bytes.to_string()),
             ("max_token_bytes", l.max_token_bytes.to_string()),
+            ("max_token_lifetime", duration(c.max_token_lifetime)),
+            ("max_data_depth", l.max_data_depth.to_string()),
             ("max_subscriptions", l.max_subscriptions.to_string()),
             ("client_frames_per_sec", l.client_frames_per_sec.to_string()),
             ("client_frames_burst", l.client_frames_burst.to_string()),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{FutureExt, SinkExt};
-use rtet_protocol::ServerFrame;
+use rtet_protocol::{close, ServerFrame};
 
 /// Longest we wait to hand a close frame to a peer that is not reading.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,17 +28,19 @@ pub enum Incoming {
     Control,
     /// A frame larger than the configured maximum: close with 1009.
     TooLarge,
+    /// A text frame that is not valid UTF-8: close with 1007.
+    InvalidUtf8,
     /// The peer closed, or the connection failed: nothing more to read or say.
     Gone,
 }
 
 impl Incoming {
-    /// The text of a data frame: `Some(None)` for a binary frame, `None` when
-    /// this is not a data frame.
-    pub fn data(&self) -> Option<Option<&str>> {
+    /// The close frame a read that ends the connection calls for (`None`: just
+    /// end it, the peer is gone).
+    pub fn ending(&self) -> Option<(u16, &'static str)> {
         match self {
-            Incoming::Text(t) => Some(Some(t.as_str())),
-            Incoming::Binary => Some(None),
+            Incoming::TooLarge => Some((close::TOO_LARGE, "frame too large")),
+            Incoming::InvalidUtf8 => Some((close::INVALID_DATA, "text frame is not valid UTF-8")),
             _ => None,
         }
     }
@@ -123,6 +125,7 @@ fn classify(message: Option<Result<Message, axum::Error>>) -> Incoming {
         Some(Ok(Message::Close(_))) | None => Incoming::Gone,
         Some(Err(e)) => match e.into_inner().downcast_ref::<tungstenite::Error>() {
             Some(tungstenite::Error::Capacity(_)) => Incoming::TooLarge,
+            Some(tungstenite::Error::Utf8(_)) => Incoming::InvalidUtf8,
             _ => Incoming::Gone,
         },
     }

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use rtet_protocol::frames::{HttpPublishReply, HttpPublishRequest};
 use rtet_protocol::ErrorCode;
+use subtle::ConstantTimeEq;
 
 use crate::metrics::Role;
 use crate::state::{KeyId, Relay};
@@ -49,6 +50,51 @@ pub async fn admit(
 /// `GET /healthz`: `200 ok` once the relay accepts connections.
 pub async fn healthz() -> &'static str {
     "ok"
+}
+
+/// `GET /metrics` on the main port: with `--metrics-listen` it is served
+/// there instead (404 here); with `--metrics-token` it needs that token;
+/// otherwise only loopback clients that did not come through a proxy get it.
+pub async fn guarded_metrics(
+    State(relay): State<Arc<Relay>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if relay.config.metrics_listen.is_some() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match &relay.config.metrics_token {
+        Some(token) => {
+            let presented = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, t)| t.trim().as_bytes());
+            let ok = presented.is_some_and(|p| bool::from(p.ct_eq(token.as_bytes())));
+            if !ok {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    "/metrics needs the metrics token\n",
+                )
+                    .into_response();
+            }
+        }
+        None => {
+            let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
+                .iter()
+                .any(|h| headers.contains_key(*h));
+            if !peer.ip().is_loopback() || proxied {
+                return (
+                    StatusCode::FORBIDDEN,
+                    "/metrics answers only local clients; set --metrics-token or --metrics-listen\n",
+                )
+                    .into_response();
+            }
+        }
+    }
+    metrics(State(relay)).await
 }
 
 /// `GET /metrics`: every `rtet_*` metric in the text exposition format.

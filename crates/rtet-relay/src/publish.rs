@@ -2,6 +2,7 @@
 //! `POST /api/send-event`): the key's rate budget, then the engine, then the
 //! counters.
 
+use rtet_protocol::limits::nesting_depth;
 use rtet_protocol::{ErrorCode, FrameError, PublishFrame};
 
 use crate::clock::now_millis;
@@ -9,7 +10,7 @@ use crate::engine::Published;
 use crate::state::{KeyId, Relay};
 
 /// Publishes `frame` for the key `key`. The caller has already checked the
-/// frame's size and names.
+/// frame's size and names; this checks how deep its data nests.
 pub async fn publish(
     relay: &Relay,
     key: KeyId,
@@ -21,6 +22,13 @@ pub async fn publish(
         id: Some(frame.id.clone()),
         channel: Some(frame.channel.clone()),
     };
+    let max_depth = relay.config.limits.max_data_depth;
+    if nesting_depth(frame.data.get(), max_depth + 1) > max_depth {
+        return Err(fail(
+            ErrorCode::Invalid,
+            format!("data nests deeper than {max_depth} levels of arrays and objects"),
+        ));
+    }
     if !relay.keys.take_publish(key) {
         return Err(fail(
             ErrorCode::RateLimited,

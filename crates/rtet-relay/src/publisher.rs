@@ -180,8 +180,8 @@ impl Publisher {
                     });
                 }
                 Incoming::Control => {}
-                Incoming::TooLarge => {
-                    flow = Flow::End(Some((close::TOO_LARGE, "frame too large")));
+                Incoming::TooLarge | Incoming::InvalidUtf8 => {
+                    flow = Flow::End(incoming.ending());
                     break;
                 }
                 Incoming::Gone => {

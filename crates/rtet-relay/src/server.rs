@@ -42,6 +42,12 @@ pub enum ServeError {
     /// The TLS certificate or key could not be loaded; check the files.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The metrics address could not be bound; check `--metrics-listen`.
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    MetricsListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Serves the relay on `listener` with the in-memory engine until `shutdown`
@@ -65,8 +71,19 @@ pub async fn run_with_engine(
 ) -> Result<(), ServeError> {
     config.validate()?;
     let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::MetricsListen { addr, source })?,
+        ),
+        None => None,
+    };
     let relay = Arc::new(Relay::new(config, engine));
     let app = router(Arc::clone(&relay));
+    if let Some(listener) = metrics_listener {
+        serve_metrics(listener, Arc::clone(&relay));
+    }
     if let Ok(addr) = listener.local_addr() {
         let scheme = if tls.is_some() {
             "https/wss"
@@ -155,6 +172,37 @@ fn give_back_memory() {
     }
 }
 
+/// Serves `/metrics` and `/healthz` on their own listener (`--metrics-listen`)
+/// until the relay stops accepting.
+fn serve_metrics(listener: TcpListener, relay: Arc<Relay>) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "metrics listening");
+    }
+    let app = Router::new()
+        .route("/metrics", get(http::metrics))
+        .route("/healthz", get(http::healthz))
+        .with_state(Arc::clone(&relay));
+    let stop = relay.stop_accepting.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = stop.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metrics accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            relay
+                .http
+                .spawn(serve_http(stream, peer, app.clone(), stop.clone()));
+        }
+    });
+}
+
 /// The routes of the one port.
 fn router(relay: Arc<Relay>) -> Router {
     // A publish over HTTP holds a body for a while, so it counts in the connection limits;
@@ -164,7 +212,7 @@ fn router(relay: Arc<Relay>) -> Router {
         .route("/api/send-event", post(http::send_event))
         .route_layer(counted)
         .route("/healthz", get(http::healthz))
-        .route("/metrics", get(http::metrics))
+        .route("/metrics", get(http::guarded_metrics))
         .route("/publish", get(publisher::upgrade))
         .route("/ws", get(subscriber::upgrade))
         .with_state(relay)

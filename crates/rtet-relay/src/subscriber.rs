@@ -230,7 +230,7 @@ impl Session {
                 incoming = conn.read() => {
                     let text = match &incoming {
                         Incoming::Gone => break None,
-                        Incoming::TooLarge => break Some((close::TOO_LARGE, "frame too large")),
+                        Incoming::TooLarge | Incoming::InvalidUtf8 => break incoming.ending(),
                         Incoming::Control => {
                             keepalive.seen();
                             continue;
@@ -410,9 +410,18 @@ impl Session {
             .exp
             .saturating_add(leeway.as_secs())
             .saturating_mul(1000);
-        // Capped so that an absurd `exp` cannot overflow the clock; a year is "never" here.
-        let remaining = Duration::from_millis(expires_ms.saturating_sub(now_millis()))
-            .min(Duration::from_secs(365 * 24 * 3600));
+        let remaining = Duration::from_millis(expires_ms.saturating_sub(now_millis()));
+        let max = relay.config.max_token_lifetime;
+        if remaining > max + leeway {
+            relay.metrics.auth_failure(Role::subscriber);
+            let message = format!(
+                "token is valid for longer than the relay allows ({}); issue shorter-lived tokens",
+                humantime::format_duration(max)
+            );
+            let mut out = self.error(ErrorCode::Unauthorized, None, message);
+            out.close = Some((close::TOKEN_INVALID, "token invalid"));
+            return out;
+        }
         self.new_deadline = Some(Instant::now() + remaining);
         let mut replies = vec![text(&ServerFrame::AuthOk {
             sub: claims.sub.clone(),

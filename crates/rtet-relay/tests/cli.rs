@@ -240,3 +240,26 @@ fn keys_come_from_a_private_file_or_the_environment() {
         "RTET_API_KEY works"
     );
 }
+
+#[test]
+fn metrics_listen_serves_metrics_on_their_own_address_only() {
+    let process = RelayProcess::start(relay().env("RTET_API_KEY", KEY).args([
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]));
+    let metrics_addr = process
+        .early_log
+        .iter()
+        .filter(|l| l.contains("metrics listening"))
+        .find_map(|l| l.split("addr=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no metrics address in {:?}", process.early_log))
+        .to_owned();
+    let metrics = get(&metrics_addr, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(metrics.contains("rtet_events_published_total"));
+    let main = get(&process.addr, "/metrics");
+    assert!(main.starts_with("HTTP/1.1 404"), "{main}");
+}

@@ -416,3 +416,49 @@ async fn http_requests_count_in_the_per_ip_limit() {
         .await
         .expect("the place is free again once the slow request is gone");
 }
+
+#[tokio::test]
+async fn metrics_answer_only_local_clients_that_came_through_no_proxy_by_default() {
+    let relay = start(config()).await;
+    assert_eq!(relay.http("GET", "/metrics", &[], b"").await.0, 200);
+    for proxied in [
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Real-IP", "203.0.113.7"),
+        ("Forwarded", "for=203.0.113.7"),
+    ] {
+        let (status, body) = relay.http("GET", "/metrics", &[proxied], b"").await;
+        assert_eq!(status, 403, "{proxied:?}");
+        assert!(body.contains("--metrics-token"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn with_a_metrics_token_metrics_need_it() {
+    const TOKEN: &str = "metrics-token-0123456789abcdef0123";
+    let mut cfg = config();
+    cfg.metrics_token = Some(TOKEN.into());
+    let relay = start(cfg).await;
+    assert_eq!(relay.http("GET", "/metrics", &[], b"").await.0, 401);
+    let wrong = format!("Bearer {KEY}");
+    assert_eq!(
+        relay
+            .http("GET", "/metrics", &[("Authorization", &wrong)], b"")
+            .await
+            .0,
+        401
+    );
+    let right = format!("Bearer {TOKEN}");
+    let (status, body) = relay
+        .http(
+            "GET",
+            "/metrics",
+            &[
+                ("Authorization", &right),
+                ("X-Forwarded-For", "203.0.113.7"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(status, 200, "the token works through a proxy too");
+    assert!(body.contains("rtet_events_published_total"));
+}

@@ -344,6 +344,8 @@ pub struct RelayProcess {
     pub child: std::process::Child,
     /// The address it logged (it listens on port 0 unless told otherwise).
     pub addr: String,
+    /// The log lines before the one that says where it listens.
+    pub early_log: Vec<String>,
     log: Option<std::thread::JoinHandle<String>>,
 }
 
@@ -359,6 +361,7 @@ impl RelayProcess {
             .spawn()
             .expect("the relay starts");
         let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut early_log = Vec::new();
         let addr = loop {
             let Some(Ok(line)) = lines.next() else {
                 let mut err = String::new();
@@ -367,12 +370,15 @@ impl RelayProcess {
                 }
                 panic!("the relay ended without saying where it listens: {err}");
             };
-            if let Some(rest) = line.split("addr=").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
+            match line.split("addr=").nth(1) {
+                Some(rest) if line.contains("rtet-relay listening") => {
+                    break rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                }
+                _ => early_log.push(line),
             }
         };
         // Keep draining the log so the relay never blocks on a full pipe; hand it back at the end.
@@ -381,6 +387,7 @@ impl RelayProcess {
         RelayProcess {
             child,
             addr,
+            early_log,
             log: Some(log),
         }
     }
@@ -425,4 +432,33 @@ pub fn http_blocking(addr: &str, request: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
     out
+}
+
+/// An HS256 token with exactly these claims (any JSON), signed with `key`.
+pub fn token_from_claims(key: &str, claims: &Value) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = b64.encode(claims.to_string());
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("key");
+    mac.update(format!("{header}.{body}").as_bytes());
+    format!(
+        "{header}.{body}.{}",
+        b64.encode(mac.finalize().into_bytes())
+    )
+}
+
+/// Sends a text frame whose payload is these raw bytes (for invalid UTF-8).
+pub async fn send_raw_text(ws: &mut Ws, payload: &[u8]) {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let frame = Frame::message(payload.to_vec(), OpCode::Data(Data::Text), true);
+    ws.send(Message::Frame(frame)).await.expect("send");
+}
+
+/// `data` nested `levels` deep in arrays.
+pub fn nested(levels: usize) -> Value {
+    let text = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+    serde_json::from_str(&text).expect("within serde_json's own limit of 128 levels")
 }
