@@ -27,7 +27,7 @@ use crate::state::Relay;
 use crate::{http, publisher, subscriber};
 
 /// How long a client may take to send its request headers or finish a TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the engine drops aged history and forgets empty channels.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
 /// Maintenance rounds between handing freed memory back to the system.

@@ -37,7 +37,7 @@ const WRITE_BUFFER: usize = 8 * 1024;
 /// Queued events written per batch before the task looks at its other duties.
 const BATCH: usize = 256;
 /// At shutdown, how long queued events may take to reach a subscriber before the 1001 close.
-const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
 /// Whether a request's `Origin` may connect: no header, an empty allowlist,
 /// or a listed origin.
