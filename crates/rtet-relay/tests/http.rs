@@ -291,8 +291,8 @@ fn a_body_without_a_key_is_refused_before_it_is_read_and_a_trickled_one_keeps_me
     .unwrap();
     assert_eq!(status_of(&mut s), Answer::Status(401));
 
-    // 65,500 one-byte chunks, no key, on two connections at once: each once
-    // held hundreds of MB of the relay's memory.
+    // The trickle attack: 65,500 one-byte chunks, no key, on two connections
+    // at once. Kept as a list of chunks, each would hold about 265 MB.
     let trickles: Vec<_> = (0..2)
         .map(|_| {
             let addr = addr.clone();

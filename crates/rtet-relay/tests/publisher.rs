@@ -323,7 +323,7 @@ async fn data_nested_deeper_than_the_limit_is_refused_invalid_and_never_delivere
         ),
         (Some("nack"), Some("deep"), Some("invalid"))
     );
-    // 30,000 levels once went out to every subscriber and crashed their parsers.
+    // 30,000 levels: fanned out, such data crashes subscribers' recursive parsers.
     let deepest = format!(
         r#"{{"type":"publish","id":"deepest","channel":"public","event":"e","data":{}{}}}"#,
         "[".repeat(30_000),
