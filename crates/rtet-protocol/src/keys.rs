@@ -2,7 +2,8 @@
 //! subscriber tokens, so anyone who knows it can publish to every channel and
 //! read every channel (`role.administrator` included). A key copied from an
 //! example is public, whatever its length; the relay refuses to start with
-//! one, and the plugin refuses to save one.
+//! one, and the plugin refuses to save one. Both are checked against
+//! `tests/protocol-vectors/keys.json`.
 
 use thiserror::Error;
 
@@ -109,6 +110,34 @@ mod tests {
             Err(KeyError::NotPrintable)
         );
         assert_eq!(check_key("short"), Err(KeyError::TooShort { len: 5 }));
+    }
+
+    /// The shared vectors the plugin's PHP copy of these rules is tested with.
+    #[test]
+    fn the_rules_match_the_shared_key_vectors() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/protocol-vectors/keys.json"
+        );
+        let text = std::fs::read_to_string(path).expect("tests/protocol-vectors/keys.json");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["min_length"], MIN_KEY_LEN);
+        assert_eq!(v["max_repeat"], MAX_REPEAT);
+        let parts: Vec<&str> = v["placeholders"]
+            .as_array()
+            .expect("placeholders")
+            .iter()
+            .filter_map(|p| p.as_str())
+            .collect();
+        assert_eq!(parts, PLACEHOLDER_PARTS);
+        for case in v["refused"].as_array().expect("refused") {
+            let key = case["key"].as_str().expect("key");
+            assert!(check_key(key).is_err(), "refused: {}", case["why"]);
+        }
+        for key in v["accepted"].as_array().expect("accepted") {
+            let key = key.as_str().expect("key");
+            assert_eq!(check_key(key), Ok(()), "accepted: {key}");
+        }
     }
 
     #[test]
