@@ -309,7 +309,10 @@ require_once ABSPATH . 'wp-settings.php';
   }
 
   async startRelay() {
-    const args = ['--listen', `127.0.0.1:${this.ports.relay}`, '--api-key', this.apiKey,
+    // The key goes by a file only this user can read, never on the command line (ps shows that to everyone).
+    const keyFile = path.join(this.dir, 'relay.key');
+    fs.writeFileSync(keyFile, `${this.apiKey}\n`, { mode: 0o600 });
+    const args = ['--listen', `127.0.0.1:${this.ports.relay}`, '--api-key-file', keyFile,
       '--allowed-origin', `http://127.0.0.1:${this.ports.http}`, ...(this.opts.relayArgs || [])];
     this.procs.relay = new Proc('rtet-relay', this.relayBin, args, {
       logFile: path.join(this.dir, 'relay.log'), env: { RUST_LOG: this.opts.relayLog || process.env.RUST_LOG || 'info', NO_COLOR: '1' },

@@ -2,6 +2,8 @@
 
 /// The relay is shutting down ("going away").
 pub const GOING_AWAY: u16 = 1001;
+/// A text frame that is not valid UTF-8 ("invalid frame payload data").
+pub const INVALID_DATA: u16 = 1007;
 /// Policy violation: a refused `Origin`, or no first frame within the deadline.
 pub const POLICY: u16 = 1008;
 /// A frame larger than the frame limit.

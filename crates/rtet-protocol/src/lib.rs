@@ -5,6 +5,7 @@
 //!
 //! - [`names`]: the rules for channel, event and id names.
 //! - [`frames`]: every JSON frame of the protocol, parsed and encoded with serde.
+//! - [`keys`]: what makes an API key usable (length, no example keys).
 //! - [`limits`]: the default limits from the protocol's table, in one struct.
 //! - [`token`]: HS256 subscriber tokens (JWT): signing and checking.
 //! - [`close`]: WebSocket close codes the relay uses.
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod close;
 pub mod endpoints;
 pub mod frames;
+pub mod keys;
 pub mod limits;
 pub mod names;
 pub mod sync;

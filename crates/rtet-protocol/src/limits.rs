@@ -50,6 +50,9 @@ pub struct Limits {
     pub dead_peer_timeout: Duration,
     /// Clock leeway when checking token expiry, at most 60 s. Default 60 s.
     pub token_leeway: Duration,
+    /// How deep an event's `data` may nest arrays and objects. Default 64.
+    /// Clients parse events recursively; a deeper value would crash them.
+    pub max_data_depth: usize,
 }
 
 impl Default for Limits {
@@ -70,6 +73,53 @@ impl Default for Limits {
             ping_interval: Duration::from_secs(25),
             dead_peer_timeout: Duration::from_secs(60),
             token_leeway: Duration::from_secs(60),
+            max_data_depth: 64,
         }
+    }
+}
+
+/// How deep arrays and objects nest in `json` (0 for a scalar), counting no
+/// further than `stop`: a caller comparing with a limit needs no more.
+/// Brackets inside strings do not count. `json` must be valid JSON (as a
+/// parsed frame's raw `data` is).
+pub fn nesting_depth(json: &str, stop: usize) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest >= stop {
+                    return deepest;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_depth_counts_arrays_and_objects_but_not_strings() {
+        assert_eq!(nesting_depth("1", 100), 0);
+        assert_eq!(nesting_depth(r#"{"a":[1,{"b":[]}]}"#, 100), 4);
+        assert_eq!(nesting_depth(r#"["[[[[", "\"[[", {}]"#, 100), 2);
+        assert_eq!(nesting_depth(&"[".repeat(30_000), 65), 65, "stops counting");
     }
 }

@@ -1,6 +1,7 @@
 //! Subscriber tokens ("Subscriber tokens"): HS256 JWTs signed with one of the
 //! relay's API keys. Anything but HS256 is refused, `none` included; `exp` is
-//! required; clock leeway is capped at 60 seconds; tokens are at most 4 KiB.
+//! required; a token with an `nbf` in the future is not valid yet; clock
+//! leeway is capped at 60 seconds; tokens are at most 4 KiB.
 
 use std::time::Duration;
 
@@ -62,6 +63,9 @@ pub enum TokenError {
     /// Expired (beyond the leeway); the client must fetch a fresh token.
     #[error("token has expired")]
     Expired,
+    /// Its `nbf` (not before) is in the future (beyond the leeway).
+    #[error("token is not valid yet (nbf is in the future)")]
+    NotYetValid,
     /// The key or claims could not be used to sign.
     #[error("cannot sign token: {0}")]
     Sign(String),
@@ -122,6 +126,11 @@ pub fn verify_at<K: AsRef<[u8]>>(
     validation.set_required_spec_claims(&["exp"]);
     validation.validate_exp = false;
     let leeway = leeway.min(MAX_LEEWAY).as_secs();
+    // An `nbf`, when the token has one, is checked by jsonwebtoken (against
+    // the system clock, with the same leeway): a token minted for later is
+    // not valid yet.
+    validation.validate_nbf = true;
+    validation.leeway = leeway;
     let mut last = TokenError::Signature;
     for key in keys {
         match jsonwebtoken::decode::<Claims>(
@@ -158,6 +167,7 @@ fn map_error(kind: ErrorKind) -> TokenError {
     match kind {
         ErrorKind::InvalidSignature => TokenError::Signature,
         ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => TokenError::Algorithm,
         other => TokenError::Malformed(format!("{other:?}")),
     }
@@ -218,6 +228,30 @@ mod tests {
             Err(TokenError::Expired),
             "leeway is capped at 60 s"
         );
+    }
+
+    #[test]
+    fn a_token_with_a_future_nbf_is_not_valid_yet() {
+        let sign_nbf = |nbf: u64| {
+            let claims = serde_json::json!({
+                "sub": "1", "channels": ["public"], "exp": now_secs() + 3600, "nbf": nbf
+            });
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(KEY),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            verify(&sign_nbf(now_secs() + 600), &[KEY], LEEWAY, MAX),
+            Err(TokenError::NotYetValid)
+        );
+        assert!(
+            verify(&sign_nbf(now_secs() + 30), &[KEY], LEEWAY, MAX).is_ok(),
+            "within the leeway"
+        );
+        assert!(verify(&sign_nbf(now_secs() - 10), &[KEY], LEEWAY, MAX).is_ok());
     }
 
     #[test]

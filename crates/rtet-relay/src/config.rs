@@ -9,13 +9,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use rtet_protocol::{token::MAX_LEEWAY, validate_channel, Limits};
 use serde::Deserialize;
 use thiserror::Error;
 
-/// The shortest API key the relay accepts (it is also the HS256 secret for tokens).
-pub const MIN_KEY_LEN: usize = 32;
+pub use rtet_protocol::keys::MIN_KEY_LEN;
+
+/// The environment variable holding one API key (the whole value is the key).
+pub const API_KEY_ENV: &str = "RTET_API_KEY";
+
+/// The longest `--max-token-lifetime` the relay takes.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The shortest dedupe window the protocol allows.
 pub const MIN_DEDUPE_WINDOW: Duration = Duration::from_secs(600);
@@ -23,12 +28,28 @@ pub const MIN_DEDUPE_WINDOW: Duration = Duration::from_secs(600);
 /// A configuration the relay refuses to start with.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    /// No API key at all: give one with `--api-key`, `RTET_API_KEYS` or `api_keys` in the file.
-    #[error("no API key: give one with --api-key KEY, RTET_API_KEYS=KEY1,KEY2 or api_keys in the config file")]
+    /// The flags could not be parsed, or `--help`/`--version` was asked for:
+    /// the binary lets clap print it and exit with clap's code.
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
+    /// No API key at all: make one and give it by file or environment.
+    #[error("no API key: make one with `openssl rand -hex 32 > relay.key` (readable only by the relay's user) and give it with --api-key-file relay.key, or set RTET_API_KEY")]
     NoKey,
-    /// A key shorter than [`MIN_KEY_LEN`]; generate a longer one (e.g. `openssl rand -hex 32`).
-    #[error("API key number {index} is {len} characters long; keys must have at least {MIN_KEY_LEN} (try: openssl rand -hex 32)")]
-    ShortKey { index: usize, len: usize },
+    /// A key the protocol refuses (too short, an example key, ...); the message says why.
+    #[error("API key number {index} {problem}")]
+    BadKey {
+        index: usize,
+        problem: rtet_protocol::keys::KeyError,
+    },
+    /// The key file could not be read; check the path and permissions.
+    #[error("cannot read API key file {path}: {source} (make one with: openssl rand -hex 32 > {path}; chmod 600 {path})", path = path.display())]
+    ReadKeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The key file can be read by every local user, so the key is not secret.
+    #[error("API key file {path} is readable by every local user; chmod 600 it (or 640 with the relay's group)")]
+    KeyFileReadable { path: PathBuf },
     /// The config file could not be read; check the path and permissions.
     #[error("cannot read config file {path}: {source}")]
     ReadFile {
@@ -66,13 +87,16 @@ pub struct Settings {
     #[serde(skip)]
     pub config: Option<PathBuf>,
 
-    /// Address to listen on, for HTTP and both WebSocket endpoints. [default: 127.0.0.1:8090]
+    /// Address to listen on, for HTTP and both WebSocket endpoints.
     #[arg(long, env = "RTET_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
     /// API key for publishers and for signing subscriber tokens; repeat to accept several
-    /// (key rotation). At least 32 characters. The environment variable takes a comma-separated
-    /// list. Required.
+    /// (key rotation). At least 32 characters; make one with `openssl rand -hex 32`. A key on the
+    /// command line is visible to every local user (ps): prefer --api-key-file, or RTET_API_KEY
+    /// (one key) or RTET_API_KEYS (a comma-separated list) in the environment. Keys from
+    /// flags, environment and --api-key-file are all accepted; the config file's keys only
+    /// when none of those gives one. Required.
     #[arg(
         long = "api-key",
         env = "RTET_API_KEYS",
@@ -82,6 +106,12 @@ pub struct Settings {
     )]
     #[serde(default)]
     pub api_keys: Vec<String>,
+
+    /// File holding the API key (one per line for rotation; blank lines and lines starting
+    /// with # are ignored). It must not be readable by every local user.
+    /// [default: none]
+    #[arg(long, env = "RTET_API_KEY_FILE", value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
 
     /// Origin a browser may connect to /ws from (scheme, host and port, as browsers send it);
     /// repeat for several.
@@ -95,7 +125,7 @@ pub struct Settings {
     #[serde(default)]
     pub allowed_origins: Vec<String>,
 
-    /// Channel that subscribers may join without a token; repeat for several. [default: public]
+    /// Channel that subscribers may join without a token; repeat for several.
     #[arg(
         long = "anonymous-channel",
         env = "RTET_ANONYMOUS_CHANNELS",
@@ -105,84 +135,101 @@ pub struct Settings {
     #[serde(default)]
     pub anonymous_channels: Vec<String>,
 
-    /// Events kept per channel for replay with `since`. [default: 1000]
+    /// Events kept per channel for replay with `since`.
     #[arg(long, env = "RTET_HISTORY_SIZE", value_name = "EVENTS")]
     pub history_size: Option<usize>,
 
-    /// Age after which history events are dropped. [default: 10m]
+    /// Age after which history events are dropped.
     #[arg(long, env = "RTET_HISTORY_AGE", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub history_age: Option<Duration>,
 
     /// How long an acked (channel, id) pair is remembered, so a retried publish is not
-    /// delivered twice. The protocol promises at least 10 minutes. [default: 10m]
+    /// delivered twice. The protocol promises at least 10 minutes.
     #[arg(long, env = "RTET_DEDUPE_WINDOW", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub dedupe_window: Option<Duration>,
 
-    /// Largest WebSocket frame or HTTP publish body, in bytes. [default: 65536]
+    /// Largest WebSocket frame or HTTP publish body, in bytes.
     #[arg(long, env = "RTET_MAX_FRAME_BYTES", value_name = "BYTES")]
     pub max_frame_bytes: Option<usize>,
 
-    /// Largest subscriber token, in bytes. [default: 4096]
+    /// Largest subscriber token, in bytes.
     #[arg(long, env = "RTET_MAX_TOKEN_BYTES", value_name = "BYTES")]
     pub max_token_bytes: Option<usize>,
 
-    /// Subscriptions one connection may hold. [default: 64]
+    /// Longest a subscriber token may still be valid for (its `exp` from now); tokens that
+    /// live longer are refused, so a leaked token cannot serve for years.
+    #[arg(long, env = "RTET_MAX_TOKEN_LIFETIME", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub max_token_lifetime: Option<Duration>,
+
+    /// How deep an event's `data` may nest arrays and objects; deeper events are refused with
+    /// `invalid`.
+    #[arg(long, env = "RTET_MAX_DATA_DEPTH", value_name = "LEVELS")]
+    pub max_data_depth: Option<usize>,
+
+    /// Subscriptions one connection may hold.
     #[arg(long, env = "RTET_MAX_SUBSCRIPTIONS", value_name = "N")]
     pub max_subscriptions: Option<usize>,
 
-    /// Frames per second a subscriber may send, sustained. [default: 20]
+    /// Frames per second a subscriber may send, sustained.
     #[arg(long, env = "RTET_CLIENT_FRAMES_PER_SEC", value_name = "N")]
     pub client_frames_per_sec: Option<u32>,
 
-    /// Frames a subscriber may send in a burst. [default: 50]
+    /// Frames a subscriber may send in a burst.
     #[arg(long, env = "RTET_CLIENT_FRAMES_BURST", value_name = "N")]
     pub client_frames_burst: Option<u32>,
 
-    /// Publishes per second for one API key, over all its connections and HTTP. [default: 10000]
+    /// Publishes per second for one API key, over all its connections and HTTP.
     #[arg(long, env = "RTET_PUBLISHES_PER_SEC", value_name = "N")]
     pub publishes_per_sec: Option<u32>,
 
-    /// Open WebSocket connections from one client IP. [default: 1000]
+    /// Open WebSocket connections from one client IP.
     #[arg(long, env = "RTET_CONNECTIONS_PER_IP", value_name = "N")]
     pub connections_per_ip: Option<usize>,
 
-    /// Open WebSocket connections in total; more are answered 503. [default: 200000]
+    /// Open WebSocket connections in total; more are answered 503.
     #[arg(long, env = "RTET_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
 
     /// Channels the relay holds at once; publishing to or subscribing to a new channel beyond
-    /// this is refused with `forbidden`. [default: 100000]
+    /// this is refused with `forbidden`.
     #[arg(long, env = "RTET_MAX_CHANNELS", value_name = "N")]
     pub max_channels: Option<usize>,
 
     /// Frames queued for one subscriber; a subscriber that falls this far behind is
-    /// disconnected with close code 4408 and resumes with `since`. [default: 4096]
+    /// disconnected with close code 4408 and resumes with `since`.
     #[arg(long, env = "RTET_SUBSCRIBER_QUEUE", value_name = "FRAMES")]
     pub subscriber_queue: Option<usize>,
 
-    /// A subscriber must send its first frame within this, or is closed with 1008. [default: 10s]
+    /// A subscriber must send its first frame within this, or is closed with 1008.
     #[arg(long, env = "RTET_FIRST_FRAME_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub first_frame_timeout: Option<Duration>,
 
-    /// Interval between WebSocket pings from the relay. [default: 25s]
+    /// Interval between WebSocket pings from the relay.
     #[arg(long, env = "RTET_PING_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub ping_interval: Option<Duration>,
 
-    /// A connection from which nothing (not even a pong) arrives for this long is closed. [default: 60s]
+    /// A connection from which nothing (not even a pong) arrives for this long is closed.
     #[arg(long, env = "RTET_DEAD_PEER_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub dead_peer_timeout: Option<Duration>,
 
-    /// Clock leeway when checking token expiry; at most 60s. [default: 60s]
+    /// Clock leeway when checking token expiry; at most 60s.
     #[arg(long, env = "RTET_TOKEN_LEEWAY", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub token_leeway: Option<Duration>,
 
-    /// On SIGTERM/SIGINT, how long to wait for in-flight publishes and subscriber queues. [default: 10s]
+    /// How long a client may take to send the body of `POST /api/send-event`; slower ones are
+    /// answered 408.
+    #[arg(long, env = "RTET_HTTP_BODY_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub http_body_timeout: Option<Duration>,
+
+    /// On SIGTERM/SIGINT, how long to wait for in-flight publishes and subscriber queues.
     #[arg(long, env = "RTET_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
@@ -192,6 +239,23 @@ pub struct Settings {
     /// [default: none, the TCP peer address]
     #[arg(long, env = "RTET_REAL_IP_HEADER", value_name = "NAME")]
     pub real_ip_header: Option<String>,
+
+    /// A separate address for `GET /metrics` (e.g. 127.0.0.1:9090, reachable only by the
+    /// monitoring system); when set, the main port does not serve it.
+    /// [default: none, /metrics on the main port as --metrics-token says]
+    #[arg(long, env = "RTET_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Bearer token that `GET /metrics` on the main port requires (prefer the environment
+    /// variable: the command line is visible to every local user).
+    /// [default: none, /metrics answers only loopback clients that came through no proxy]
+    #[arg(
+        long,
+        env = "RTET_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
 
     /// PEM certificate chain, to serve wss:// and https:// (with --tls-key). [default: none, plain]
     #[arg(long, env = "RTET_TLS_CERT", value_name = "FILE", requires = "tls_key")]
@@ -220,19 +284,27 @@ pub struct Config {
     pub api_keys: Vec<String>,
     /// Allowed `Origin` values for `/ws`, normalised (lower case, no trailing `/`); empty: any.
     pub allowed_origins: Vec<String>,
-    /// Channels open to subscribers without a token. Default `["public"]`.
+    /// Channels open to subscribers without a token.
     pub anonymous_channels: Vec<String>,
     /// The protocol's limits (frame size, rates, history, queue, timeouts, ...).
     pub limits: Limits,
-    /// Open WebSocket connections in total. Default 200,000.
+    /// Open WebSocket connections in total.
     pub max_connections: usize,
-    /// Channels held at once. Default 100,000.
+    /// Channels held at once.
     pub max_channels: usize,
-    /// Grace period at shutdown. Default 10 s.
+    /// Grace period at shutdown.
     pub shutdown_grace: Duration,
-    /// Header with the real client IP behind a proxy. Default none.
+    /// Time allowed for the body of an HTTP publish.
+    pub http_body_timeout: Duration,
+    /// Longest remaining lifetime of a subscriber token.
+    pub max_token_lifetime: Duration,
+    /// A separate address serving `/metrics`; then the main port does not.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Bearer token that `/metrics` on the main port requires; none: loopback only.
+    pub metrics_token: Option<String>,
+    /// Header with the real client IP behind a proxy; none: the TCP peer.
     pub real_ip_header: Option<String>,
-    /// Serve TLS with these files. Default none (plain TCP).
+    /// Serve TLS with these files; none: plain TCP.
     pub tls: Option<TlsFiles>,
 }
 
@@ -251,6 +323,13 @@ impl std::fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("max_channels", &self.max_channels)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("http_body_timeout", &self.http_body_timeout)
+            .field("max_token_lifetime", &self.max_token_lifetime)
+            .field("metrics_listen", &self.metrics_listen)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("real_ip_header", &self.real_ip_header)
             .field("tls", &self.tls)
             .finish()
@@ -258,8 +337,9 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// The defaults, with these API keys. Call [`Config::validate`] before use
-    /// if the keys come from a user.
+    /// The defaults, with these API keys: the one place the relay's own
+    /// defaults are written (the protocol's come from [`Limits::default`]).
+    /// Call [`Config::validate`] before use if the keys come from a user.
     pub fn new<K: Into<String>>(api_keys: impl IntoIterator<Item = K>) -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
@@ -270,6 +350,10 @@ impl Config {
             max_connections: 200_000,
             max_channels: 100_000,
             shutdown_grace: Duration::from_secs(10),
+            http_body_timeout: Duration::from_secs(10),
+            max_token_lifetime: Duration::from_secs(24 * 3600),
+            metrics_listen: None,
+            metrics_token: None,
             real_ip_header: None,
             tls: None,
         }
@@ -277,17 +361,22 @@ impl Config {
 
     /// Parses flags and environment, reads the file named by `--config`/`RTET_CONFIG`,
     /// and resolves everything.
-    pub fn from_args<I, T>(args: I) -> Result<Config, Box<dyn std::error::Error + Send + Sync>>
+    pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let cli = Settings::try_parse_from(args)?;
+        let mut cli = Settings::from_arg_matches(
+            &Settings::command_with_defaults().try_get_matches_from(args)?,
+        )?;
+        if let Some(key) = std::env::var_os(API_KEY_ENV) {
+            cli.api_keys.push(key.to_string_lossy().into_owned());
+        }
         let file = match &cli.config {
             Some(path) => Some(Settings::from_file(path)?),
             None => None,
         };
-        Ok(Config::resolve(cli, file)?)
+        Config::resolve(cli, file)
     }
 
     /// Merges flags/environment (`cli`, which clap already merged) over the file over defaults.
@@ -368,6 +457,7 @@ impl Config {
                 dl.dead_peer_timeout,
             ),
             token_leeway: pick(cli.token_leeway, file.token_leeway, dl.token_leeway),
+            max_data_depth: pick(cli.max_data_depth, file.max_data_depth, dl.max_data_depth),
         };
         let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
@@ -379,9 +469,17 @@ impl Config {
                 })
             }
         };
+        let mut cli_keys = cli.api_keys;
+        if let Some(path) = &cli.api_key_file {
+            cli_keys.extend(read_key_file(path)?);
+        }
+        let mut file_keys = file.api_keys;
+        if let Some(path) = &file.api_key_file {
+            file_keys.extend(read_key_file(path)?);
+        }
         let config = Config {
             listen: pick(cli.listen, file.listen, d.listen),
-            api_keys: pick_list(cli.api_keys, file.api_keys, Vec::new()),
+            api_keys: pick_list(cli_keys, file_keys, Vec::new()),
             allowed_origins: pick_list(cli.allowed_origins, file.allowed_origins, Vec::new())
                 .iter()
                 .map(|o| normalize_origin(o))
@@ -395,6 +493,18 @@ impl Config {
             max_connections: pick(cli.max_connections, file.max_connections, d.max_connections),
             max_channels: pick(cli.max_channels, file.max_channels, d.max_channels),
             shutdown_grace: pick(cli.shutdown_grace, file.shutdown_grace, d.shutdown_grace),
+            http_body_timeout: pick(
+                cli.http_body_timeout,
+                file.http_body_timeout,
+                d.http_body_timeout,
+            ),
+            max_token_lifetime: pick(
+                cli.max_token_lifetime,
+                file.max_token_lifetime,
+                d.max_token_lifetime,
+            ),
+            metrics_listen: cli.metrics_listen.or(file.metrics_listen),
+            metrics_token: cli.metrics_token.or(file.metrics_token),
             real_ip_header: cli.real_ip_header.or(file.real_ip_header),
             tls,
         };
@@ -402,19 +512,17 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks what the relay cannot run with: no key, a short key, a bad
+    /// Checks what the relay cannot run with: no key, a short or example key, a bad
     /// anonymous channel name, a zero limit or a leeway above 60 s.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.api_keys.is_empty() {
             return Err(ConfigError::NoKey);
         }
         for (i, key) in self.api_keys.iter().enumerate() {
-            if key.chars().count() < MIN_KEY_LEN {
-                return Err(ConfigError::ShortKey {
-                    index: i + 1,
-                    len: key.chars().count(),
-                });
-            }
+            rtet_protocol::keys::check_key(key).map_err(|problem| ConfigError::BadKey {
+                index: i + 1,
+                problem,
+            })?;
         }
         for channel in &self.anonymous_channels {
             validate_channel(channel).map_err(|e| ConfigError::Invalid {
@@ -423,7 +531,7 @@ impl Config {
             })?;
         }
         let l = &self.limits;
-        let positive: [(&'static str, bool); 10] = [
+        let positive: [(&'static str, bool); 13] = [
             ("max_frame_bytes", l.max_frame_bytes > 0),
             ("max_token_bytes", l.max_token_bytes > 0),
             ("client_frames_per_sec", l.client_frames_per_sec > 0),
@@ -434,6 +542,9 @@ impl Config {
             ("ping_interval", !l.ping_interval.is_zero()),
             ("dead_peer_timeout", !l.dead_peer_timeout.is_zero()),
             ("max_channels", self.max_channels > 0),
+            ("http_body_timeout", !self.http_body_timeout.is_zero()),
+            ("max_token_lifetime", !self.max_token_lifetime.is_zero()),
+            ("max_data_depth", l.max_data_depth > 0),
         ];
         for (name, ok) in positive {
             if !ok {
@@ -449,6 +560,25 @@ impl Config {
                 message: "the protocol promises at least 10m".into(),
             });
         }
+        if self.max_token_lifetime > MAX_TOKEN_LIFETIME {
+            return Err(ConfigError::Invalid {
+                name: "max_token_lifetime",
+                message: format!(
+                    "at most {}: subscriber tokens are short-lived",
+                    humantime::format_duration(MAX_TOKEN_LIFETIME)
+                ),
+            });
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.len() < MIN_KEY_LEN)
+        {
+            return Err(ConfigError::Invalid {
+                name: "metrics_token",
+                message: format!("at least {MIN_KEY_LEN} characters (try: openssl rand -hex 32)"),
+            });
+        }
         if l.token_leeway > MAX_LEEWAY {
             return Err(ConfigError::Invalid {
                 name: "token_leeway",
@@ -460,6 +590,56 @@ impl Config {
 }
 
 impl Settings {
+    /// The defaults [`Config::new`] and [`Limits::default`] give, as
+    /// `(setting, value)` in the form flags and files take. `--help` shows
+    /// them and the documentation is checked against them, so each default is
+    /// written once. Settings without a default value (keys, origins, TLS
+    /// files, the proxy header) say what their absence means in their help.
+    pub fn defaults() -> Vec<(&'static str, String)> {
+        let c = Config::new(Vec::<String>::new());
+        let l = &c.limits;
+        let duration = |d: Duration| humantime::format_duration(d).to_string();
+        vec![
+            ("listen", c.listen.to_string()),
+            ("anonymous_channels", c.anonymous_channels.join(",")),
+            ("history_size", l.history_events.to_string()),
+            ("history_age", duration(l.history_age)),
+            ("dedupe_window", duration(l.dedupe_window)),
+            ("max_frame_bytes", l.max_frame_bytes.to_string()),
+            ("max_token_bytes", l.max_token_bytes.to_string()),
+            ("max_token_lifetime", duration(c.max_token_lifetime)),
+            ("max_data_depth", l.max_data_depth.to_string()),
+            ("max_subscriptions", l.max_subscriptions.to_string()),
+            ("client_frames_per_sec", l.client_frames_per_sec.to_string()),
+            ("client_frames_burst", l.client_frames_burst.to_string()),
+            ("publishes_per_sec", l.publishes_per_sec_per_key.to_string()),
+            ("connections_per_ip", l.connections_per_ip.to_string()),
+            ("max_connections", c.max_connections.to_string()),
+            ("max_channels", c.max_channels.to_string()),
+            ("subscriber_queue", l.subscriber_queue_frames.to_string()),
+            ("first_frame_timeout", duration(l.first_frame_timeout)),
+            ("ping_interval", duration(l.ping_interval)),
+            ("dead_peer_timeout", duration(l.dead_peer_timeout)),
+            ("token_leeway", duration(l.token_leeway)),
+            ("shutdown_grace", duration(c.shutdown_grace)),
+            ("http_body_timeout", duration(c.http_body_timeout)),
+        ]
+    }
+
+    /// The command line parser, its help showing every default from [`Settings::defaults`].
+    /// (The defaults are not clap defaults: an unset flag must leave room for the
+    /// environment and the file.)
+    pub fn command_with_defaults() -> clap::Command {
+        let mut command = Settings::command();
+        for (name, value) in Settings::defaults() {
+            command = command.mut_arg(name, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                arg.help(format!("{help} [default: {value}]"))
+            });
+        }
+        command
+    }
+
     /// Reads a TOML file of settings.
     pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
@@ -471,6 +651,32 @@ impl Settings {
             message: e.to_string(),
         })
     }
+}
+
+/// The keys in a key file: one per line, blank lines and `#` comments
+/// skipped. A file every local user may read is refused: its key is no secret.
+fn read_key_file(path: &Path) -> Result<Vec<String>, ConfigError> {
+    let error = |source| ConfigError::ReadKeyFile {
+        path: path.to_owned(),
+        source,
+    };
+    let text = std::fs::read_to_string(path).map_err(error)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_err(error)?.permissions().mode();
+        if mode & 0o004 != 0 {
+            return Err(ConfigError::KeyFileReadable {
+                path: path.to_owned(),
+            });
+        }
+    }
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
 }
 
 /// Lower-cases an origin and drops a trailing `/`, so `https://Example.com/`
@@ -522,7 +728,10 @@ mod tests {
         ));
         assert!(matches!(
             Config::resolve(parse(&["--api-key", "short"]), None),
-            Err(ConfigError::ShortKey { index: 1, len: 5 })
+            Err(ConfigError::BadKey {
+                index: 1,
+                problem: rtet_protocol::keys::KeyError::TooShort { len: 5 }
+            })
         ));
     }
 

@@ -10,11 +10,15 @@
 //! - [`publisher`]: the `/publish` WebSocket: auth before upgrade, ack/nack per publish.
 //! - [`subscriber`]: the `/ws` WebSocket: tokens, subscriptions, replay, limits, keepalive.
 //! - [`http`]: `/healthz`, `/metrics` and `POST /api/send-event`.
+//! - [`publish`]: one checked event through the key's rate budget into the engine,
+//!   for both publisher endpoints.
+//! - [`connection`]: the socket side of a WebSocket connection: reads, queued writes, close.
+//! - [`keepalive`]: pings and dead-peer detection for both endpoints.
 //! - [`engine`]: the [`Engine`](engine::Engine) trait (seq, history, dedupe, fan-out)
 //!   and its in-memory implementation.
 //! - [`outbox`]: a subscriber's bounded outgoing queue and the slow-consumer policy.
 //! - [`metrics`]: the `rtet_*` Prometheus metrics.
-//! - [`ws`]: small WebSocket helpers.
+//! - [`clock`], [`sync`]: the wall clock and poison-tolerant locking, each in one place.
 //!
 //! Start a relay in-process (as the tests and the benchmark do):
 //!
@@ -26,16 +30,20 @@
 //! # Ok(()) }
 //! ```
 
+pub mod clock;
 pub mod config;
+pub mod connection;
 pub mod engine;
 pub mod http;
+pub mod keepalive;
 pub mod metrics;
 pub mod outbox;
+pub mod publish;
 pub mod publisher;
 pub mod server;
 pub mod state;
 pub mod subscriber;
-pub mod ws;
+pub mod sync;
 
 pub use config::{Config, ConfigError, Settings};
 pub use server::{run, run_with_engine, ServeError};

@@ -11,11 +11,9 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> ExitCode {
     let config = match rtet_relay::Config::from_args(std::env::args_os()) {
         Ok(c) => c,
+        // clap prints its errors (and --help / --version) itself, with its exit code.
+        Err(rtet_relay::ConfigError::Cli(e)) => e.exit(),
         Err(e) => {
-            // clap errors (and --help / --version) print themselves with the right exit code.
-            if let Some(clap_err) = e.downcast_ref::<clap::Error>() {
-                clap_err.exit();
-            }
             eprintln!("rtet-relay: {e}");
             return ExitCode::from(2);
         }
@@ -26,6 +24,7 @@ async fn main() -> ExitCode {
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
+    let shutdown = shutdown_signal();
     let listener = match bind(config.listen) {
         Ok(l) => l,
         Err(e) => {
@@ -33,7 +32,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rtet_relay::run(listener, config, shutdown_signal()).await {
+    match rtet_relay::run(listener, config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rtet-relay: {e}");
@@ -61,25 +60,33 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+/// Resolves on SIGTERM or SIGINT. The handlers are installed at once, before
+/// the relay says it listens, so a signal sent right after that stops it
+/// gracefully instead of killing it.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (term, interrupt) {
+            (Ok(mut term), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
             }
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
-    #[cfg(not(unix))]
-    {
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

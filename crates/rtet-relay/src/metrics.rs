@@ -2,7 +2,7 @@
 //!
 //! | metric | type | labels | meaning |
 //! |--------|------|--------|---------|
-//! | `rtet_connections` | gauge | `role` = publisher, subscriber | open WebSocket connections |
+//! | `rtet_connections` | gauge | `role` = publisher, subscriber, http | open WebSocket connections, and HTTP publishes in flight |
 //! | `rtet_connections_accepted_total` | counter | `role` = publisher, subscriber | WebSocket connections admitted and answered with the upgrade since the relay started (counted before the `101`; subscribers closed for their origin not counted) |
 //! | `rtet_connections_refused_total` | counter | `reason` = per_ip, max_connections, origin | connections refused before or at upgrade |
 //! | `rtet_events_published_total` | counter | | events stored (duplicates not counted) |
@@ -34,6 +34,8 @@ pub enum Role {
     publisher,
     /// `/ws`.
     subscriber,
+    /// An HTTP publish in flight (`POST /api/send-event`).
+    http,
 }
 
 /// Label set `{role="..."}`.
@@ -115,7 +117,7 @@ impl Metrics {
         };
         registry.register(
             "rtet_connections",
-            "Open WebSocket connections by role",
+            "Open WebSocket connections by role, and HTTP publishes in flight",
             m.connections.clone(),
         );
         registry.register(

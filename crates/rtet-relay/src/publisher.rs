@@ -14,17 +14,17 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::{FutureExt, SinkExt};
 use rtet_protocol::frames::parse_publish;
 use rtet_protocol::{close, ErrorCode, FrameError, PublishFrame, ServerFrame};
 use tokio::time::sleep_until;
 
-use crate::engine::{EngineError, Published};
+use crate::connection::{Connection, Incoming};
+use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::metrics::Role;
-use crate::state::{Refusal, Relay};
-use crate::ws::{is_too_large, now_millis, Keepalive, KeepaliveAction};
+use crate::publish::publish;
+use crate::state::{KeyId, Relay};
 
-/// Answers flushed together at most, when a publisher pipelines without pause.
+/// Frames answered per write at most, when a publisher pipelines without pause.
 const FLUSH_EVERY: usize = 64;
 
 /// At shutdown, frames already received that are still answered at most.
@@ -33,30 +33,17 @@ const SHUTDOWN_DRAIN_MAX: usize = 100_000;
 /// Read buffer for a publisher connection (it grows for larger frames).
 const READ_BUFFER: usize = 16 * 1024;
 
+/// Write buffer for a publisher connection (answers are small).
+const WRITE_BUFFER: usize = 16 * 1024;
+
 /// The `401` for a missing or unknown key.
-pub fn unauthorized() -> Response {
+fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer")],
         "missing or unknown API key\n",
     )
         .into_response()
-}
-
-/// The answer to a connection refused by a count limit.
-pub fn refused(r: Refusal) -> Response {
-    match r {
-        Refusal::PerIp => (
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many connections from this address\n",
-        )
-            .into_response(),
-        Refusal::Total => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the relay is at its connection limit\n",
-        )
-            .into_response(),
-    }
 }
 
 /// `GET /publish`: checks the key, then upgrades.
@@ -77,18 +64,18 @@ pub async fn upgrade(
     };
     let guard = match relay.admit(relay.client_ip(peer, &headers), Role::publisher) {
         Ok(g) => g,
-        Err(r) => return refused(r),
+        Err(r) => return r.into_response(),
     };
     relay.metrics.accepted(Role::publisher);
     let token = relay.publishers.token();
     let max = relay.config.limits.max_frame_bytes;
     ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(16 * 1024)
+        .write_buffer_size(WRITE_BUFFER)
         // Frames up to twice the limit are read and answered with a nack; larger ones close 1009.
         .max_message_size(max.saturating_mul(2).saturating_add(4096))
         .max_frame_size(max.saturating_mul(2).saturating_add(4096))
         .on_upgrade(move |socket| async move {
-            tracing::debug!(%peer, key, "publisher connected");
+            tracing::debug!(%peer, key = key.index(), "publisher connected");
             serve(Arc::clone(&relay), socket, key).await;
             tracing::debug!(%peer, "publisher gone");
             drop(guard);
@@ -96,18 +83,11 @@ pub async fn upgrade(
         })
 }
 
-/// What to do after one incoming message.
-enum Step {
-    Reply(ServerFrame),
-    Nothing,
-    Close(u16, &'static str),
-    End,
-}
-
 /// One publisher connection's state between frames.
-struct Conn {
-    /// The API key number the connection authenticated with.
-    key: usize,
+struct Publisher {
+    relay: Arc<Relay>,
+    /// The API key the connection authenticated with.
+    key: KeyId,
     /// The (id, channel) of a publish refused with `rate_limited`. Until that
     /// event is sent again, every later publish on this connection is refused
     /// too, so that pipelined events cannot overtake it and a retry keeps the
@@ -115,85 +95,169 @@ struct Conn {
     held_for: Option<(String, String)>,
 }
 
-async fn handle(relay: &Relay, conn: &mut Conn, msg: Option<Result<Message, axum::Error>>) -> Step {
-    match msg {
-        None => Step::End,
-        Some(Err(e)) => {
-            if is_too_large(e) {
-                Step::Close(close::TOO_LARGE, "frame too large")
-            } else {
-                Step::End
+/// Whether the connection goes on after a burst of frames.
+enum Flow {
+    Open,
+    /// End it, with this close frame (none when the peer is gone).
+    End(Option<(u16, &'static str)>),
+}
+
+/// Serves one publisher connection until it closes or the relay shuts down.
+pub async fn serve(relay: Arc<Relay>, socket: WebSocket, key: KeyId) {
+    let mut conn = Connection::new(socket);
+    let limits = &relay.config.limits;
+    let mut keepalive = Keepalive::new(limits.ping_interval, limits.dead_peer_timeout);
+    let timer = sleep_until(keepalive.deadline());
+    tokio::pin!(timer);
+    let stop = relay.stop_publishers.clone();
+    let mut publisher = Publisher {
+        relay: Arc::clone(&relay),
+        key,
+        held_for: None,
+    };
+    let end = loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => {
+                // Answer every publish that already arrived (bounded, in case the peer never
+                // pauses), then say goodbye.
+                let _ = publisher.answer_burst(&mut conn, None, SHUTDOWN_DRAIN_MAX).await;
+                break Some((close::GOING_AWAY, "relay shutting down"));
+            }
+            incoming = conn.read() => {
+                keepalive.seen();
+                if let Flow::End(end) = publisher.answer_burst(&mut conn, Some(incoming), FLUSH_EVERY).await {
+                    break end;
+                }
+            }
+            _ = &mut timer => {
+                match keepalive.fire() {
+                    KeepaliveAction::Dead => {
+                        tracing::debug!("publisher answered no ping; closing");
+                        break Some((close::GOING_AWAY, "no answer to pings"));
+                    }
+                    KeepaliveAction::Ping => {
+                        conn.queue(Message::Ping(Default::default()));
+                        if conn.write().await.is_err() {
+                            break None;
+                        }
+                    }
+                    KeepaliveAction::Wait => {}
+                }
+                timer.as_mut().reset(keepalive.deadline());
             }
         }
-        Some(Ok(Message::Text(text))) => Step::Reply(answer(relay, conn, text.as_str()).await),
-        Some(Ok(Message::Binary(_))) => {
-            relay.metrics.nack(ErrorCode::Invalid);
-            Step::Reply(ServerFrame::Error {
-                code: ErrorCode::Invalid,
-                channel: None,
-                message: "binary frames are not accepted; send JSON text frames".into(),
-            })
-        }
-        Some(Ok(Message::Close(_))) => Step::End,
-        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Step::Nothing,
+    };
+    if let Some((code, reason)) = end {
+        conn.close(code, reason).await;
     }
 }
 
-/// The `ack` or `nack` for one publish frame.
-async fn answer(relay: &Relay, conn: &mut Conn, text: &str) -> ServerFrame {
-    let max = relay.config.limits.max_frame_bytes;
-    let result = match parse_publish(text) {
-        Ok(frame) if text.len() > max => Err(too_large(&frame, text.len(), max)),
-        Ok(frame) => match &conn.held_for {
-            Some((id, channel)) if (id, channel) != (&frame.id, &frame.channel) => {
-                Err(FrameError {
+impl Publisher {
+    /// Answers `first` (when given) and then every frame that has already
+    /// arrived, up to `max` frames, and writes the answers together.
+    async fn answer_burst(
+        &mut self,
+        conn: &mut Connection,
+        first: Option<Incoming>,
+        max: usize,
+    ) -> Flow {
+        let mut next = first.or_else(|| conn.read_ready());
+        let mut handled = 0;
+        let mut flow = Flow::Open;
+        while let Some(incoming) = next {
+            match incoming {
+                Incoming::Text(text) => {
+                    let answer = self.answer(text.as_str()).await;
+                    conn.queue_frame(&answer);
+                }
+                Incoming::Binary => {
+                    self.relay.metrics.nack(ErrorCode::Invalid);
+                    conn.queue_frame(&ServerFrame::Error {
+                        code: ErrorCode::Invalid,
+                        channel: None,
+                        message: "binary frames are not accepted; send JSON text frames".into(),
+                    });
+                }
+                Incoming::Control => {}
+                Incoming::TooLarge | Incoming::InvalidUtf8 => {
+                    flow = Flow::End(incoming.ending());
+                    break;
+                }
+                Incoming::Gone => {
+                    flow = Flow::End(None);
+                    break;
+                }
+            }
+            handled += 1;
+            if handled >= max {
+                break;
+            }
+            next = conn.read_ready();
+        }
+        if conn.write().await.is_err() {
+            return Flow::End(None);
+        }
+        flow
+    }
+
+    /// The `ack` or `nack` for one publish frame (an `error` for a frame that
+    /// is not a publish at all).
+    async fn answer(&mut self, text: &str) -> ServerFrame {
+        let max = self.relay.config.limits.max_frame_bytes;
+        let parsed = parse_publish(text);
+        let result = match parsed {
+            _ if text.len() > max => Err(too_large(&parsed, text.len(), max)),
+            Ok(frame) => self.publish_in_order(frame).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok((seq, id, channel)) => ServerFrame::Ack { id, channel, seq },
+            Err(e) => {
+                self.relay.metrics.nack(e.code);
+                if is_publish(text) {
+                    ServerFrame::nack_from_error(&e)
+                } else {
+                    // Not a publish at all (not JSON, not an object, another type):
+                    // the protocol answers such frames with `error`, as on /ws.
+                    ServerFrame::from_error(&e)
+                }
+            }
+        }
+    }
+
+    /// Publishes unless an earlier refused event is being held for, and
+    /// holds for this one if it is refused `rate_limited`.
+    async fn publish_in_order(
+        &mut self,
+        frame: PublishFrame,
+    ) -> Result<(u64, String, String), FrameError> {
+        if let Some((id, channel)) = &self.held_for {
+            if (id, channel) != (&frame.id, &frame.channel) {
+                return Err(FrameError {
                     code: ErrorCode::RateLimited,
                     message: format!(
                         "held back to keep order: event {id} on channel {channel} was refused \
-                     rate_limited; send it again first, or reconnect"
+                         rate_limited; send it again first, or reconnect"
                     ),
-                    id: Some(frame.id.clone()),
-                    channel: Some(frame.channel.clone()),
-                })
-            }
-            _ => {
-                let r = publish(relay, conn.key, &frame).await;
-                conn.held_for = match &r {
-                    Err(e) if e.code == ErrorCode::RateLimited => {
-                        Some((frame.id.clone(), frame.channel.clone()))
-                    }
-                    _ => None,
-                };
-                r.map(|p| (p, frame.id, frame.channel))
-            }
-        },
-        Err(e) if text.len() > max => Err(FrameError {
-            code: ErrorCode::TooLarge,
-            message: format!("frame is {} bytes; the limit is {max}", text.len()),
-            ..e
-        }),
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok((p, id, channel)) => ServerFrame::Ack {
-            id,
-            channel,
-            seq: p.seq,
-        },
-        Err(e) => {
-            relay.metrics.nack(e.code);
-            if is_publish(text) {
-                ServerFrame::nack_from_error(&e)
-            } else {
-                // Not a publish at all (not JSON, not an object, another type):
-                // the protocol answers such frames with `error`, as on /ws.
-                ServerFrame::from_error(&e)
+                    id: Some(frame.id),
+                    channel: Some(frame.channel),
+                });
             }
         }
+        let result = publish(&self.relay, self.key, &frame).await;
+        self.held_for = match &result {
+            Err(e) if e.code == ErrorCode::RateLimited => {
+                Some((frame.id.clone(), frame.channel.clone()))
+            }
+            _ => None,
+        };
+        result.map(|p| (p.seq, frame.id, frame.channel))
     }
 }
 
-/// Whether a refused frame was meant as a publish (a JSON object with `"type":"publish"`).
+/// Whether a refused frame was meant as a publish (a JSON object with
+/// `"type":"publish"`): only refusals look at this, to choose `nack` or `error`.
 fn is_publish(text: &str) -> bool {
     #[derive(serde::Deserialize)]
     struct Kind<'a> {
@@ -205,8 +269,17 @@ fn is_publish(text: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn too_large(frame: &PublishFrame, len: usize, max: usize) -> FrameError {
-    let data = frame.data.get().len();
+/// The refusal of a frame over the size limit, with the frame's id and
+/// channel when it has them, naming the data when it is the data that is too large.
+fn too_large(parsed: &Result<PublishFrame, FrameError>, len: usize, max: usize) -> FrameError {
+    let (id, channel, data) = match parsed {
+        Ok(f) => (
+            Some(f.id.clone()),
+            Some(f.channel.clone()),
+            f.data.get().len(),
+        ),
+        Err(e) => (e.id.clone(), e.channel.clone(), 0),
+    };
     let message = if data > max {
         format!("data is {data} bytes; the limit is {max}")
     } else {
@@ -215,158 +288,7 @@ fn too_large(frame: &PublishFrame, len: usize, max: usize) -> FrameError {
     FrameError {
         code: ErrorCode::TooLarge,
         message,
-        id: Some(frame.id.clone()),
-        channel: Some(frame.channel.clone()),
-    }
-}
-
-/// Publishes one checked event for API key number `key`: rate limit, then
-/// the engine. Shared by the WebSocket and HTTP endpoints.
-pub async fn publish(
-    relay: &Relay,
-    key: usize,
-    frame: &PublishFrame,
-) -> Result<Published, FrameError> {
-    let fail = |code, message: String, frame: &PublishFrame| FrameError {
-        code,
-        message,
-        id: Some(frame.id.clone()),
-        channel: Some(frame.channel.clone()),
-    };
-    if frame.data.get().len() > relay.config.limits.max_frame_bytes {
-        let max = relay.config.limits.max_frame_bytes;
-        return Err(fail(
-            ErrorCode::TooLarge,
-            format!(
-                "data is {} bytes; the limit is {max}",
-                frame.data.get().len()
-            ),
-            frame,
-        ));
-    }
-    if !relay.take_publish(key) {
-        return Err(fail(
-            ErrorCode::RateLimited,
-            format!(
-                "more than {} publishes per second for this key",
-                relay.config.limits.publishes_per_sec_per_key
-            ),
-            frame,
-        ));
-    }
-    let ts = frame.ts.unwrap_or_else(now_millis);
-    match relay.engine.publish(frame, ts).await {
-        Ok(p) => {
-            if p.duplicate {
-                relay.metrics.duplicates.inc();
-            } else {
-                relay.metrics.events_published.inc();
-                relay.metrics.deliveries.inc_by(p.delivered as u64);
-                relay.metrics.slow_consumers.inc_by(p.overflowed as u64);
-            }
-            Ok(p)
-        }
-        Err(e) => Err(fail(engine_error_code(&e), e.to_string(), frame)),
-    }
-}
-
-/// The protocol code for an engine refusal: a count limit is `forbidden`; a
-/// store that is down is `rate_limited` ("try again later"; HTTP 429).
-pub fn engine_error_code(e: &EngineError) -> ErrorCode {
-    match e {
-        EngineError::TooManyChannels { .. } => ErrorCode::Forbidden,
-        EngineError::Unavailable(_) => ErrorCode::RateLimited,
-    }
-}
-
-/// Serves one publisher connection until it closes or the relay shuts down.
-pub async fn serve(relay: Arc<Relay>, mut socket: WebSocket, key: usize) {
-    let mut conn = Conn {
-        key,
-        held_for: None,
-    };
-    let limits = relay.config.limits.clone();
-    let mut keepalive = Keepalive::new(limits.ping_interval, limits.dead_peer_timeout);
-    let timer = sleep_until(keepalive.deadline());
-    tokio::pin!(timer);
-    let stop = relay.stop_publishers.clone();
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => {
-                // Answer every publish that already arrived (bounded, in case the peer never
-                // pauses), then say goodbye.
-                let mut answered = 0;
-                while let Some(msg) = socket.recv().now_or_never() {
-                    answered += 1;
-                    if answered > SHUTDOWN_DRAIN_MAX {
-                        break;
-                    }
-                    match handle(&relay, &mut conn, msg).await {
-                        Step::Reply(f) => {
-                            if socket.feed(Message::Text(f.encode().into())).await.is_err() {
-                                return;
-                            }
-                        }
-                        Step::Nothing => {}
-                        Step::Close(..) | Step::End => break,
-                    }
-                }
-                let _ = socket.flush().await;
-                crate::ws::close(&mut socket, close::GOING_AWAY, "relay shutting down").await;
-                return;
-            }
-            msg = socket.recv() => {
-                keepalive.seen();
-                let mut step = handle(&relay, &mut conn, msg).await;
-                let mut pending = 0;
-                loop {
-                    match step {
-                        Step::Reply(f) => {
-                            if socket.feed(Message::Text(f.encode().into())).await.is_err() {
-                                return;
-                            }
-                            pending += 1;
-                        }
-                        Step::Nothing => {}
-                        Step::Close(code, reason) => {
-                            let _ = socket.flush().await;
-                            crate::ws::close(&mut socket, code, reason).await;
-                            return;
-                        }
-                        Step::End => {
-                            let _ = socket.flush().await;
-                            return;
-                        }
-                    }
-                    if pending >= FLUSH_EVERY {
-                        break;
-                    }
-                    match socket.recv().now_or_never() {
-                        Some(msg) => step = handle(&relay, &mut conn, msg).await,
-                        None => break,
-                    }
-                }
-                if socket.flush().await.is_err() {
-                    return;
-                }
-            }
-            _ = &mut timer => {
-                match keepalive.fire() {
-                    KeepaliveAction::Dead => {
-                        tracing::debug!("publisher answered no ping; closing");
-                        crate::ws::close(&mut socket, close::GOING_AWAY, "no answer to pings").await;
-                        return;
-                    }
-                    KeepaliveAction::Ping => {
-                        if socket.send(Message::Ping(Default::default())).await.is_err() {
-                            return;
-                        }
-                    }
-                    KeepaliveAction::Wait => {}
-                }
-                timer.as_mut().reset(keepalive.deadline());
-            }
-        }
+        id,
+        channel,
     }
 }

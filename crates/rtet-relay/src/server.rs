@@ -27,9 +27,11 @@ use crate::state::Relay;
 use crate::{http, publisher, subscriber};
 
 /// How long a client may take to send its request headers or finish a TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the engine drops aged history and forgets empty channels.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
+/// Maintenance rounds between handing freed memory back to the system.
+const TRIM_EVERY: u32 = 10;
 
 /// Why the relay could not start.
 #[derive(Debug, Error)]
@@ -40,6 +42,12 @@ pub enum ServeError {
     /// The TLS certificate or key could not be loaded; check the files.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The metrics address could not be bound; check `--metrics-listen`.
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    MetricsListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Serves the relay on `listener` with the in-memory engine until `shutdown`
@@ -50,12 +58,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future,
 ) -> Result<(), ServeError> {
-    let engine = Arc::new(MemoryEngine::new(MemoryEngineConfig {
-        history_events: config.limits.history_events,
-        history_age: config.limits.history_age,
-        dedupe_window: config.limits.dedupe_window,
-        max_channels: config.max_channels,
-    }));
+    let engine = Arc::new(MemoryEngine::new(MemoryEngineConfig::from(&config)));
     run_with_engine(listener, config, engine, shutdown).await
 }
 
@@ -68,8 +71,19 @@ pub async fn run_with_engine(
 ) -> Result<(), ServeError> {
     config.validate()?;
     let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::MetricsListen { addr, source })?,
+        ),
+        None => None,
+    };
     let relay = Arc::new(Relay::new(config, engine));
     let app = router(Arc::clone(&relay));
+    if let Some(listener) = metrics_listener {
+        serve_metrics(listener, Arc::clone(&relay));
+    }
     if let Ok(addr) = listener.local_addr() {
         let scheme = if tls.is_some() {
             "https/wss"
@@ -83,9 +97,14 @@ pub async fn run_with_engine(
         let relay = Arc::clone(&relay);
         async move {
             let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+            let mut round: u32 = 0;
             loop {
                 tick.tick().await;
                 relay.engine.maintain();
+                round = round.wrapping_add(1);
+                if round % TRIM_EVERY == 0 {
+                    give_back_memory();
+                }
             }
         }
     });
@@ -142,12 +161,58 @@ pub async fn run_with_engine(
     Ok(())
 }
 
+/// Hands memory freed after a burst (many connections, a large replay) back
+/// to the system. glibc's allocator keeps freed memory in its arenas, so the
+/// relay's RSS would otherwise stay at its peak for good.
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and releases the allocator's free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on their own listener (`--metrics-listen`)
+/// until the relay stops accepting.
+fn serve_metrics(listener: TcpListener, relay: Arc<Relay>) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "metrics listening");
+    }
+    let app = Router::new()
+        .route("/metrics", get(http::metrics))
+        .route("/healthz", get(http::healthz))
+        .with_state(Arc::clone(&relay));
+    let stop = relay.stop_accepting.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = stop.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metrics accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            relay
+                .http
+                .spawn(serve_http(stream, peer, app.clone(), stop.clone()));
+        }
+    });
+}
+
 /// The routes of the one port.
 fn router(relay: Arc<Relay>) -> Router {
+    // A publish over HTTP holds a body for a while, so it counts in the connection limits;
+    // /healthz and /metrics answer at once and must keep answering when the relay is full.
+    let counted = axum::middleware::from_fn_with_state(Arc::clone(&relay), http::admit);
     Router::new()
-        .route("/healthz", get(http::healthz))
-        .route("/metrics", get(http::metrics))
         .route("/api/send-event", post(http::send_event))
+        .route_layer(counted)
+        .route("/healthz", get(http::healthz))
+        .route("/metrics", get(http::guarded_metrics))
         .route("/publish", get(publisher::upgrade))
         .route("/ws", get(subscriber::upgrade))
         .with_state(relay)

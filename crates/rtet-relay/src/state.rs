@@ -6,7 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
@@ -16,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::{Metrics, Role, RoleLabel};
+use crate::sync::lock;
 
 /// A token bucket: `rate` per second sustained, up to `burst` at once.
 #[derive(Debug, Clone)]
@@ -62,35 +64,58 @@ impl TokenBucket {
     }
 }
 
-/// The API keys, kept as SHA-256 digests and compared in constant time.
+/// One of the configured API keys, as found by [`ApiKeys::find`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyId(usize);
+
+impl KeyId {
+    /// The key's position in the configuration (0 for the first), for logs.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// The API keys, kept as SHA-256 digests and compared in constant time, each
+/// with the publish rate budget all its connections share.
 pub struct ApiKeys {
     keys: Vec<String>,
     digests: Vec<[u8; 32]>,
+    budgets: Vec<Mutex<TokenBucket>>,
 }
 
 impl ApiKeys {
-    /// Wraps the configured keys.
-    pub fn new(keys: &[String]) -> Self {
+    /// Wraps the configured keys; each may publish `rate` events per second.
+    pub fn new(keys: &[String], rate: u32) -> Self {
         ApiKeys {
             keys: keys.to_vec(),
             digests: keys
                 .iter()
                 .map(|k| Sha256::digest(k.as_bytes()).into())
                 .collect(),
+            budgets: keys
+                .iter()
+                .map(|_| Mutex::new(TokenBucket::new(rate, rate)))
+                .collect(),
         }
     }
 
-    /// The index of the key equal to `presented`. Every key is compared, each in
-    /// constant time over fixed-size digests, so timing reveals nothing.
-    pub fn find(&self, presented: &str) -> Option<usize> {
+    /// The key equal to `presented`. Every key is compared, each in constant
+    /// time over fixed-size digests, so timing reveals nothing.
+    pub fn find(&self, presented: &str) -> Option<KeyId> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         for (i, k) in self.digests.iter().enumerate() {
             if bool::from(k.ct_eq(&digest)) && found.is_none() {
-                found = Some(i);
+                found = Some(KeyId(i));
             }
         }
         found
+    }
+
+    /// Takes one publish from the key's rate budget.
+    pub fn take_publish(&self, key: KeyId) -> bool {
+        // A `KeyId` comes only from `find`, so it indexes an existing budget.
+        lock(&self.budgets[key.0]).try_take()
     }
 
     /// The keys as HS256 secrets for token verification.
@@ -108,6 +133,23 @@ pub enum Refusal {
     Total,
 }
 
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::PerIp => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from this address\n",
+            )
+                .into_response(),
+            Refusal::Total => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the relay is at its connection limit\n",
+            )
+                .into_response(),
+        }
+    }
+}
+
 /// State shared by every connection and request.
 pub struct Relay {
     /// The configuration.
@@ -116,10 +158,8 @@ pub struct Relay {
     pub engine: Arc<dyn Engine>,
     /// Prometheus metrics.
     pub metrics: Metrics,
-    /// API keys.
+    /// API keys and their publish rate budgets.
     pub keys: ApiKeys,
-    /// One publish rate limiter per API key, shared by all its connections.
-    key_limits: Vec<Mutex<TokenBucket>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     total: AtomicUsize,
     next_id: AtomicU64,
@@ -140,14 +180,8 @@ pub struct Relay {
 impl Relay {
     /// Shared state for `config` and `engine`.
     pub fn new(config: Config, engine: Arc<dyn Engine>) -> Self {
-        let rate = config.limits.publishes_per_sec_per_key;
         Relay {
-            keys: ApiKeys::new(&config.api_keys),
-            key_limits: config
-                .api_keys
-                .iter()
-                .map(|_| Mutex::new(TokenBucket::new(rate, rate)))
-                .collect(),
+            keys: ApiKeys::new(&config.api_keys, config.limits.publishes_per_sec_per_key),
             config,
             engine,
             metrics: Metrics::new(),
@@ -168,16 +202,8 @@ impl Relay {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Takes one publish from the key's rate budget.
-    pub fn take_publish(&self, key: usize) -> bool {
-        match self.key_limits.get(key) {
-            Some(bucket) => bucket.lock().unwrap_or_else(|e| e.into_inner()).try_take(),
-            None => false,
-        }
-    }
-
     /// The API key in an `Authorization: Bearer` header, if it is one of ours.
-    pub fn bearer_key(&self, headers: &HeaderMap) -> Option<usize> {
+    pub fn bearer_key(&self, headers: &HeaderMap) -> Option<KeyId> {
         let value = headers
             .get(axum::http::header::AUTHORIZATION)?
             .to_str()
@@ -207,7 +233,7 @@ impl Relay {
     /// Counts a new WebSocket connection, or refuses it when a limit is reached.
     pub fn admit(self: &Arc<Self>, ip: IpAddr, role: Role) -> Result<ConnGuard, Refusal> {
         {
-            let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let mut per_ip = lock(&self.per_ip);
             let n = per_ip.entry(ip).or_insert(0);
             if *n >= self.config.limits.connections_per_ip {
                 self.metrics.refused("per_ip");
@@ -241,7 +267,7 @@ pub struct ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        let mut per_ip = self.relay.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let mut per_ip = lock(&self.relay.per_ip);
         if let Some(n) = per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -264,9 +290,9 @@ mod tests {
 
     #[test]
     fn finds_keys_and_refuses_others() {
-        let keys = ApiKeys::new(&["a".repeat(32), "b".repeat(40)]);
-        assert_eq!(keys.find(&"a".repeat(32)), Some(0));
-        assert_eq!(keys.find(&"b".repeat(40)), Some(1));
+        let keys = ApiKeys::new(&["a".repeat(32), "b".repeat(40)], 1);
+        assert_eq!(keys.find(&"a".repeat(32)).map(KeyId::index), Some(0));
+        assert_eq!(keys.find(&"b".repeat(40)).map(KeyId::index), Some(1));
         assert_eq!(keys.find(&"a".repeat(31)), None);
         assert_eq!(keys.find(""), None);
     }

@@ -6,29 +6,29 @@
 //! queued events. Per connection it keeps only what it must: the queue, the
 //! token's claims, the channel names and a rate bucket.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use futures_util::SinkExt;
 use rtet_protocol::frames::parse_client_frame;
 use rtet_protocol::token::{verify, Claims};
 use rtet_protocol::{close, ClientFrame, ErrorCode, ServerFrame, Since};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_millis;
 use crate::config::normalize_origin;
+use crate::connection::{Connection, Incoming};
 use crate::engine::SubscriberId;
+use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::metrics::Role;
 use crate::outbox::Outbox;
 use crate::state::{Relay, TokenBucket};
-use crate::ws::{now_millis, Keepalive, KeepaliveAction};
 
 /// Read buffer of a subscriber connection: browsers send small frames; it grows when needed.
 const READ_BUFFER: usize = 2 * 1024;
@@ -37,7 +37,7 @@ const WRITE_BUFFER: usize = 8 * 1024;
 /// Queued events written per batch before the task looks at its other duties.
 const BATCH: usize = 256;
 /// At shutdown, how long queued events may take to reach a subscriber before the 1001 close.
-const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
 /// Whether a request's `Origin` may connect: no header, an empty allowlist,
 /// or a listed origin.
@@ -69,7 +69,7 @@ pub async fn upgrade(
     let origin_ok = origin_allowed(&relay.config.allowed_origins, &headers);
     let guard = match relay.admit(relay.client_ip(peer, &headers), Role::subscriber) {
         Ok(g) => g,
-        Err(r) => return crate::publisher::refused(r),
+        Err(r) => return r.into_response(),
     };
     if origin_ok {
         relay.metrics.accepted(Role::subscriber);
@@ -80,13 +80,14 @@ pub async fn upgrade(
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |mut socket| async move {
+        .on_upgrade(move |socket| async move {
+            let mut conn = Connection::new(socket);
             if origin_ok {
-                Session::new(Arc::clone(&relay)).run(socket).await;
+                Session::new(Arc::clone(&relay)).run(conn).await;
             } else {
                 relay.metrics.refused("origin");
                 tracing::info!(%peer, "subscriber refused: origin not allowed");
-                crate::ws::close(&mut socket, close::POLICY, "origin not allowed").await;
+                conn.close(close::POLICY, "origin not allowed").await;
             }
             drop(guard);
             drop(token);
@@ -103,28 +104,19 @@ enum Cut {
     Failed,
 }
 
-/// Writes the frames in `unsent`, giving up as soon as the queue overflows or
-/// the relay stops, so a stuck socket never holds the task. A frame leaves
-/// `unsent` only once the socket took it, so frames a cut write did not get to
-/// are still there for the goodbye at shutdown. A write that takes longer than
-/// the dead-peer timeout means the peer is gone.
+/// Writes what `conn` has queued, giving up as soon as the outbox overflows
+/// or the relay stops, so a stuck socket never holds the task. Frames the
+/// write did not get to stay queued for the goodbye at shutdown. A write that
+/// takes longer than the dead-peer timeout means the peer is gone.
 async fn write(
-    socket: &mut WebSocket,
-    unsent: &mut VecDeque<Message>,
+    conn: &mut Connection,
     outbox: &Outbox,
     stop: &CancellationToken,
     dead_after: Duration,
 ) -> Result<(), Cut> {
-    let io = async {
-        while let Some(f) = unsent.front() {
-            socket.feed(f.clone()).await?;
-            unsent.pop_front();
-        }
-        socket.flush().await
-    };
     tokio::select! {
         biased;
-        r = io => r.map_err(|_| Cut::Failed),
+        r = conn.write() => r.map_err(|_| Cut::Failed),
         _ = outbox.overflowed() => Err(Cut::Overflow),
         _ = stop.cancelled() => Err(Cut::Shutdown),
         _ = tokio::time::sleep(dead_after) => Err(Cut::Failed),
@@ -171,6 +163,8 @@ struct Session {
     warned: bool,
     /// A new token expiry to arm the timer with, set by `auth`.
     new_deadline: Option<Instant>,
+    /// Reused buffer for events taken from the outbox.
+    batch: Vec<Utf8Bytes>,
 }
 
 impl Session {
@@ -184,6 +178,7 @@ impl Session {
             bucket: TokenBucket::new(l.client_frames_per_sec, l.client_frames_burst),
             warned: false,
             new_deadline: None,
+            batch: Vec::new(),
             relay,
         }
     }
@@ -197,7 +192,7 @@ impl Session {
         })
     }
 
-    async fn run(mut self, mut socket: WebSocket) {
+    async fn run(mut self, mut conn: Connection) {
         let relay = Arc::clone(&self.relay);
         let limits = &relay.config.limits;
         let stop = relay.stop_subscribers.clone();
@@ -207,14 +202,12 @@ impl Session {
         let mut keepalive = Keepalive::new(limits.ping_interval, limits.dead_peer_timeout);
         let keepalive_timer = sleep_until(keepalive.deadline());
         tokio::pin!(keepalive_timer);
-        let mut batch: Vec<Utf8Bytes> = Vec::new();
-        // Frames taken from the outbox (or replies) not yet handed to the socket.
-        let mut unsent: VecDeque<Message> = VecDeque::new();
 
         let end: Option<(u16, &'static str)> = loop {
-            tokio::select! {
+            // Each arm queues what to send and may ask to close after sending it.
+            let close_after: Option<(u16, &'static str)> = tokio::select! {
                 biased;
-                _ = stop.cancelled() => break Some(self.going_away(&mut socket, &mut unsent, &mut batch).await),
+                _ = stop.cancelled() => break Some(self.going_away(&mut conn).await),
                 _ = self.outbox.overflowed() => break Some(self.slow()),
                 _ = &mut timer, if timer_kind != Timer::Off => {
                     break Some(match timer_kind {
@@ -228,73 +221,62 @@ impl Session {
                             tracing::debug!(id = self.id, "subscriber answered no ping; closing");
                             break Some((close::GOING_AWAY, "no answer to pings"));
                         }
-                        KeepaliveAction::Ping => {
-                            unsent.push_back(Message::Ping(Default::default()));
-                            if let Err(cut) = write(&mut socket, &mut unsent, &self.outbox, &stop, limits.dead_peer_timeout).await {
-                                break self.cut(cut, &mut socket, &mut unsent, &mut batch).await;
-                            }
-                        }
+                        KeepaliveAction::Ping => conn.queue(Message::Ping(Default::default())),
                         KeepaliveAction::Wait => {}
                     }
                     keepalive_timer.as_mut().reset(keepalive.deadline());
+                    None
                 }
-                msg = socket.recv() => {
-                    let outcome = match msg {
-                        None | Some(Ok(Message::Close(_))) => break None,
-                        Some(Err(e)) => {
-                            if crate::ws::is_too_large(e) {
-                                break Some((close::TOO_LARGE, "frame too large"));
-                            }
-                            break None;
-                        }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                incoming = conn.read() => {
+                    let text = match &incoming {
+                        Incoming::Gone => break None,
+                        Incoming::TooLarge | Incoming::InvalidUtf8 => break incoming.ending(),
+                        Incoming::Control => {
                             keepalive.seen();
                             continue;
                         }
-                        Some(Ok(Message::Text(t))) => {
-                            keepalive.seen();
-                            if timer_kind == Timer::FirstFrame {
-                                timer_kind = Timer::Off;
-                            }
-                            self.on_frame(Some(t.as_str())).await
-                        }
-                        Some(Ok(Message::Binary(_))) => {
-                            keepalive.seen();
-                            if timer_kind == Timer::FirstFrame {
-                                timer_kind = Timer::Off;
-                            }
-                            self.on_frame(None).await
-                        }
+                        Incoming::Text(t) => Some(t.as_str()),
+                        Incoming::Binary => None,
                     };
+                    keepalive.seen();
+                    if timer_kind == Timer::FirstFrame {
+                        timer_kind = Timer::Off;
+                    }
+                    let outcome = self.on_frame(text).await;
                     if let Some(deadline) = self.new_deadline.take() {
                         timer.as_mut().reset(deadline);
                         timer_kind = Timer::Expiry;
                     }
                     if outcome.flush_queue_first {
-                        self.drain(&mut batch, usize::MAX);
-                        unsent.extend(batch.drain(..).map(Message::Text));
+                        self.drain(&mut conn, usize::MAX);
                     }
-                    unsent.extend(outcome.replies);
-                    if !unsent.is_empty() {
-                        if let Err(cut) = write(&mut socket, &mut unsent, &self.outbox, &stop, limits.dead_peer_timeout).await {
-                            break self.cut(cut, &mut socket, &mut unsent, &mut batch).await;
-                        }
+                    for reply in outcome.replies {
+                        conn.queue(reply);
                     }
-                    if let Some(c) = outcome.close {
-                        break Some(c);
-                    }
+                    outcome.close
                 }
                 _ = self.outbox.ready() => {
-                    self.drain(&mut batch, BATCH);
+                    self.drain(&mut conn, BATCH);
                     if self.outbox.has_frames() {
                         // More than one batch: come back after looking at everything else.
                         self.outbox.wake();
                     }
-                    unsent.extend(batch.drain(..).map(Message::Text));
-                    if let Err(cut) = write(&mut socket, &mut unsent, &self.outbox, &stop, limits.dead_peer_timeout).await {
-                        break self.cut(cut, &mut socket, &mut unsent, &mut batch).await;
-                    }
+                    None
                 }
+            };
+            if conn.has_queued() {
+                if let Err(cut) =
+                    write(&mut conn, &self.outbox, &stop, limits.dead_peer_timeout).await
+                {
+                    break match cut {
+                        Cut::Overflow => Some(self.slow()),
+                        Cut::Shutdown => Some(self.going_away(&mut conn).await),
+                        Cut::Failed => None,
+                    };
+                }
+            }
+            if close_after.is_some() {
+                break close_after;
             }
         };
 
@@ -304,12 +286,14 @@ impl Session {
             relay.engine.unsubscribe(channel, self.id).await;
         }
         if let Some((code, reason)) = end {
-            crate::ws::close(&mut socket, code, reason).await;
+            conn.close(code, reason).await;
         }
     }
 
-    fn drain(&self, batch: &mut Vec<Utf8Bytes>, max: usize) {
-        self.outbox.drain_into(batch, max);
+    /// Moves up to `max` queued events from the outbox to the connection.
+    fn drain(&mut self, conn: &mut Connection, max: usize) {
+        self.outbox.drain_into(&mut self.batch, max);
+        conn.queue_events(self.batch.drain(..));
     }
 
     fn slow(&self) -> (u16, &'static str) {
@@ -323,38 +307,12 @@ impl Session {
         )
     }
 
-    async fn cut(
-        &self,
-        cut: Cut,
-        socket: &mut WebSocket,
-        unsent: &mut VecDeque<Message>,
-        batch: &mut Vec<Utf8Bytes>,
-    ) -> Option<(u16, &'static str)> {
-        match cut {
-            Cut::Overflow => Some(self.slow()),
-            Cut::Shutdown => Some(self.going_away(socket, unsent, batch).await),
-            Cut::Failed => None,
-        }
-    }
-
     /// At shutdown: finish the write in progress (the frames it had not
     /// handed to the socket yet come first) and send what is queued (for at
     /// most [`SHUTDOWN_FLUSH`]), then the caller closes with 1001.
-    async fn going_away(
-        &self,
-        socket: &mut WebSocket,
-        unsent: &mut VecDeque<Message>,
-        batch: &mut Vec<Utf8Bytes>,
-    ) -> (u16, &'static str) {
-        self.drain(batch, usize::MAX);
-        let frames = unsent.drain(..).chain(batch.drain(..).map(Message::Text));
-        let _ = tokio::time::timeout(SHUTDOWN_FLUSH, async {
-            for f in frames {
-                socket.feed(f).await?;
-            }
-            socket.flush().await
-        })
-        .await;
+    async fn going_away(&mut self, conn: &mut Connection) -> (u16, &'static str) {
+        self.drain(conn, usize::MAX);
+        let _ = tokio::time::timeout(SHUTDOWN_FLUSH, conn.write()).await;
         (close::GOING_AWAY, "relay shutting down")
     }
 
@@ -452,9 +410,18 @@ impl Session {
             .exp
             .saturating_add(leeway.as_secs())
             .saturating_mul(1000);
-        // Capped so that an absurd `exp` cannot overflow the clock; a year is "never" here.
-        let remaining = Duration::from_millis(expires_ms.saturating_sub(now_millis()))
-            .min(Duration::from_secs(365 * 24 * 3600));
+        let remaining = Duration::from_millis(expires_ms.saturating_sub(now_millis()));
+        let max = relay.config.max_token_lifetime;
+        if remaining > max + leeway {
+            relay.metrics.auth_failure(Role::subscriber);
+            let message = format!(
+                "token is valid for longer than the relay allows ({}); issue shorter-lived tokens",
+                humantime::format_duration(max)
+            );
+            let mut out = self.error(ErrorCode::Unauthorized, None, message);
+            out.close = Some((close::TOKEN_INVALID, "token invalid"));
+            return out;
+        }
         self.new_deadline = Some(Instant::now() + remaining);
         let mut replies = vec![text(&ServerFrame::AuthOk {
             sub: claims.sub.clone(),
@@ -504,11 +471,7 @@ impl Session {
             .subscribe(channel.clone(), since, self.id, Arc::clone(&self.outbox))
             .await;
         match result {
-            Err(e) => self.error(
-                crate::publisher::engine_error_code(&e),
-                Some(&channel),
-                e.to_string(),
-            ),
+            Err(e) => self.error(e.code(), Some(&channel), e.to_string()),
             Ok(s) => {
                 self.relay.metrics.deliveries.inc_by(s.replay.len() as u64);
                 let mut replies = Vec::with_capacity(1 + s.replay.len());

@@ -302,3 +302,51 @@ async fn publishing_beyond_the_channel_limit_is_nacked_forbidden() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn data_nested_deeper_than_the_limit_is_refused_invalid_and_never_delivered() {
+    let relay = start(config()).await;
+    let depth = rtet_protocol::Limits::default().max_data_depth;
+    let mut sub = relay.subscriber().await;
+    subscribe(&mut sub, "public", None).await;
+    let mut p = relay.publisher().await;
+    assert_eq!(
+        publish(&mut p, "ok", "public", nested(depth)).await["type"],
+        "ack"
+    );
+    let nack = publish(&mut p, "deep", "public", nested(depth + 1)).await;
+    assert_eq!(
+        (
+            nack["type"].as_str(),
+            nack["id"].as_str(),
+            nack["code"].as_str()
+        ),
+        (Some("nack"), Some("deep"), Some("invalid"))
+    );
+    // 30,000 levels: fanned out, such data crashes subscribers' recursive parsers.
+    let deepest = format!(
+        r#"{{"type":"publish","id":"deepest","channel":"public","event":"e","data":{}{}}}"#,
+        "[".repeat(30_000),
+        "]".repeat(30_000)
+    );
+    send_text(&mut p, &deepest).await;
+    let nack = recv(&mut p).await;
+    assert_eq!(
+        (nack["id"].as_str(), nack["code"].as_str()),
+        (Some("deepest"), Some("invalid"))
+    );
+    assert_eq!(
+        publish(&mut p, "after", "public", json!(1)).await["type"],
+        "ack"
+    );
+    assert_eq!(recv(&mut sub).await["id"], "ok");
+    assert_eq!(
+        recv(&mut sub).await["id"],
+        "after",
+        "nothing deeper in between"
+    );
+    let (status, body) = relay
+        .send_event(Some(KEY), &json!({"type":"e","data":nested(depth + 1)}))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid")));
+}

@@ -579,3 +579,62 @@ async fn the_relay_pings_and_closes_peers_that_answer_nothing() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_closes_1007_on_both_endpoints() {
+    let relay = start(config()).await;
+    let mut sub = relay.subscriber().await;
+    send_raw_text(&mut sub, b"{\"type\":\"subscribe\",\"channel\":\"\xff\"}").await;
+    assert_eq!(closed_with(&mut sub).await, 1007);
+    let mut publisher = relay.publisher().await;
+    send_raw_text(&mut publisher, b"\xc3\x28").await;
+    assert_eq!(closed_with(&mut publisher).await, 1007);
+    let mut fine = relay.subscriber().await;
+    assert_eq!(
+        subscribe(&mut fine, "public", None).await["type"],
+        "subscribed"
+    );
+}
+
+#[tokio::test]
+async fn tokens_not_valid_yet_or_valid_for_too_long_are_refused_4401() {
+    let relay = start(config()).await;
+    let now = rtet_protocol::token::now_secs();
+    let day = 24 * 3600;
+    for claims in [
+        json!({"sub":"1","channels":["user.1"],"exp": now + 3600, "nbf": now + 600}),
+        // Year 584 billion.
+        json!({"sub":"1","channels":["user.1"],"exp": u64::MAX}),
+        json!({"sub":"1","channels":["user.1"],"exp": now + 2 * day}),
+    ] {
+        let mut sub = relay.subscriber().await;
+        let err = auth(&mut sub, &token_from_claims(KEY, &claims)).await;
+        assert_eq!(
+            (err["type"].as_str(), err["code"].as_str()),
+            (Some("error"), Some("unauthorized")),
+            "{claims}"
+        );
+        assert_eq!(closed_with(&mut sub).await, 4401, "{claims}");
+    }
+    let fine = json!({"sub":"1","channels":["user.1"],"exp": now + 3600, "nbf": now - 5});
+    let mut sub = relay.subscriber().await;
+    assert_eq!(
+        auth(&mut sub, &token_from_claims(KEY, &fine)).await["type"],
+        "auth_ok"
+    );
+}
+
+#[tokio::test]
+async fn the_token_lifetime_cap_is_configurable() {
+    let mut cfg = config();
+    cfg.max_token_lifetime = Duration::from_secs(600);
+    let relay = start(cfg).await;
+    let mut sub = relay.subscriber().await;
+    let err = auth(&mut sub, &token_with(KEY, "1", &["user.1"], 3600)).await;
+    assert_eq!(err["code"], "unauthorized");
+    let mut sub = relay.subscriber().await;
+    assert_eq!(
+        auth(&mut sub, &token_with(KEY, "1", &["user.1"], 300)).await["type"],
+        "auth_ok"
+    );
+}

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
@@ -21,29 +21,38 @@ use tokio::time::Instant;
 use super::{
     BoxFuture, Engine, EngineError, EngineStats, History, Published, SubscriberId, Subscription,
 };
+use crate::config::Config;
 use crate::outbox::{Outbox, Push};
+use crate::sync::lock;
 
-/// Bounds of the in-memory engine.
+/// Bounds of the in-memory engine, taken from the relay's [`Config`].
 #[derive(Debug, Clone)]
 pub struct MemoryEngineConfig {
-    /// Events kept per channel. Default 1,000.
+    /// Events kept per channel.
     pub history_events: usize,
-    /// Age after which an event leaves history. Default 10 minutes.
+    /// Age after which an event leaves history.
     pub history_age: Duration,
-    /// How long an acked (channel, id) is remembered. Default 10 minutes.
+    /// How long an acked (channel, id) is remembered.
     pub dedupe_window: Duration,
-    /// Channels held at once. Default 100,000.
+    /// Channels held at once.
     pub max_channels: usize,
 }
 
-impl Default for MemoryEngineConfig {
-    fn default() -> Self {
+impl From<&Config> for MemoryEngineConfig {
+    fn from(config: &Config) -> Self {
         MemoryEngineConfig {
-            history_events: 1_000,
-            history_age: Duration::from_secs(600),
-            dedupe_window: Duration::from_secs(600),
-            max_channels: 100_000,
+            history_events: config.limits.history_events,
+            history_age: config.limits.history_age,
+            dedupe_window: config.limits.dedupe_window,
+            max_channels: config.max_channels,
         }
+    }
+}
+
+impl Default for MemoryEngineConfig {
+    /// The relay's defaults.
+    fn default() -> Self {
+        MemoryEngineConfig::from(&Config::new(Vec::<String>::new()))
     }
 }
 
@@ -78,11 +87,6 @@ pub struct MemoryEngine {
 /// A fresh random epoch: 12 characters of `[A-Za-z0-9]`.
 fn new_epoch() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 12)
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves its state consistent, so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl MemoryEngine {

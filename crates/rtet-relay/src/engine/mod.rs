@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
-use rtet_protocol::{PublishFrame, Since};
+use rtet_protocol::{ErrorCode, PublishFrame, Since};
 use thiserror::Error;
 
 pub use memory::{MemoryEngine, MemoryEngineConfig};
@@ -91,6 +91,17 @@ pub enum EngineError {
     /// (HTTP 429) so the client retries later.
     #[error("engine unavailable: {0}")]
     Unavailable(String),
+}
+
+impl EngineError {
+    /// The protocol code to answer with: a count limit is `forbidden`; a
+    /// store that is down is `rate_limited` ("try again later"; HTTP 429).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            EngineError::TooManyChannels { .. } => ErrorCode::Forbidden,
+            EngineError::Unavailable(_) => ErrorCode::RateLimited,
+        }
+    }
 }
 
 /// Fan-out and history for every channel.

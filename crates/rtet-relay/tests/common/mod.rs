@@ -327,3 +327,138 @@ pub async fn subscribe(ws: &mut Ws, channel: &str, since: Option<(&str, u64)>) -
     send(ws, frame).await;
     recv(ws).await
 }
+
+/// The `rtet-relay` binary, with no `RTET_*` variable of the test's environment.
+pub fn relay_binary() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rtet-relay"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RTET_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// A relay child process, stopped when dropped.
+pub struct RelayProcess {
+    pub child: std::process::Child,
+    /// The address it logged (it listens on port 0 unless told otherwise).
+    pub addr: String,
+    /// The log lines before the one that says where it listens.
+    pub early_log: Vec<String>,
+    log: Option<std::thread::JoinHandle<String>>,
+}
+
+impl RelayProcess {
+    /// Starts `cmd` and waits for the line that says where it listens.
+    pub fn start(cmd: &mut std::process::Command) -> RelayProcess {
+        use std::io::BufRead;
+        let mut child = cmd
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the relay starts");
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut early_log = Vec::new();
+        let addr = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let mut err = String::new();
+                if let Some(mut stderr) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+                }
+                panic!("the relay ended without saying where it listens: {err}");
+            };
+            match line.split("addr=").nth(1) {
+                Some(rest) if line.contains("rtet-relay listening") => {
+                    break rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                }
+                _ => early_log.push(line),
+            }
+        };
+        // Keep draining the log so the relay never blocks on a full pipe; hand it back at the end.
+        let log =
+            std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+        RelayProcess {
+            child,
+            addr,
+            early_log,
+            log: Some(log),
+        }
+    }
+
+    /// Its resident memory in KiB (`VmRSS` of `/proc/PID/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// Sends SIGTERM, waits for the exit and returns the exit status and the log.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let exit = self.child.wait().expect("wait");
+        let log = self.log.take().map(|l| l.join().unwrap_or_default());
+        (exit, log.unwrap_or_default())
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One blocking HTTP/1.1 request to `addr`; the whole answer as text.
+pub fn http_blocking(addr: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    s.write_all(request.as_bytes()).expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+/// An HS256 token with exactly these claims (any JSON), signed with `key`.
+pub fn token_from_claims(key: &str, claims: &Value) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = b64.encode(claims.to_string());
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("key");
+    mac.update(format!("{header}.{body}").as_bytes());
+    format!(
+        "{header}.{body}.{}",
+        b64.encode(mac.finalize().into_bytes())
+    )
+}
+
+/// Sends a text frame whose payload is these raw bytes (for invalid UTF-8).
+pub async fn send_raw_text(ws: &mut Ws, payload: &[u8]) {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let frame = Frame::message(payload.to_vec(), OpCode::Data(Data::Text), true);
+    ws.send(Message::Frame(frame)).await.expect("send");
+}
+
+/// `data` nested `levels` deep in arrays.
+pub fn nested(levels: usize) -> Value {
+    let text = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+    serde_json::from_str(&text).expect("within serde_json's own limit of 128 levels")
+}

@@ -1,0 +1,55 @@
+//! Publishing one checked event, for both publisher endpoints (`/publish` and
+//! `POST /api/send-event`): the key's rate budget, then the engine, then the
+//! counters.
+
+use rtet_protocol::limits::nesting_depth;
+use rtet_protocol::{ErrorCode, FrameError, PublishFrame};
+
+use crate::clock::now_millis;
+use crate::engine::Published;
+use crate::state::{KeyId, Relay};
+
+/// Publishes `frame` for the key `key`. The caller has already checked the
+/// frame's size and names; this checks how deep its data nests.
+pub async fn publish(
+    relay: &Relay,
+    key: KeyId,
+    frame: &PublishFrame,
+) -> Result<Published, FrameError> {
+    let fail = |code, message: String| FrameError {
+        code,
+        message,
+        id: Some(frame.id.clone()),
+        channel: Some(frame.channel.clone()),
+    };
+    let max_depth = relay.config.limits.max_data_depth;
+    if nesting_depth(frame.data.get(), max_depth + 1) > max_depth {
+        return Err(fail(
+            ErrorCode::Invalid,
+            format!("data nests deeper than {max_depth} levels of arrays and objects"),
+        ));
+    }
+    if !relay.keys.take_publish(key) {
+        return Err(fail(
+            ErrorCode::RateLimited,
+            format!(
+                "more than {} publishes per second for this key",
+                relay.config.limits.publishes_per_sec_per_key
+            ),
+        ));
+    }
+    let ts = frame.ts.unwrap_or_else(now_millis);
+    match relay.engine.publish(frame, ts).await {
+        Ok(p) => {
+            if p.duplicate {
+                relay.metrics.duplicates.inc();
+            } else {
+                relay.metrics.events_published.inc();
+                relay.metrics.deliveries.inc_by(p.delivered as u64);
+                relay.metrics.slow_consumers.inc_by(p.overflowed as u64);
+            }
+            Ok(p)
+        }
+        Err(e) => Err(fail(e.code(), e.to_string())),
+    }
+}
