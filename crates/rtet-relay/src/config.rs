@@ -5,11 +5,12 @@
 //! names in all three places); [`Config`] is the resolved, checked result the
 //! server runs with. Tests build a [`Config`] directly with [`Config::new`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
+use ipnet::IpNet;
 use rtet_protocol::{token::MAX_LEEWAY, validate_channel, Limits};
 use serde::Deserialize;
 use thiserror::Error;
@@ -59,7 +60,7 @@ pub enum ConfigError {
         browsers subscribe on /ws. One port serves HTTP and both WebSocket endpoints.\n\n\
         Every option can also be set by its environment variable or as a key of the TOML file \
         given with --config (the option's name with '_' for '-', e.g. history_age = \"10m\"; \
-        lists as arrays: api_keys, allowed_origins, anonymous_channels). \
+        lists as arrays: api_keys, allowed_origins, anonymous_channels, trusted_proxies). \
         Precedence: flags, then environment, then file, then defaults. \
         Durations take units: 500ms, 25s, 10m."
 )]
@@ -191,11 +192,18 @@ pub struct Settings {
     #[serde(default, with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
 
-    /// Header holding the client IP (e.g. X-Forwarded-For; its last address is used) for the
-    /// per-IP limit. Set it only when the relay sits behind a proxy that sets it.
-    /// [default: none, the TCP peer address]
-    #[arg(long, env = "RTET_REAL_IP_HEADER", value_name = "NAME")]
-    pub real_ip_header: Option<String>,
+    /// Address or CIDR range of a reverse proxy in front of the relay (e.g. 127.0.0.1 for nginx on
+    /// the same host); repeat for several. From these peers only, the client is the right-most
+    /// X-Forwarded-For address that is not itself a trusted proxy, else X-Real-IP; from any other
+    /// peer those headers are ignored. [default: none, the TCP peer address is the client]
+    #[arg(
+        long = "trusted-proxy",
+        env = "RTET_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 
     /// PEM certificate chain, to serve wss:// and https:// (with --tls-key). [default: none, plain]
     #[arg(long, env = "RTET_TLS_CERT", value_name = "FILE", requires = "tls_key")]
@@ -234,8 +242,8 @@ pub struct Config {
     pub max_channels: usize,
     /// Grace period at shutdown.
     pub shutdown_grace: Duration,
-    /// Header with the real client IP behind a proxy; none: the TCP peer.
-    pub real_ip_header: Option<String>,
+    /// Reverse proxies whose forwarding headers name the client; empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<IpNet>,
     /// Serve TLS with these files; none: plain TCP.
     pub tls: Option<TlsFiles>,
 }
@@ -255,7 +263,7 @@ impl std::fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("max_channels", &self.max_channels)
             .field("shutdown_grace", &self.shutdown_grace)
-            .field("real_ip_header", &self.real_ip_header)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("tls", &self.tls)
             .finish()
     }
@@ -275,7 +283,7 @@ impl Config {
             max_connections: 200_000,
             max_channels: 100_000,
             shutdown_grace: Duration::from_secs(10),
-            real_ip_header: None,
+            trusted_proxies: Vec::new(),
             tls: None,
         }
     }
@@ -402,7 +410,10 @@ impl Config {
             max_connections: pick(cli.max_connections, file.max_connections, d.max_connections),
             max_channels: pick(cli.max_channels, file.max_channels, d.max_channels),
             shutdown_grace: pick(cli.shutdown_grace, file.shutdown_grace, d.shutdown_grace),
-            real_ip_header: cli.real_ip_header.or(file.real_ip_header),
+            trusted_proxies: pick_list(cli.trusted_proxies, file.trusted_proxies, Vec::new())
+                .iter()
+                .map(|p| parse_proxy(p))
+                .collect::<Result<_, _>>()?,
             tls,
         };
         config.validate()?;
@@ -471,7 +482,7 @@ impl Settings {
     /// `(setting, value)` in the form flags and files take. `--help` shows
     /// them and the documentation is checked against them, so each default is
     /// written once. Settings without a default value (keys, origins, TLS
-    /// files, the proxy header) say what their absence means in their help.
+    /// files, trusted proxies) say what their absence means in their help.
     pub fn defaults() -> Vec<(&'static str, String)> {
         let c = Config::new(Vec::<String>::new());
         let l = &c.limits;
@@ -525,6 +536,16 @@ impl Settings {
             message: e.to_string(),
         })
     }
+}
+
+/// A trusted proxy as written: a CIDR range (`10.0.0.0/8`) or one address (`127.0.0.1`).
+fn parse_proxy(text: &str) -> Result<IpNet, ConfigError> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| ConfigError::Invalid {
+            name: "trusted_proxies",
+            message: format!("{text:?} is neither an address nor a CIDR range (like 10.0.0.0/8)"),
+        })
 }
 
 /// Lower-cases an origin and drops a trailing `/`, so `https://Example.com/`
@@ -592,6 +613,42 @@ mod tests {
         ));
         let leeway = parse(&["--api-key", KEY, "--token-leeway", "2m"]);
         assert!(Config::resolve(leeway, None).is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges_from_flags_env_lists_and_files() {
+        let c = Config::resolve(
+            parse(&[
+                "--api-key",
+                KEY,
+                "--trusted-proxy",
+                "127.0.0.1",
+                "--trusted-proxy",
+                "10.0.0.0/8,::1",
+            ]),
+            None,
+        )
+        .unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
+        let file: Settings = toml::from_str("trusted_proxies = [\"192.168.0.0/16\"]").unwrap();
+        let c = Config::resolve(parse(&["--api-key", KEY]), Some(file)).unwrap();
+        assert_eq!(
+            c.trusted_proxies,
+            vec!["192.168.0.0/16".parse::<IpNet>().unwrap()]
+        );
+        assert!(
+            Config::new([KEY]).trusted_proxies.is_empty(),
+            "none by default"
+        );
+        let bad = parse(&["--api-key", KEY, "--trusted-proxy", "nginx"]);
+        assert!(matches!(
+            Config::resolve(bad, None),
+            Err(ConfigError::Invalid {
+                name: "trusted_proxies",
+                ..
+            })
+        ));
     }
 
     #[test]

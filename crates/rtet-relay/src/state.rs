@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::client_addr::{client_addr, limit_key};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::{Metrics, Role, RoleLabel};
@@ -215,23 +216,16 @@ impl Relay {
         self.keys.find(key.trim())
     }
 
-    /// The client's IP: the TCP peer, or the configured proxy header's last address.
+    /// The client's IP: the TCP peer, or whom a trusted proxy forwarded for
+    /// (see [`client_addr`](crate::client_addr::client_addr)).
     pub fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-        if let Some(name) = &self.config.real_ip_header {
-            if let Some(ip) = headers
-                .get(name.as_str())
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|v| v.trim().parse().ok())
-            {
-                return ip;
-            }
-        }
-        peer.ip()
+        client_addr(peer.ip(), headers, &self.config.trusted_proxies)
     }
 
     /// Counts a new WebSocket connection, or refuses it when a limit is reached.
+    /// IPv6 clients count per /64 ([`limit_key`]).
     pub fn admit(self: &Arc<Self>, ip: IpAddr, role: Role) -> Result<ConnGuard, Refusal> {
+        let ip = limit_key(ip);
         {
             let mut per_ip = lock(&self.per_ip);
             let n = per_ip.entry(ip).or_insert(0);
