@@ -158,9 +158,21 @@ pub struct Settings {
     pub max_connections: Option<usize>,
 
     /// Channels the relay holds at once; publishing to or subscribing to a new channel beyond
-    /// this is refused with `forbidden`.
+    /// this is refused `rate_limited` (HTTP 429) until idle channels are forgotten.
     #[arg(long, env = "RTET_MAX_CHANNELS", value_name = "N")]
     pub max_channels: Option<usize>,
+
+    /// Bytes of encoded events held in all channels' history together (with about 100 bytes of
+    /// bookkeeping per event on top). When full, a publish is refused `rate_limited` (HTTP 429)
+    /// until history ages out.
+    #[arg(long, env = "RTET_MAX_HISTORY_BYTES", value_name = "BYTES")]
+    pub max_history_bytes: Option<usize>,
+
+    /// (channel, id) pairs remembered for dedupe in all channels together (about 200 bytes
+    /// each). When full, a publish is refused `rate_limited` (HTTP 429) until entries pass the
+    /// dedupe window.
+    #[arg(long, env = "RTET_MAX_DEDUPE_ENTRIES", value_name = "N")]
+    pub max_dedupe_entries: Option<usize>,
 
     /// Frames queued for one subscriber; a subscriber that falls this far behind is
     /// disconnected with close code 4408 and resumes with `since`.
@@ -240,6 +252,10 @@ pub struct Config {
     pub max_connections: usize,
     /// Channels held at once.
     pub max_channels: usize,
+    /// Bytes of encoded events in all channels' history together.
+    pub max_history_bytes: usize,
+    /// (channel, id) pairs remembered in all channels together.
+    pub max_dedupe_entries: usize,
     /// Grace period at shutdown.
     pub shutdown_grace: Duration,
     /// Reverse proxies whose forwarding headers name the client; empty: the TCP peer is the client.
@@ -262,6 +278,8 @@ impl std::fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("max_connections", &self.max_connections)
             .field("max_channels", &self.max_channels)
+            .field("max_history_bytes", &self.max_history_bytes)
+            .field("max_dedupe_entries", &self.max_dedupe_entries)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("tls", &self.tls)
@@ -282,6 +300,8 @@ impl Config {
             limits: Limits::default(),
             max_connections: 200_000,
             max_channels: 100_000,
+            max_history_bytes: 128 * 1024 * 1024,
+            max_dedupe_entries: 500_000,
             shutdown_grace: Duration::from_secs(10),
             trusted_proxies: Vec::new(),
             tls: None,
@@ -409,6 +429,16 @@ impl Config {
             limits,
             max_connections: pick(cli.max_connections, file.max_connections, d.max_connections),
             max_channels: pick(cli.max_channels, file.max_channels, d.max_channels),
+            max_history_bytes: pick(
+                cli.max_history_bytes,
+                file.max_history_bytes,
+                d.max_history_bytes,
+            ),
+            max_dedupe_entries: pick(
+                cli.max_dedupe_entries,
+                file.max_dedupe_entries,
+                d.max_dedupe_entries,
+            ),
             shutdown_grace: pick(cli.shutdown_grace, file.shutdown_grace, d.shutdown_grace),
             trusted_proxies: pick_list(cli.trusted_proxies, file.trusted_proxies, Vec::new())
                 .iter()
@@ -441,7 +471,7 @@ impl Config {
             })?;
         }
         let l = &self.limits;
-        let positive: [(&'static str, bool); 10] = [
+        let positive: [(&'static str, bool); 12] = [
             ("max_frame_bytes", l.max_frame_bytes > 0),
             ("max_token_bytes", l.max_token_bytes > 0),
             ("client_frames_per_sec", l.client_frames_per_sec > 0),
@@ -452,6 +482,8 @@ impl Config {
             ("ping_interval", !l.ping_interval.is_zero()),
             ("dead_peer_timeout", !l.dead_peer_timeout.is_zero()),
             ("max_channels", self.max_channels > 0),
+            ("max_history_bytes", self.max_history_bytes > 0),
+            ("max_dedupe_entries", self.max_dedupe_entries > 0),
         ];
         for (name, ok) in positive {
             if !ok {
@@ -502,6 +534,8 @@ impl Settings {
             ("connections_per_ip", l.connections_per_ip.to_string()),
             ("max_connections", c.max_connections.to_string()),
             ("max_channels", c.max_channels.to_string()),
+            ("max_history_bytes", c.max_history_bytes.to_string()),
+            ("max_dedupe_entries", c.max_dedupe_entries.to_string()),
             ("subscriber_queue", l.subscriber_queue_frames.to_string()),
             ("first_frame_timeout", duration(l.first_frame_timeout)),
             ("ping_interval", duration(l.ping_interval)),

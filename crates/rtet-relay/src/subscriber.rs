@@ -462,7 +462,12 @@ impl Session {
             .subscribe(channel.clone(), since, self.id, Arc::clone(&self.outbox))
             .await;
         match result {
-            Err(e) => self.error(e.code(), Some(&channel), e.to_string()),
+            Err(e) => {
+                if let Some(budget) = e.budget() {
+                    self.relay.metrics.budget_refused(budget);
+                }
+                self.error(e.code(), Some(&channel), e.to_string())
+            }
             Ok(s) => {
                 self.relay.metrics.deliveries.inc_by(s.replay.len() as u64);
                 let mut replies = Vec::with_capacity(1 + s.replay.len());

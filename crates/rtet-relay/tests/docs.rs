@@ -75,3 +75,25 @@ fn the_protocol_default_limits_table_matches_the_protocol_crate() {
         assert_eq!(row.get(1), Some(&default), "docs/protocol.md: {limit}");
     }
 }
+
+#[test]
+fn the_memory_budgets_table_matches_the_relay_defaults() {
+    let c = rtet_relay::Config::new(Vec::<String>::new());
+    let expected = [
+        ("history bytes, all channels", c.max_history_bytes),
+        ("dedupe entries, all channels", c.max_dedupe_entries),
+        ("channels", c.max_channels),
+    ];
+    let rows = rows(&read("protocol.md"));
+    for (budget, default) in expected {
+        let row = rows
+            .iter()
+            .find(|r| r.first().map(String::as_str) == Some(budget))
+            .unwrap_or_else(|| panic!("docs/protocol.md has no row for {budget:?}"));
+        assert_eq!(
+            row.get(1),
+            Some(&grouped(default)),
+            "docs/protocol.md: {budget}"
+        );
+    }
+}

@@ -78,28 +78,43 @@ pub struct EngineStats {
     pub history_bytes: usize,
     /// Subscriptions over all channels.
     pub subscriptions: usize,
+    /// Remembered (channel, id) pairs over all channels.
+    pub dedupe_entries: usize,
 }
 
-/// Why the engine refused a request.
+/// Why the engine refused a request. Each is a global budget that frees
+/// itself as history ages out, dedupe entries pass their window and idle
+/// channels are forgotten, so each is answered `rate_limited` (HTTP 429):
+/// "retry later", never "invalid".
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum EngineError {
-    /// The channel does not exist and the relay already holds its maximum of channels;
-    /// answer `forbidden`.
-    #[error("the relay holds its maximum of {max} channels")]
+    /// The channel does not exist and the relay already holds its maximum of channels.
+    #[error("the relay holds its maximum of {max} channels; retry later")]
     TooManyChannels { max: usize },
-    /// The backing store failed (not possible in memory); answered `rate_limited`
-    /// (HTTP 429) so the client retries later.
+    /// All channels' history together holds its maximum of bytes.
+    #[error("the relay's history holds its maximum of {max} bytes; retry later")]
+    HistoryFull { max: usize },
+    /// The dedupe window holds its maximum of (channel, id) pairs.
+    #[error("the relay remembers its maximum of {max} event ids; retry later")]
+    DedupeFull { max: usize },
+    /// The backing store failed (not possible in memory); the client retries later.
     #[error("engine unavailable: {0}")]
     Unavailable(String),
 }
 
 impl EngineError {
-    /// The protocol code to answer with: a count limit is `forbidden`; a
-    /// store that is down is `rate_limited` ("try again later"; HTTP 429).
+    /// The protocol code to answer with: `rate_limited`, "try again later" (HTTP 429).
     pub fn code(&self) -> ErrorCode {
+        ErrorCode::RateLimited
+    }
+
+    /// The budget that is spent, as `/metrics` names it (none for a store that is down).
+    pub fn budget(&self) -> Option<&'static str> {
         match self {
-            EngineError::TooManyChannels { .. } => ErrorCode::Forbidden,
-            EngineError::Unavailable(_) => ErrorCode::RateLimited,
+            EngineError::TooManyChannels { .. } => Some("channels"),
+            EngineError::HistoryFull { .. } => Some("history_bytes"),
+            EngineError::DedupeFull { .. } => Some("dedupe_entries"),
+            EngineError::Unavailable(_) => None,
         }
     }
 }
