@@ -174,6 +174,21 @@ pub struct Settings {
     #[arg(long, env = "RTET_MAX_DEDUPE_ENTRIES", value_name = "N")]
     pub max_dedupe_entries: Option<usize>,
 
+    /// Bytes of history one subscribe may replay; a `since` further back than this gets
+    /// `recovered: false` and no replay (the client refetches).
+    #[arg(long, env = "RTET_MAX_REPLAY_BYTES", value_name = "BYTES")]
+    pub max_replay_bytes: Option<usize>,
+
+    /// Bytes of history replayed to one connection per minute (all at once, then refilled over
+    /// the minute); a subscribe beyond it gets `recovered: false` and no replay.
+    #[arg(long, env = "RTET_REPLAY_BYTES_PER_CONNECTION", value_name = "BYTES")]
+    pub replay_bytes_per_connection: Option<usize>,
+
+    /// Bytes of history replayed to one client address (IPv6: one /64) per minute, over all
+    /// its connections; a subscribe beyond it gets `recovered: false` and no replay.
+    #[arg(long, env = "RTET_REPLAY_BYTES_PER_IP", value_name = "BYTES")]
+    pub replay_bytes_per_ip: Option<usize>,
+
     /// Frames queued for one subscriber; a subscriber that falls this far behind is
     /// disconnected with close code 4408 and resumes with `since`.
     #[arg(long, env = "RTET_SUBSCRIBER_QUEUE", value_name = "FRAMES")]
@@ -256,6 +271,12 @@ pub struct Config {
     pub max_history_bytes: usize,
     /// (channel, id) pairs remembered in all channels together.
     pub max_dedupe_entries: usize,
+    /// Bytes one subscribe may replay.
+    pub max_replay_bytes: usize,
+    /// Replay bytes per connection per minute.
+    pub replay_bytes_per_connection: usize,
+    /// Replay bytes per client address per minute.
+    pub replay_bytes_per_ip: usize,
     /// Grace period at shutdown.
     pub shutdown_grace: Duration,
     /// Reverse proxies whose forwarding headers name the client; empty: the TCP peer is the client.
@@ -280,6 +301,12 @@ impl std::fmt::Debug for Config {
             .field("max_channels", &self.max_channels)
             .field("max_history_bytes", &self.max_history_bytes)
             .field("max_dedupe_entries", &self.max_dedupe_entries)
+            .field("max_replay_bytes", &self.max_replay_bytes)
+            .field(
+                "replay_bytes_per_connection",
+                &self.replay_bytes_per_connection,
+            )
+            .field("replay_bytes_per_ip", &self.replay_bytes_per_ip)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("tls", &self.tls)
@@ -302,6 +329,9 @@ impl Config {
             max_channels: 100_000,
             max_history_bytes: 128 * 1024 * 1024,
             max_dedupe_entries: 500_000,
+            max_replay_bytes: 1024 * 1024,
+            replay_bytes_per_connection: 4 * 1024 * 1024,
+            replay_bytes_per_ip: 16 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
             trusted_proxies: Vec::new(),
             tls: None,
@@ -439,6 +469,21 @@ impl Config {
                 file.max_dedupe_entries,
                 d.max_dedupe_entries,
             ),
+            max_replay_bytes: pick(
+                cli.max_replay_bytes,
+                file.max_replay_bytes,
+                d.max_replay_bytes,
+            ),
+            replay_bytes_per_connection: pick(
+                cli.replay_bytes_per_connection,
+                file.replay_bytes_per_connection,
+                d.replay_bytes_per_connection,
+            ),
+            replay_bytes_per_ip: pick(
+                cli.replay_bytes_per_ip,
+                file.replay_bytes_per_ip,
+                d.replay_bytes_per_ip,
+            ),
             shutdown_grace: pick(cli.shutdown_grace, file.shutdown_grace, d.shutdown_grace),
             trusted_proxies: pick_list(cli.trusted_proxies, file.trusted_proxies, Vec::new())
                 .iter()
@@ -536,6 +581,12 @@ impl Settings {
             ("max_channels", c.max_channels.to_string()),
             ("max_history_bytes", c.max_history_bytes.to_string()),
             ("max_dedupe_entries", c.max_dedupe_entries.to_string()),
+            ("max_replay_bytes", c.max_replay_bytes.to_string()),
+            (
+                "replay_bytes_per_connection",
+                c.replay_bytes_per_connection.to_string(),
+            ),
+            ("replay_bytes_per_ip", c.replay_bytes_per_ip.to_string()),
             ("subscriber_queue", l.subscriber_queue_frames.to_string()),
             ("first_frame_timeout", duration(l.first_frame_timeout)),
             ("ping_interval", duration(l.ping_interval)),

@@ -16,6 +16,8 @@
 //! | `rtet_history_events` | gauge | | events held in all channels' history |
 //! | `rtet_history_bytes` | gauge | | bytes of encoded events in all channels' history |
 //! | `rtet_subscriptions` | gauge | | subscriptions over all channels |
+//! | `rtet_replay_bytes_total` | counter | | bytes of history replayed to subscribers |
+//! | `rtet_replays_cut_total` | counter | | subscribes with `since` answered `recovered: false` because the replay was over a replay bound or budget |
 //! | `rtet_dedupe_entries` | gauge | | (channel, id) pairs remembered for dedupe in all channels |
 //! | `rtet_budget_refusals_total` | counter | `budget` = channels, history_bytes, dedupe_entries | publishes and subscribes refused `rate_limited` because a global memory budget was spent |
 
@@ -94,6 +96,10 @@ pub struct Metrics {
     history_bytes: Gauge,
     subscriptions: Gauge,
     dedupe_entries: Gauge,
+    /// Bytes of history replayed.
+    pub replay_bytes: Counter,
+    /// Replays not sent for a replay bound or budget.
+    pub replays_cut: Counter,
     /// Refusals because a global memory budget was spent, by budget.
     pub budget_refusals: Family<BudgetLabel, Counter>,
 }
@@ -124,6 +130,8 @@ impl Metrics {
             history_bytes: Gauge::default(),
             subscriptions: Gauge::default(),
             dedupe_entries: Gauge::default(),
+            replay_bytes: Counter::default(),
+            replays_cut: Counter::default(),
             budget_refusals: Family::default(),
             registry: Registry::default(),
         };
@@ -197,6 +205,16 @@ impl Metrics {
             "rtet_dedupe_entries",
             "(channel, id) pairs remembered for dedupe in all channels",
             m.dedupe_entries.clone(),
+        );
+        registry.register(
+            "rtet_replay_bytes",
+            "Bytes of history replayed to subscribers",
+            m.replay_bytes.clone(),
+        );
+        registry.register(
+            "rtet_replays_cut",
+            "Subscribes with since answered recovered false because the replay was over a replay bound or budget",
+            m.replays_cut.clone(),
         );
         registry.register(
             "rtet_budget_refusals",

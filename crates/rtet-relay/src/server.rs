@@ -81,6 +81,7 @@ pub async fn run_with_engine(
             loop {
                 tick.tick().await;
                 relay.engine.maintain();
+                relay.forget_refilled_replay_budgets();
             }
         }
     });

@@ -77,12 +77,18 @@ fn the_protocol_default_limits_table_matches_the_protocol_crate() {
 }
 
 #[test]
-fn the_memory_budgets_table_matches_the_relay_defaults() {
+fn the_memory_budget_and_replay_bound_tables_match_the_relay_defaults() {
     let c = rtet_relay::Config::new(Vec::<String>::new());
     let expected = [
         ("history bytes, all channels", c.max_history_bytes),
         ("dedupe entries, all channels", c.max_dedupe_entries),
         ("channels", c.max_channels),
+        ("bytes one subscribe replays", c.max_replay_bytes),
+        (
+            "bytes per connection per minute",
+            c.replay_bytes_per_connection,
+        ),
+        ("bytes per client address per minute", c.replay_bytes_per_ip),
     ];
     let rows = rows(&read("protocol.md"));
     for (budget, default) in expected {

@@ -305,8 +305,10 @@ impl MemoryEngine {
         since: Option<&Since>,
         subscriber: SubscriberId,
         outbox: &Arc<Outbox>,
+        max_replay_bytes: usize,
     ) -> Subscription {
         self.expire(state, Instant::now());
+        let mut replay_cut = false;
         let (recovered, replay) = match since {
             None => (false, Vec::new()),
             Some(since) if since.epoch != state.epoch || since.seq > state.seq => {
@@ -318,13 +320,14 @@ impl MemoryEngine {
                 match state.history.front() {
                     Some(first) if first.seq <= since.seq + 1 => {
                         let skip = (since.seq + 1 - first.seq) as usize;
-                        let replay = state
-                            .history
-                            .iter()
-                            .skip(skip)
-                            .map(|s| s.frame.clone())
-                            .collect();
-                        (true, replay)
+                        let wanted = || state.history.iter().skip(skip);
+                        let bytes: usize = wanted().map(|s| s.frame.len()).sum();
+                        if bytes > max_replay_bytes {
+                            replay_cut = true;
+                            (false, Vec::new())
+                        } else {
+                            (true, wanted().map(|s| s.frame.clone()).collect())
+                        }
                     }
                     _ => (false, Vec::new()),
                 }
@@ -342,6 +345,7 @@ impl MemoryEngine {
             seq: state.seq,
             recovered,
             replay,
+            replay_cut,
         }
     }
 }
@@ -366,9 +370,10 @@ impl Engine for MemoryEngine {
         since: Option<Since>,
         subscriber: SubscriberId,
         outbox: Arc<Outbox>,
+        max_replay_bytes: usize,
     ) -> BoxFuture<'_, Result<Subscription, EngineError>> {
         let result = self.with_channel(&channel, |state| {
-            self.subscribe_locked(state, since.as_ref(), subscriber, &outbox)
+            self.subscribe_locked(state, since.as_ref(), subscriber, &outbox, max_replay_bytes)
         });
         Box::pin(std::future::ready(result))
     }
@@ -446,6 +451,7 @@ mod tests {
             since,
             1,
             Arc::clone(outbox),
+            usize::MAX,
         ))
         .unwrap()
         .unwrap()
@@ -562,8 +568,8 @@ mod tests {
     fn fan_out_pushes_the_same_bytes_to_every_subscriber() {
         let e = MemoryEngine::new(MemoryEngineConfig::default());
         let (a, b) = (Arc::new(Outbox::new(10)), Arc::new(Outbox::new(1)));
-        futures_util::FutureExt::now_or_never(e.subscribe("c".into(), None, 1, Arc::clone(&a)));
-        futures_util::FutureExt::now_or_never(e.subscribe("c".into(), None, 2, Arc::clone(&b)));
+        futures_util::FutureExt::now_or_never(e.subscribe("c".into(), None, 1, Arc::clone(&a), 0));
+        futures_util::FutureExt::now_or_never(e.subscribe("c".into(), None, 2, Arc::clone(&b), 0));
         let p = publish(&e, "c", "x");
         assert_eq!((p.delivered, p.overflowed), (2, 0));
         let p = publish(&e, "c", "y");
@@ -697,5 +703,47 @@ mod tests {
         e.maintain();
         assert_eq!(e.stats().channels, 0);
         assert_eq!(publish(&e, "b", "1").seq, 1);
+    }
+
+    #[test]
+    fn a_replay_over_the_byte_bound_is_not_recovered_and_sends_nothing() {
+        let e = MemoryEngine::new(MemoryEngineConfig::default());
+        for i in 0..4 {
+            publish(&e, "c", &format!("id{i}"));
+        }
+        let one = e.stats().history_bytes / 4;
+        let q = Arc::new(Outbox::new(10));
+        let epoch = subscribe(&e, None, &q).epoch;
+        let since = |seq| {
+            Some(Since {
+                epoch: epoch.clone(),
+                seq,
+            })
+        };
+        let sub = |since, max| {
+            futures_util::FutureExt::now_or_never(e.subscribe(
+                "c".into(),
+                since,
+                2,
+                Arc::clone(&q),
+                max,
+            ))
+            .unwrap()
+            .unwrap()
+        };
+        let s = sub(since(1), 3 * one);
+        assert!(s.recovered && !s.replay_cut);
+        assert_eq!(s.replay.len(), 3, "exactly the bound: all of it");
+        let s = sub(since(0), 3 * one);
+        assert!(
+            !s.recovered && s.replay_cut && s.replay.is_empty(),
+            "one over: none of it"
+        );
+        assert_eq!(s.seq, 4, "live events go on from the latest seq");
+        let s = sub(since(4), 0);
+        assert!(
+            s.recovered && !s.replay_cut,
+            "nothing to replay needs no bytes"
+        );
     }
 }

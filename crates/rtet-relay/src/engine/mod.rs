@@ -54,6 +54,9 @@ pub struct Subscription {
     pub recovered: bool,
     /// Encoded `event` frames to send before any live event, in `seq` order.
     pub replay: Vec<Utf8Bytes>,
+    /// History held every event after `since`, but more bytes of them than
+    /// the subscriber may be sent: `recovered` is false and nothing is replayed.
+    pub replay_cut: bool,
 }
 
 /// One channel's history, for inspection (metrics, tests, tools).
@@ -133,13 +136,16 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Registers `outbox` for the channel's live events and returns what to
     /// replay after `since`. No event is both replayed and queued, and none
-    /// falls between the two.
+    /// falls between the two. A replay is all or nothing: when the events
+    /// after `since` come to more than `max_replay_bytes`, none is replayed
+    /// and `recovered` is false (the client refetches, as for lost history).
     fn subscribe(
         &self,
         channel: String,
         since: Option<Since>,
         subscriber: SubscriberId,
         outbox: Arc<Outbox>,
+        max_replay_bytes: usize,
     ) -> BoxFuture<'_, Result<Subscription, EngineError>>;
 
     /// Stops queueing the channel's events for this subscriber.
