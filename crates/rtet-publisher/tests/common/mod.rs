@@ -273,12 +273,7 @@ impl Relay {
 
     fn serve(rt: Runtime, listener: tokio::net::TcpListener, config: rtet_relay::Config) -> Relay {
         let addr = listener.local_addr().expect("local addr");
-        let engine = Arc::new(MemoryEngine::new(MemoryEngineConfig {
-            history_events: config.limits.history_events,
-            history_age: config.limits.history_age,
-            dedupe_window: config.limits.dedupe_window,
-            max_channels: config.max_channels,
-        }));
+        let engine = Arc::new(MemoryEngine::new(MemoryEngineConfig::from(&config)));
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = rt.spawn(rtet_relay::run_with_engine(
             listener,
