@@ -64,7 +64,9 @@ final class Relay {
         $this->log = tmpdir() . '/relay.log';
         $cmd = 'exec > >(tee -p ' . escapeshellarg($this->log) . ') 2>&1; exec ' . escapeshellarg(relay_bin())
             . ' --listen ' . escapeshellarg($listen) . ' --api-key ' . escapeshellarg(KEY)
-            . ' --history-size 50000';
+            . ' --history-size 50000'
+            // collect() replays whole histories to check them: no replay bound.
+            . ' --max-replay-bytes 1000000000 --replay-bytes-per-connection 1000000000 --replay-bytes-per-ip 1000000000';
         foreach (['public', 'stream', 'down', 'restart', 'spool', 'overflow', 'fork', 'fpm', 'tls', 'leak'] as $c) {
             $cmd .= ' --anonymous-channel ' . $c;
         }

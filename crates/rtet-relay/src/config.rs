@@ -5,11 +5,12 @@
 //! names in all three places); [`Config`] is the resolved, checked result the
 //! server runs with. Tests build a [`Config`] directly with [`Config::new`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
+use ipnet::IpNet;
 use rtet_protocol::{token::MAX_LEEWAY, validate_channel, Limits};
 use serde::Deserialize;
 use thiserror::Error;
@@ -76,7 +77,7 @@ pub enum ConfigError {
         browsers subscribe on /ws. One port serves HTTP and both WebSocket endpoints.\n\n\
         Every option can also be set by its environment variable or as a key of the TOML file \
         given with --config (the option's name with '_' for '-', e.g. history_age = \"10m\"; \
-        lists as arrays: api_keys, allowed_origins, anonymous_channels). \
+        lists as arrays: api_keys, allowed_origins, anonymous_channels, trusted_proxies). \
         Precedence: flags, then environment, then file, then defaults. \
         Durations take units: 500ms, 25s, 10m."
 )]
@@ -194,9 +195,36 @@ pub struct Settings {
     pub max_connections: Option<usize>,
 
     /// Channels the relay holds at once; publishing to or subscribing to a new channel beyond
-    /// this is refused with `forbidden`.
+    /// this is refused `rate_limited` (HTTP 429) until idle channels are forgotten.
     #[arg(long, env = "RTET_MAX_CHANNELS", value_name = "N")]
     pub max_channels: Option<usize>,
+
+    /// Bytes of encoded events held in all channels' history together (with about 100 bytes of
+    /// bookkeeping per event on top). When full, a publish is refused `rate_limited` (HTTP 429)
+    /// until history ages out.
+    #[arg(long, env = "RTET_MAX_HISTORY_BYTES", value_name = "BYTES")]
+    pub max_history_bytes: Option<usize>,
+
+    /// (channel, id) pairs remembered for dedupe in all channels together (about 200 bytes
+    /// each). When full, a publish is refused `rate_limited` (HTTP 429) until entries pass the
+    /// dedupe window.
+    #[arg(long, env = "RTET_MAX_DEDUPE_ENTRIES", value_name = "N")]
+    pub max_dedupe_entries: Option<usize>,
+
+    /// Bytes of history one subscribe may replay; a `since` further back than this gets
+    /// `recovered: false` and no replay (the client refetches).
+    #[arg(long, env = "RTET_MAX_REPLAY_BYTES", value_name = "BYTES")]
+    pub max_replay_bytes: Option<usize>,
+
+    /// Bytes of history replayed to one connection per minute (all at once, then refilled over
+    /// the minute); a subscribe beyond it gets `recovered: false` and no replay.
+    #[arg(long, env = "RTET_REPLAY_BYTES_PER_CONNECTION", value_name = "BYTES")]
+    pub replay_bytes_per_connection: Option<usize>,
+
+    /// Bytes of history replayed to one client address (IPv6: one /64) per minute, over all
+    /// its connections; a subscribe beyond it gets `recovered: false` and no replay.
+    #[arg(long, env = "RTET_REPLAY_BYTES_PER_IP", value_name = "BYTES")]
+    pub replay_bytes_per_ip: Option<usize>,
 
     /// Frames queued for one subscriber; a subscriber that falls this far behind is
     /// disconnected with close code 4408 and resumes with `since`.
@@ -234,11 +262,18 @@ pub struct Settings {
     #[serde(default, with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
 
-    /// Header holding the client IP (e.g. X-Forwarded-For; its last address is used) for the
-    /// per-IP limit. Set it only when the relay sits behind a proxy that sets it.
-    /// [default: none, the TCP peer address]
-    #[arg(long, env = "RTET_REAL_IP_HEADER", value_name = "NAME")]
-    pub real_ip_header: Option<String>,
+    /// Address or CIDR range of a reverse proxy in front of the relay (e.g. 127.0.0.1 for nginx on
+    /// the same host); repeat for several. From these peers only, the client is the right-most
+    /// X-Forwarded-For address that is not itself a trusted proxy, else X-Real-IP; from any other
+    /// peer those headers are ignored. [default: none, the TCP peer address is the client]
+    #[arg(
+        long = "trusted-proxy",
+        env = "RTET_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 
     /// A separate address for `GET /metrics` (e.g. 127.0.0.1:9090, reachable only by the
     /// monitoring system); when set, the main port does not serve it.
@@ -292,6 +327,16 @@ pub struct Config {
     pub max_connections: usize,
     /// Channels held at once.
     pub max_channels: usize,
+    /// Bytes of encoded events in all channels' history together.
+    pub max_history_bytes: usize,
+    /// (channel, id) pairs remembered in all channels together.
+    pub max_dedupe_entries: usize,
+    /// Bytes one subscribe may replay.
+    pub max_replay_bytes: usize,
+    /// Replay bytes per connection per minute.
+    pub replay_bytes_per_connection: usize,
+    /// Replay bytes per client address per minute.
+    pub replay_bytes_per_ip: usize,
     /// Grace period at shutdown.
     pub shutdown_grace: Duration,
     /// Time allowed for the body of an HTTP publish.
@@ -302,8 +347,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Bearer token that `/metrics` on the main port requires; none: loopback only.
     pub metrics_token: Option<String>,
-    /// Header with the real client IP behind a proxy; none: the TCP peer.
-    pub real_ip_header: Option<String>,
+    /// Reverse proxies whose forwarding headers name the client; empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<IpNet>,
     /// Serve TLS with these files; none: plain TCP.
     pub tls: Option<TlsFiles>,
 }
@@ -322,6 +367,14 @@ impl std::fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("max_connections", &self.max_connections)
             .field("max_channels", &self.max_channels)
+            .field("max_history_bytes", &self.max_history_bytes)
+            .field("max_dedupe_entries", &self.max_dedupe_entries)
+            .field("max_replay_bytes", &self.max_replay_bytes)
+            .field(
+                "replay_bytes_per_connection",
+                &self.replay_bytes_per_connection,
+            )
+            .field("replay_bytes_per_ip", &self.replay_bytes_per_ip)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("http_body_timeout", &self.http_body_timeout)
             .field("max_token_lifetime", &self.max_token_lifetime)
@@ -330,7 +383,7 @@ impl std::fmt::Debug for Config {
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "[redacted]"),
             )
-            .field("real_ip_header", &self.real_ip_header)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("tls", &self.tls)
             .finish()
     }
@@ -349,12 +402,17 @@ impl Config {
             limits: Limits::default(),
             max_connections: 200_000,
             max_channels: 100_000,
+            max_history_bytes: 128 * 1024 * 1024,
+            max_dedupe_entries: 500_000,
+            max_replay_bytes: 1024 * 1024,
+            replay_bytes_per_connection: 4 * 1024 * 1024,
+            replay_bytes_per_ip: 16 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
             http_body_timeout: Duration::from_secs(10),
             max_token_lifetime: Duration::from_secs(24 * 3600),
             metrics_listen: None,
             metrics_token: None,
-            real_ip_header: None,
+            trusted_proxies: Vec::new(),
             tls: None,
         }
     }
@@ -492,6 +550,31 @@ impl Config {
             limits,
             max_connections: pick(cli.max_connections, file.max_connections, d.max_connections),
             max_channels: pick(cli.max_channels, file.max_channels, d.max_channels),
+            max_history_bytes: pick(
+                cli.max_history_bytes,
+                file.max_history_bytes,
+                d.max_history_bytes,
+            ),
+            max_dedupe_entries: pick(
+                cli.max_dedupe_entries,
+                file.max_dedupe_entries,
+                d.max_dedupe_entries,
+            ),
+            max_replay_bytes: pick(
+                cli.max_replay_bytes,
+                file.max_replay_bytes,
+                d.max_replay_bytes,
+            ),
+            replay_bytes_per_connection: pick(
+                cli.replay_bytes_per_connection,
+                file.replay_bytes_per_connection,
+                d.replay_bytes_per_connection,
+            ),
+            replay_bytes_per_ip: pick(
+                cli.replay_bytes_per_ip,
+                file.replay_bytes_per_ip,
+                d.replay_bytes_per_ip,
+            ),
             shutdown_grace: pick(cli.shutdown_grace, file.shutdown_grace, d.shutdown_grace),
             http_body_timeout: pick(
                 cli.http_body_timeout,
@@ -505,7 +588,10 @@ impl Config {
             ),
             metrics_listen: cli.metrics_listen.or(file.metrics_listen),
             metrics_token: cli.metrics_token.or(file.metrics_token),
-            real_ip_header: cli.real_ip_header.or(file.real_ip_header),
+            trusted_proxies: pick_list(cli.trusted_proxies, file.trusted_proxies, Vec::new())
+                .iter()
+                .map(|p| parse_proxy(p))
+                .collect::<Result<_, _>>()?,
             tls,
         };
         config.validate()?;
@@ -531,7 +617,7 @@ impl Config {
             })?;
         }
         let l = &self.limits;
-        let positive: [(&'static str, bool); 13] = [
+        let positive: [(&'static str, bool); 15] = [
             ("max_frame_bytes", l.max_frame_bytes > 0),
             ("max_token_bytes", l.max_token_bytes > 0),
             ("client_frames_per_sec", l.client_frames_per_sec > 0),
@@ -545,6 +631,8 @@ impl Config {
             ("http_body_timeout", !self.http_body_timeout.is_zero()),
             ("max_token_lifetime", !self.max_token_lifetime.is_zero()),
             ("max_data_depth", l.max_data_depth > 0),
+            ("max_history_bytes", self.max_history_bytes > 0),
+            ("max_dedupe_entries", self.max_dedupe_entries > 0),
         ];
         for (name, ok) in positive {
             if !ok {
@@ -594,7 +682,7 @@ impl Settings {
     /// `(setting, value)` in the form flags and files take. `--help` shows
     /// them and the documentation is checked against them, so each default is
     /// written once. Settings without a default value (keys, origins, TLS
-    /// files, the proxy header) say what their absence means in their help.
+    /// files, trusted proxies) say what their absence means in their help.
     pub fn defaults() -> Vec<(&'static str, String)> {
         let c = Config::new(Vec::<String>::new());
         let l = &c.limits;
@@ -616,6 +704,14 @@ impl Settings {
             ("connections_per_ip", l.connections_per_ip.to_string()),
             ("max_connections", c.max_connections.to_string()),
             ("max_channels", c.max_channels.to_string()),
+            ("max_history_bytes", c.max_history_bytes.to_string()),
+            ("max_dedupe_entries", c.max_dedupe_entries.to_string()),
+            ("max_replay_bytes", c.max_replay_bytes.to_string()),
+            (
+                "replay_bytes_per_connection",
+                c.replay_bytes_per_connection.to_string(),
+            ),
+            ("replay_bytes_per_ip", c.replay_bytes_per_ip.to_string()),
             ("subscriber_queue", l.subscriber_queue_frames.to_string()),
             ("first_frame_timeout", duration(l.first_frame_timeout)),
             ("ping_interval", duration(l.ping_interval)),
@@ -677,6 +773,16 @@ fn read_key_file(path: &Path) -> Result<Vec<String>, ConfigError> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(str::to_owned)
         .collect())
+}
+
+/// A trusted proxy as written: a CIDR range (`10.0.0.0/8`) or one address (`127.0.0.1`).
+fn parse_proxy(text: &str) -> Result<IpNet, ConfigError> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| ConfigError::Invalid {
+            name: "trusted_proxies",
+            message: format!("{text:?} is neither an address nor a CIDR range (like 10.0.0.0/8)"),
+        })
 }
 
 /// Lower-cases an origin and drops a trailing `/`, so `https://Example.com/`
@@ -747,6 +853,42 @@ mod tests {
         ));
         let leeway = parse(&["--api-key", KEY, "--token-leeway", "2m"]);
         assert!(Config::resolve(leeway, None).is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges_from_flags_env_lists_and_files() {
+        let c = Config::resolve(
+            parse(&[
+                "--api-key",
+                KEY,
+                "--trusted-proxy",
+                "127.0.0.1",
+                "--trusted-proxy",
+                "10.0.0.0/8,::1",
+            ]),
+            None,
+        )
+        .unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
+        let file: Settings = toml::from_str("trusted_proxies = [\"192.168.0.0/16\"]").unwrap();
+        let c = Config::resolve(parse(&["--api-key", KEY]), Some(file)).unwrap();
+        assert_eq!(
+            c.trusted_proxies,
+            vec!["192.168.0.0/16".parse::<IpNet>().unwrap()]
+        );
+        assert!(
+            Config::new([KEY]).trusted_proxies.is_empty(),
+            "none by default"
+        );
+        let bad = parse(&["--api-key", KEY, "--trusted-proxy", "nginx"]);
+        assert!(matches!(
+            Config::resolve(bad, None),
+            Err(ConfigError::Invalid {
+                name: "trusted_proxies",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`config`]: flags, `RTET_*` environment and TOML file, merged into a [`Config`].
 //! - [`server`]: accepts connections (plain or TLS), routes, and shuts down in order.
 //! - [`state`]: what all connections share: keys, rate limits, connection counts.
+//! - [`client_addr`]: who a client is behind trusted proxies, and the per-IP limits' key.
 //! - [`publisher`]: the `/publish` WebSocket: auth before upgrade, ack/nack per publish.
 //! - [`subscriber`]: the `/ws` WebSocket: tokens, subscriptions, replay, limits, keepalive.
 //! - [`http`]: `/healthz`, `/metrics` and `POST /api/send-event`.
@@ -30,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod connection;

@@ -16,6 +16,10 @@
 //! | `rtet_history_events` | gauge | | events held in all channels' history |
 //! | `rtet_history_bytes` | gauge | | bytes of encoded events in all channels' history |
 //! | `rtet_subscriptions` | gauge | | subscriptions over all channels |
+//! | `rtet_replay_bytes_total` | counter | | bytes of history replayed to subscribers |
+//! | `rtet_replays_cut_total` | counter | | subscribes with `since` answered `recovered: false` because the replay was over a replay bound or budget |
+//! | `rtet_dedupe_entries` | gauge | | (channel, id) pairs remembered for dedupe in all channels |
+//! | `rtet_budget_refusals_total` | counter | `budget` = channels, history_bytes, dedupe_entries | publishes and subscribes refused `rate_limited` because a global memory budget was spent |
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -59,6 +63,13 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// Label set `{budget="..."}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabel {
+    /// Which global budget was spent.
+    pub budget: &'static str,
+}
+
 /// Every metric of the relay, registered in one registry.
 pub struct Metrics {
     registry: Registry,
@@ -86,6 +97,13 @@ pub struct Metrics {
     history_events: Gauge,
     history_bytes: Gauge,
     subscriptions: Gauge,
+    dedupe_entries: Gauge,
+    /// Bytes of history replayed.
+    pub replay_bytes: Counter,
+    /// Replays not sent for a replay bound or budget.
+    pub replays_cut: Counter,
+    /// Refusals because a global memory budget was spent, by budget.
+    pub budget_refusals: Family<BudgetLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -113,6 +131,10 @@ impl Metrics {
             history_events: Gauge::default(),
             history_bytes: Gauge::default(),
             subscriptions: Gauge::default(),
+            dedupe_entries: Gauge::default(),
+            replay_bytes: Counter::default(),
+            replays_cut: Counter::default(),
+            budget_refusals: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -181,6 +203,26 @@ impl Metrics {
             "Subscriptions over all channels",
             m.subscriptions.clone(),
         );
+        registry.register(
+            "rtet_dedupe_entries",
+            "(channel, id) pairs remembered for dedupe in all channels",
+            m.dedupe_entries.clone(),
+        );
+        registry.register(
+            "rtet_replay_bytes",
+            "Bytes of history replayed to subscribers",
+            m.replay_bytes.clone(),
+        );
+        registry.register(
+            "rtet_replays_cut",
+            "Subscribes with since answered recovered false because the replay was over a replay bound or budget",
+            m.replays_cut.clone(),
+        );
+        registry.register(
+            "rtet_budget_refusals",
+            "Publishes and subscribes refused rate_limited because a global memory budget was spent",
+            m.budget_refusals.clone(),
+        );
         // Both roles show from the start (0), so a scrape can tell "none yet" from "not exported".
         for role in [Role::publisher, Role::subscriber] {
             let _ = m.accepted.get_or_create(&RoleLabel { role });
@@ -216,6 +258,13 @@ impl Metrics {
         self.accepted.get_or_create(&RoleLabel { role }).inc();
     }
 
+    /// Counts a refusal for a spent global budget.
+    pub fn budget_refused(&self, budget: &'static str) {
+        self.budget_refusals
+            .get_or_create(&BudgetLabel { budget })
+            .inc();
+    }
+
     /// Counts a refused connection.
     pub fn refused(&self, reason: &'static str) {
         self.refused.get_or_create(&ReasonLabel { reason }).inc();
@@ -227,6 +276,7 @@ impl Metrics {
         self.history_events.set(stats.history_events as i64);
         self.history_bytes.set(stats.history_bytes as i64);
         self.subscriptions.set(stats.subscriptions as i64);
+        self.dedupe_entries.set(stats.dedupe_entries as i64);
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

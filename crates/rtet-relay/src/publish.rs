@@ -50,6 +50,11 @@ pub async fn publish(
             }
             Ok(p)
         }
-        Err(e) => Err(fail(e.code(), e.to_string())),
+        Err(e) => {
+            if let Some(budget) = e.budget() {
+                relay.metrics.budget_refused(budget);
+            }
+            Err(fail(e.code(), e.to_string()))
+        }
     }
 }

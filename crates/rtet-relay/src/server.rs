@@ -105,6 +105,7 @@ pub async fn run_with_engine(
                 if round % TRIM_EVERY == 0 {
                     give_back_memory();
                 }
+                relay.forget_refilled_replay_budgets();
             }
         }
     });

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::client_addr::{client_addr, limit_key};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::{Metrics, Role, RoleLabel};
@@ -55,6 +56,19 @@ impl TokenBucket {
         } else {
             false
         }
+    }
+
+    /// Takes as many tokens as there are, up to `n` (a budget of bytes to reserve).
+    pub fn take_up_to(&mut self, n: usize) -> usize {
+        self.refill();
+        let taken = self.tokens.max(0.0).min(n as f64).floor();
+        self.tokens -= taken;
+        taken as usize
+    }
+
+    /// Returns `n` reserved tokens that were not used.
+    pub fn give_back(&mut self, n: usize) {
+        self.tokens = (self.tokens + n as f64).min(self.burst);
     }
 
     /// Whether the bucket is (nearly) full again, i.e. the client has been quiet.
@@ -161,6 +175,8 @@ pub struct Relay {
     /// API keys and their publish rate budgets.
     pub keys: ApiKeys,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Replay bytes each client address may still be sent (see [`Relay::reserve_replay`]).
+    replay_per_ip: Mutex<HashMap<IpAddr, TokenBucket>>,
     total: AtomicUsize,
     next_id: AtomicU64,
     /// Publisher connections, awaited first at shutdown.
@@ -186,6 +202,7 @@ impl Relay {
             engine,
             metrics: Metrics::new(),
             per_ip: Mutex::new(HashMap::new()),
+            replay_per_ip: Mutex::new(HashMap::new()),
             total: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             publishers: TaskTracker::new(),
@@ -215,23 +232,43 @@ impl Relay {
         self.keys.find(key.trim())
     }
 
-    /// The client's IP: the TCP peer, or the configured proxy header's last address.
+    /// The client's IP: the TCP peer, or whom a trusted proxy forwarded for
+    /// (see [`client_addr`](crate::client_addr::client_addr)).
     pub fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-        if let Some(name) = &self.config.real_ip_header {
-            if let Some(ip) = headers
-                .get(name.as_str())
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|v| v.trim().parse().ok())
-            {
-                return ip;
-            }
+        client_addr(peer.ip(), headers, &self.config.trusted_proxies)
+    }
+
+    /// Reserves up to `want` bytes of replay from the client address's
+    /// budget (per /64 for IPv6, like the connection limit) and returns how
+    /// many it got. Every connection from one address shares this, so
+    /// opening more connections does not buy more history; the budget
+    /// outlives the connections until it has refilled, so reconnecting does
+    /// not either. Give back what the replay did not use.
+    pub fn reserve_replay(&self, ip: IpAddr, want: usize) -> usize {
+        let per_minute = self.config.replay_bytes_per_ip;
+        lock(&self.replay_per_ip)
+            .entry(limit_key(ip))
+            .or_insert_with(|| replay_bucket(per_minute))
+            .take_up_to(want)
+    }
+
+    /// Returns replay bytes reserved with [`Relay::reserve_replay`] and not sent.
+    pub fn give_back_replay(&self, ip: IpAddr, unused: usize) {
+        if let Some(bucket) = lock(&self.replay_per_ip).get_mut(&limit_key(ip)) {
+            bucket.give_back(unused);
         }
-        peer.ip()
+    }
+
+    /// Forgets the replay budgets that have refilled (housekeeping), so the
+    /// map holds only addresses that replayed within the last minute or so.
+    pub fn forget_refilled_replay_budgets(&self) {
+        lock(&self.replay_per_ip).retain(|_, bucket| !bucket.is_full());
     }
 
     /// Counts a new WebSocket connection, or refuses it when a limit is reached.
+    /// IPv6 clients count per /64 ([`limit_key`]).
     pub fn admit(self: &Arc<Self>, ip: IpAddr, role: Role) -> Result<ConnGuard, Refusal> {
+        let ip = limit_key(ip);
         {
             let mut per_ip = lock(&self.per_ip);
             let n = per_ip.entry(ip).or_insert(0);
@@ -256,6 +293,12 @@ impl Relay {
             role,
         })
     }
+}
+
+/// A replay budget of `per_minute` bytes: all of it at once, refilled over a minute.
+pub fn replay_bucket(per_minute: usize) -> TokenBucket {
+    let burst = u32::try_from(per_minute).unwrap_or(u32::MAX);
+    TokenBucket::new((burst / 60).max(1), burst)
 }
 
 /// Holds a connection's place in the counts; releases it when dropped.
@@ -295,6 +338,20 @@ mod tests {
         assert_eq!(keys.find(&"b".repeat(40)).map(KeyId::index), Some(1));
         assert_eq!(keys.find(&"a".repeat(31)), None);
         assert_eq!(keys.find(""), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_byte_budget_reserves_what_is_left_and_takes_back_what_was_not_used() {
+        let mut b = replay_bucket(6_000);
+        assert_eq!(b.take_up_to(4_000), 4_000);
+        assert_eq!(b.take_up_to(4_000), 2_000, "only what is left");
+        assert_eq!(b.take_up_to(1), 0);
+        b.give_back(1_500);
+        assert_eq!(b.take_up_to(4_000), 1_500);
+        tokio::time::advance(std::time::Duration::from_secs(30)).await;
+        assert_eq!(b.take_up_to(6_000), 3_000, "half a minute refills half");
+        b.give_back(1_000_000);
+        assert!(b.is_full(), "never more than the budget");
     }
 
     #[tokio::test(start_paused = true)]

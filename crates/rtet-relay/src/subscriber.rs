@@ -6,7 +6,7 @@
 //! queued events. Per connection it keeps only what it must: the queue, the
 //! token's claims, the channel names and a rate bucket.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ use crate::engine::SubscriberId;
 use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::metrics::Role;
 use crate::outbox::Outbox;
-use crate::state::{Relay, TokenBucket};
+use crate::state::{replay_bucket, Relay, TokenBucket};
 
 /// Read buffer of a subscriber connection: browsers send small frames; it grows when needed.
 const READ_BUFFER: usize = 2 * 1024;
@@ -67,7 +67,8 @@ pub async fn upgrade(
         Err(rejection) => return rejection.into_response(),
     };
     let origin_ok = origin_allowed(&relay.config.allowed_origins, &headers);
-    let guard = match relay.admit(relay.client_ip(peer, &headers), Role::subscriber) {
+    let client = relay.client_ip(peer, &headers);
+    let guard = match relay.admit(client, Role::subscriber) {
         Ok(g) => g,
         Err(r) => return r.into_response(),
     };
@@ -83,7 +84,7 @@ pub async fn upgrade(
         .on_upgrade(move |socket| async move {
             let mut conn = Connection::new(socket);
             if origin_ok {
-                Session::new(Arc::clone(&relay)).run(conn).await;
+                Session::new(Arc::clone(&relay), client).run(conn).await;
             } else {
                 relay.metrics.refused("origin");
                 tracing::info!(%peer, "subscriber refused: origin not allowed");
@@ -160,6 +161,10 @@ struct Session {
     claims: Option<Box<Claims>>,
     subs: Vec<String>,
     bucket: TokenBucket,
+    /// The client's address, whose replay budget this connection shares.
+    client: IpAddr,
+    /// History bytes this connection may still be replayed.
+    replay_budget: TokenBucket,
     warned: bool,
     /// A new token expiry to arm the timer with, set by `auth`.
     new_deadline: Option<Instant>,
@@ -168,9 +173,11 @@ struct Session {
 }
 
 impl Session {
-    fn new(relay: Arc<Relay>) -> Self {
+    fn new(relay: Arc<Relay>, client: IpAddr) -> Self {
         let l = &relay.config.limits;
         Session {
+            client,
+            replay_budget: replay_bucket(relay.config.replay_bytes_per_connection),
             id: relay.next_id(),
             outbox: Arc::new(Outbox::new(l.subscriber_queue_frames)),
             claims: None,
@@ -446,6 +453,23 @@ impl Session {
         }
     }
 
+    /// Reserves replay bytes: at most `--max-replay-bytes`, and no more than
+    /// this connection's and its address's budgets hold.
+    fn reserve_replay(&mut self) -> usize {
+        let from_connection = self
+            .replay_budget
+            .take_up_to(self.relay.config.max_replay_bytes);
+        let from_address = self.relay.reserve_replay(self.client, from_connection);
+        self.replay_budget.give_back(from_connection - from_address);
+        from_address
+    }
+
+    /// Returns reserved replay bytes that were not sent.
+    fn give_back_replay(&mut self, unused: usize) {
+        self.replay_budget.give_back(unused);
+        self.relay.give_back_replay(self.client, unused);
+    }
+
     async fn subscribe(&mut self, channel: String, since: Option<Since>) -> Outcome {
         if self.subs.contains(&channel) {
             let message = format!("already subscribed to {channel}");
@@ -465,15 +489,43 @@ impl Session {
             let message = format!("at most {max} subscriptions per connection");
             return self.error(ErrorCode::Forbidden, Some(&channel), message);
         }
+        // Replayed bytes are charged to the subscriber: reserve what the one-replay
+        // bound, this connection's budget and its address's budget allow, give back the rest.
+        let allowance = if since.is_some() {
+            self.reserve_replay()
+        } else {
+            0
+        };
         let result = self
             .relay
             .engine
-            .subscribe(channel.clone(), since, self.id, Arc::clone(&self.outbox))
+            .subscribe(
+                channel.clone(),
+                since,
+                self.id,
+                Arc::clone(&self.outbox),
+                allowance,
+            )
             .await;
+        let replayed = result
+            .as_ref()
+            .map_or(0, |s| s.replay.iter().map(|f| f.len()).sum::<usize>());
+        self.give_back_replay(allowance.saturating_sub(replayed));
         match result {
-            Err(e) => self.error(e.code(), Some(&channel), e.to_string()),
+            Err(e) => {
+                if let Some(budget) = e.budget() {
+                    self.relay.metrics.budget_refused(budget);
+                }
+                self.error(e.code(), Some(&channel), e.to_string())
+            }
             Ok(s) => {
-                self.relay.metrics.deliveries.inc_by(s.replay.len() as u64);
+                let m = &self.relay.metrics;
+                m.deliveries.inc_by(s.replay.len() as u64);
+                m.replay_bytes.inc_by(replayed as u64);
+                if s.replay_cut {
+                    m.replays_cut.inc();
+                    tracing::debug!(id = self.id, %channel, "replay over the replay bound or budget: not recovered");
+                }
                 let mut replies = Vec::with_capacity(1 + s.replay.len());
                 replies.push(text(&ServerFrame::Subscribed {
                     channel: channel.clone(),

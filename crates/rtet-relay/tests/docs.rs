@@ -155,3 +155,29 @@ fn the_security_fixed_bounds_match_the_code() {
         assert_eq!(row.get(1), Some(&value), "docs/security.md: {bound}");
     }
 }
+fn the_memory_budget_and_replay_bound_tables_match_the_relay_defaults() {
+    let c = rtet_relay::Config::new(Vec::<String>::new());
+    let expected = [
+        ("history bytes, all channels", c.max_history_bytes),
+        ("dedupe entries, all channels", c.max_dedupe_entries),
+        ("channels", c.max_channels),
+        ("bytes one subscribe replays", c.max_replay_bytes),
+        (
+            "bytes per connection per minute",
+            c.replay_bytes_per_connection,
+        ),
+        ("bytes per client address per minute", c.replay_bytes_per_ip),
+    ];
+    let rows = rows(&read("protocol.md"));
+    for (budget, default) in expected {
+        let row = rows
+            .iter()
+            .find(|r| r.first().map(String::as_str) == Some(budget))
+            .unwrap_or_else(|| panic!("docs/protocol.md has no row for {budget:?}"));
+        assert_eq!(
+            row.get(1),
+            Some(&grouped(default)),
+            "docs/protocol.md: {budget}"
+        );
+    }
+}

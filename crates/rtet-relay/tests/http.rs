@@ -228,7 +228,7 @@ async fn send_event_over_the_rate_is_429() {
 }
 
 #[tokio::test]
-async fn send_event_beyond_the_channel_limit_is_403_forbidden() {
+async fn send_event_beyond_the_channel_limit_is_429_rate_limited() {
     let mut cfg = config();
     cfg.max_channels = 1;
     let relay = start(cfg).await;
@@ -239,7 +239,7 @@ async fn send_event_beyond_the_channel_limit_is_403_forbidden() {
     let (status, body) = relay
         .send_event(Some(KEY), &json!({"type":"e","channel":"other"}))
         .await;
-    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")));
 }
 
 /// How a raw HTTP exchange ended.

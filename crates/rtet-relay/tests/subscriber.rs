@@ -484,24 +484,66 @@ async fn connections_beyond_the_per_ip_limit_get_429_before_upgrade() {
 }
 
 #[tokio::test]
-async fn behind_a_proxy_the_per_ip_limit_uses_the_configured_header() {
+async fn a_trusted_proxy_names_the_client_and_anyone_else_is_counted_by_socket_address() {
     let mut cfg = config();
     cfg.limits.connections_per_ip = 1;
-    cfg.real_ip_header = Some("X-Forwarded-For".into());
+    // The "proxy" connects from 127.0.0.2; test clients from 127.0.0.1 are not proxies.
+    cfg.trusted_proxies = vec!["127.0.0.2/32".parse().unwrap()];
+    let relay = start(cfg).await;
+    let proxy = "127.0.0.2";
+    let xff = |v| [("x-forwarded-for", v)];
+    let _a = relay
+        .subscriber_from(proxy, &xff("203.0.113.9, 192.0.2.1"))
+        .await
+        .expect("first client through the proxy");
+    let _b = relay
+        .subscriber_from(proxy, &[("x-real-ip", "192.0.2.2")])
+        .await
+        .expect("another client through the proxy has its own place");
+    assert_eq!(
+        relay.subscriber_from(proxy, &xff("192.0.2.1")).await.err(),
+        Some(429),
+        "the right-most forwarded address is the client, whatever the client wrote left of it"
+    );
+    let _c = relay
+        .subscriber_from("127.0.0.1", &xff("192.0.2.3"))
+        .await
+        .expect("first connection from an untrusted peer");
+    assert_eq!(
+        relay
+            .subscriber_from("127.0.0.1", &xff("192.0.2.4"))
+            .await
+            .err(),
+        Some(429),
+        "from an untrusted peer the header is ignored: the socket address counts"
+    );
+}
+
+#[tokio::test]
+async fn ipv6_clients_behind_a_trusted_proxy_share_the_limit_per_64() {
+    let mut cfg = config();
+    cfg.limits.connections_per_ip = 1;
+    cfg.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
     let relay = start(cfg).await;
     let xff = |v| [("x-forwarded-for", v)];
     let _a = relay
-        .subscriber_with_headers(&xff("10.0.0.1, 192.0.2.1"))
-        .await
-        .unwrap();
-    let _b = relay
-        .subscriber_with_headers(&xff("192.0.2.2"))
+        .subscriber_with_headers(&xff("2001:db8:0:7::1"))
         .await
         .unwrap();
     assert_eq!(
-        relay.subscriber_with_headers(&xff("192.0.2.1")).await.err(),
+        relay
+            .subscriber_with_headers(&xff("2001:db8:0:7:ffff::2"))
+            .await
+            .err(),
         Some(429),
-        "the last address in the header is the client"
+        "another address in the same /64 is the same client"
+    );
+    assert!(
+        relay
+            .subscriber_with_headers(&xff("2001:db8:0:8::1"))
+            .await
+            .is_ok(),
+        "the next /64 is another client"
     );
 }
 

@@ -41,9 +41,13 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// every event (so a late subscriber can replay them all), subscriber queues
 /// deep enough for a subscriber that reads only after `flush` returns, and
 /// no publish rate limit (a `rate_limited` answer makes the publisher
-/// reconnect, which would change the connection counts the tests check).
+/// reconnect, which would change the connection counts the tests check),
+/// and no replay bound (the tests replay whole histories to check them).
 pub fn relay_config() -> rtet_relay::Config {
     let mut c = rtet_relay::Config::new([KEY]);
+    c.max_replay_bytes = usize::MAX;
+    c.replay_bytes_per_connection = usize::MAX;
+    c.replay_bytes_per_ip = usize::MAX;
     c.limits.history_events = 100_000;
     c.limits.subscriber_queue_frames = 100_000;
     c.limits.publishes_per_sec_per_key = 10_000_000;
@@ -273,12 +277,7 @@ impl Relay {
 
     fn serve(rt: Runtime, listener: tokio::net::TcpListener, config: rtet_relay::Config) -> Relay {
         let addr = listener.local_addr().expect("local addr");
-        let engine = Arc::new(MemoryEngine::new(MemoryEngineConfig {
-            history_events: config.limits.history_events,
-            history_age: config.limits.history_age,
-            dedupe_window: config.limits.dedupe_window,
-            max_channels: config.max_channels,
-        }));
+        let engine = Arc::new(MemoryEngine::new(MemoryEngineConfig::from(&config)));
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = rt.spawn(rtet_relay::run_with_engine(
             listener,

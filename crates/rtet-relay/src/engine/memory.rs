@@ -36,6 +36,10 @@ pub struct MemoryEngineConfig {
     pub dedupe_window: Duration,
     /// Channels held at once.
     pub max_channels: usize,
+    /// Bytes of encoded events in all channels' history together.
+    pub max_history_bytes: usize,
+    /// Remembered (channel, id) pairs in all channels together.
+    pub max_dedupe_entries: usize,
 }
 
 impl From<&Config> for MemoryEngineConfig {
@@ -45,6 +49,8 @@ impl From<&Config> for MemoryEngineConfig {
             history_age: config.limits.history_age,
             dedupe_window: config.limits.dedupe_window,
             max_channels: config.max_channels,
+            max_history_bytes: config.max_history_bytes,
+            max_dedupe_entries: config.max_dedupe_entries,
         }
     }
 }
@@ -53,6 +59,38 @@ impl Default for MemoryEngineConfig {
     /// The relay's defaults.
     fn default() -> Self {
         MemoryEngineConfig::from(&Config::new(Vec::<String>::new()))
+    }
+}
+
+/// An amount all channels draw from, with a ceiling: history bytes, dedupe entries.
+struct Budget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl Budget {
+    fn new(max: usize) -> Self {
+        Budget {
+            used: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Takes `n` if that stays within the ceiling.
+    fn try_take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|total| *total <= self.max)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
     }
 }
 
@@ -80,7 +118,8 @@ pub struct MemoryEngine {
     config: MemoryEngineConfig,
     channels: Mutex<HashMap<String, Arc<Channel>>>,
     history_events: AtomicUsize,
-    history_bytes: AtomicUsize,
+    history_bytes: Budget,
+    dedupe_entries: Budget,
     subscriptions: AtomicUsize,
 }
 
@@ -93,11 +132,12 @@ impl MemoryEngine {
     /// An empty engine.
     pub fn new(config: MemoryEngineConfig) -> Self {
         MemoryEngine {
-            config,
             channels: Mutex::new(HashMap::new()),
             history_events: AtomicUsize::new(0),
-            history_bytes: AtomicUsize::new(0),
+            history_bytes: Budget::new(config.max_history_bytes),
+            dedupe_entries: Budget::new(config.max_dedupe_entries),
             subscriptions: AtomicUsize::new(0),
+            config,
         }
     }
 
@@ -158,6 +198,7 @@ impl MemoryEngine {
             if now.saturating_duration_since(*at) > self.config.dedupe_window {
                 if let Some((_, id)) = state.dedupe_order.pop_front() {
                     state.dedupe.remove(&id);
+                    self.dedupe_entries.give(1);
                 }
             } else {
                 break;
@@ -168,24 +209,29 @@ impl MemoryEngine {
     fn forget_front(&self, state: &mut ChannelState) {
         if let Some(old) = state.history.pop_front() {
             self.history_events.fetch_sub(1, Ordering::Relaxed);
-            self.history_bytes
-                .fetch_sub(old.frame.len(), Ordering::Relaxed);
+            self.history_bytes.give(old.frame.len());
         }
     }
 
-    fn publish_locked(&self, state: &mut ChannelState, event: &PublishFrame, ts: u64) -> Published {
+    /// Stores and fans out one event, unless a global budget is spent: then
+    /// nothing changes and the publisher is told to retry later.
+    fn publish_locked(
+        &self,
+        state: &mut ChannelState,
+        event: &PublishFrame,
+        ts: u64,
+    ) -> Result<Published, EngineError> {
         let now = Instant::now();
         self.expire(state, now);
         if let Some(&seq) = state.dedupe.get(&event.id) {
-            return Published {
+            return Ok(Published {
                 seq,
                 duplicate: true,
                 delivered: 0,
                 overflowed: 0,
-            };
+            });
         }
-        state.seq += 1;
-        let seq = state.seq;
+        let seq = state.seq + 1;
         let frame = Utf8Bytes::from(encode_event(
             &event.channel,
             seq,
@@ -194,6 +240,31 @@ impl MemoryEngine {
             &event.data,
             ts,
         ));
+        if !self.dedupe_entries.try_take(1) {
+            return Err(EngineError::DedupeFull {
+                max: self.config.max_dedupe_entries,
+            });
+        }
+        let keep = self.config.history_events > 0;
+        // At its count limit the channel drops its oldest event for this one:
+        // only the difference is new to the budget.
+        let pushed_out = match state.history.front() {
+            Some(oldest) if keep && state.history.len() >= self.config.history_events => {
+                oldest.frame.len()
+            }
+            _ => 0,
+        };
+        if keep
+            && !self
+                .history_bytes
+                .try_take(frame.len().saturating_sub(pushed_out))
+        {
+            self.dedupe_entries.give(1);
+            return Err(EngineError::HistoryFull {
+                max: self.config.max_history_bytes,
+            });
+        }
+        state.seq = seq;
         let mut delivered = 0;
         let mut overflowed = 0;
         for outbox in state.subscribers.values() {
@@ -203,26 +274,29 @@ impl MemoryEngine {
                 Push::Dropped => {}
             }
         }
-        if self.config.history_events > 0 {
-            self.history_events.fetch_add(1, Ordering::Relaxed);
-            self.history_bytes.fetch_add(frame.len(), Ordering::Relaxed);
+        if keep {
+            if pushed_out > 0 {
+                // Taken above was the growth only; what shrinks comes back here.
+                state.history.pop_front();
+                self.history_bytes
+                    .give(pushed_out.saturating_sub(frame.len()));
+            } else {
+                self.history_events.fetch_add(1, Ordering::Relaxed);
+            }
             state.history.push_back(Stored {
                 seq,
                 at: now,
                 frame,
             });
-            while state.history.len() > self.config.history_events {
-                self.forget_front(state);
-            }
         }
         state.dedupe.insert(event.id.clone(), seq);
         state.dedupe_order.push_back((now, event.id.clone()));
-        Published {
+        Ok(Published {
             seq,
             duplicate: false,
             delivered,
             overflowed,
-        }
+        })
     }
 
     fn subscribe_locked(
@@ -231,8 +305,10 @@ impl MemoryEngine {
         since: Option<&Since>,
         subscriber: SubscriberId,
         outbox: &Arc<Outbox>,
+        max_replay_bytes: usize,
     ) -> Subscription {
         self.expire(state, Instant::now());
+        let mut replay_cut = false;
         let (recovered, replay) = match since {
             None => (false, Vec::new()),
             Some(since) if since.epoch != state.epoch || since.seq > state.seq => {
@@ -244,13 +320,14 @@ impl MemoryEngine {
                 match state.history.front() {
                     Some(first) if first.seq <= since.seq + 1 => {
                         let skip = (since.seq + 1 - first.seq) as usize;
-                        let replay = state
-                            .history
-                            .iter()
-                            .skip(skip)
-                            .map(|s| s.frame.clone())
-                            .collect();
-                        (true, replay)
+                        let wanted = || state.history.iter().skip(skip);
+                        let bytes: usize = wanted().map(|s| s.frame.len()).sum();
+                        if bytes > max_replay_bytes {
+                            replay_cut = true;
+                            (false, Vec::new())
+                        } else {
+                            (true, wanted().map(|s| s.frame.clone()).collect())
+                        }
                     }
                     _ => (false, Vec::new()),
                 }
@@ -268,6 +345,7 @@ impl MemoryEngine {
             seq: state.seq,
             recovered,
             replay,
+            replay_cut,
         }
     }
 }
@@ -278,9 +356,11 @@ impl Engine for MemoryEngine {
         event: &'a PublishFrame,
         ts: u64,
     ) -> BoxFuture<'a, Result<Published, EngineError>> {
-        let result = self.with_channel(&event.channel, |state| {
-            self.publish_locked(state, event, ts)
-        });
+        let result = self
+            .with_channel(&event.channel, |state| {
+                self.publish_locked(state, event, ts)
+            })
+            .and_then(|published| published);
         Box::pin(std::future::ready(result))
     }
 
@@ -290,9 +370,10 @@ impl Engine for MemoryEngine {
         since: Option<Since>,
         subscriber: SubscriberId,
         outbox: Arc<Outbox>,
+        max_replay_bytes: usize,
     ) -> BoxFuture<'_, Result<Subscription, EngineError>> {
         let result = self.with_channel(&channel, |state| {
-            self.subscribe_locked(state, since.as_ref(), subscriber, &outbox)
+            self.subscribe_locked(state, since.as_ref(), subscriber, &outbox, max_replay_bytes)
         });
         Box::pin(std::future::ready(result))
     }
@@ -323,7 +404,8 @@ impl Engine for MemoryEngine {
         EngineStats {
             channels: lock(&self.channels).len(),
             history_events: self.history_events.load(Ordering::Relaxed),
-            history_bytes: self.history_bytes.load(Ordering::Relaxed),
+            history_bytes: self.history_bytes.used(),
+            dedupe_entries: self.dedupe_entries.used(),
             subscriptions: self.subscriptions.load(Ordering::Relaxed),
         }
     }
@@ -369,6 +451,7 @@ mod tests {
             since,
             1,
             Arc::clone(outbox),
+            usize::MAX,
         ))
         .unwrap()
         .unwrap()
@@ -485,8 +568,8 @@ mod tests {
     fn fan_out_pushes_the_same_bytes_to_every_subscriber() {
         let e = MemoryEngine::new(MemoryEngineConfig::default());
         let (a, b) = (Arc::new(Outbox::new(10)), Arc::new(Outbox::new(1)));
-        futures_util::FutureExt::now_or_never(e.subscribe("c".into(), None, 1, Arc::clone(&a)));
-        futures_util::FutureExt::now_or_never(e.subscribe("c".into(), None, 2, Arc::clone(&b)));
+        futures_util::FutureExt::now_or_never(e.subscribe("c".into(), None, 1, Arc::clone(&a), 0));
+        futures_util::FutureExt::now_or_never(e.subscribe("c".into(), None, 2, Arc::clone(&b), 0));
         let p = publish(&e, "c", "x");
         assert_eq!((p.delivered, p.overflowed), (2, 0));
         let p = publish(&e, "c", "y");
@@ -519,5 +602,148 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert_eq!(err, EngineError::TooManyChannels { max: 1 });
+    }
+
+    fn try_publish(
+        engine: &MemoryEngine,
+        channel: &str,
+        id: &str,
+    ) -> Result<Published, EngineError> {
+        let frame = parse_publish(&format!(
+            r#"{{"type":"publish","id":"{id}","channel":"{channel}","event":"e","data":{{"n":1}}}}"#
+        ))
+        .unwrap();
+        futures_util::FutureExt::now_or_never(engine.publish(&frame, 1)).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_history_byte_budget_refuses_growth_and_frees_what_ages_out() {
+        // Every test event encodes to the same length (one-character ids and channels).
+        let one = {
+            let probe = MemoryEngine::new(MemoryEngineConfig::default());
+            publish(&probe, "c", "x");
+            probe.stats().history_bytes
+        };
+        let e = MemoryEngine::new(MemoryEngineConfig {
+            max_history_bytes: 3 * one,
+            history_events: 2,
+            history_age: Duration::from_secs(60),
+            ..Default::default()
+        });
+        publish(&e, "a", "1");
+        publish(&e, "a", "2");
+        publish(&e, "b", "3");
+        assert_eq!(e.stats().history_bytes, 3 * one);
+        let err = try_publish(&e, "b", "4").unwrap_err();
+        assert_eq!(err, EngineError::HistoryFull { max: 3 * one });
+        assert_eq!(err.code(), rtet_protocol::ErrorCode::RateLimited);
+        assert_eq!(e.stats().history_bytes, 3 * one, "a refusal stores nothing");
+        assert_eq!(e.stats().dedupe_entries, 3, "nor remembers its id");
+        assert_eq!(
+            try_publish(&e, "b", "4").unwrap_err(),
+            EngineError::HistoryFull { max: 3 * one },
+            "a retry is refused again, not taken for a duplicate"
+        );
+        assert_eq!(
+            publish(&e, "a", "5").seq,
+            3,
+            "a channel at its count limit swaps its oldest event: no growth"
+        );
+        tokio::time::advance(Duration::from_secs(61)).await;
+        e.maintain();
+        assert_eq!(e.stats().history_bytes, 0, "aged out: the budget is back");
+        publish(&e, "c", "6");
+        publish(&e, "d", "7");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_dedupe_budget_refuses_new_ids_but_still_answers_duplicates() {
+        let e = MemoryEngine::new(MemoryEngineConfig {
+            max_dedupe_entries: 2,
+            ..Default::default()
+        });
+        publish(&e, "a", "1");
+        publish(&e, "b", "2");
+        assert_eq!(
+            try_publish(&e, "a", "3").unwrap_err(),
+            EngineError::DedupeFull { max: 2 }
+        );
+        assert!(
+            publish(&e, "a", "1").duplicate,
+            "a retry is still recognised"
+        );
+        assert_eq!(e.stats().dedupe_entries, 2);
+        assert_eq!(
+            e.stats().history_events,
+            2,
+            "nothing stored for the refused one"
+        );
+        tokio::time::advance(Duration::from_secs(601)).await;
+        e.maintain();
+        assert_eq!(
+            e.stats().dedupe_entries,
+            0,
+            "past the window: the budget is back"
+        );
+        assert!(!publish(&e, "a", "3").duplicate);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_forgotten_channel_frees_its_place() {
+        let e = MemoryEngine::new(MemoryEngineConfig {
+            max_channels: 1,
+            ..Default::default()
+        });
+        publish(&e, "a", "1");
+        assert_eq!(
+            try_publish(&e, "b", "1").unwrap_err(),
+            EngineError::TooManyChannels { max: 1 }
+        );
+        tokio::time::advance(Duration::from_secs(601)).await;
+        e.maintain();
+        assert_eq!(e.stats().channels, 0);
+        assert_eq!(publish(&e, "b", "1").seq, 1);
+    }
+
+    #[test]
+    fn a_replay_over_the_byte_bound_is_not_recovered_and_sends_nothing() {
+        let e = MemoryEngine::new(MemoryEngineConfig::default());
+        for i in 0..4 {
+            publish(&e, "c", &format!("id{i}"));
+        }
+        let one = e.stats().history_bytes / 4;
+        let q = Arc::new(Outbox::new(10));
+        let epoch = subscribe(&e, None, &q).epoch;
+        let since = |seq| {
+            Some(Since {
+                epoch: epoch.clone(),
+                seq,
+            })
+        };
+        let sub = |since, max| {
+            futures_util::FutureExt::now_or_never(e.subscribe(
+                "c".into(),
+                since,
+                2,
+                Arc::clone(&q),
+                max,
+            ))
+            .unwrap()
+            .unwrap()
+        };
+        let s = sub(since(1), 3 * one);
+        assert!(s.recovered && !s.replay_cut);
+        assert_eq!(s.replay.len(), 3, "exactly the bound: all of it");
+        let s = sub(since(0), 3 * one);
+        assert!(
+            !s.recovered && s.replay_cut && s.replay.is_empty(),
+            "one over: none of it"
+        );
+        assert_eq!(s.seq, 4, "live events go on from the latest seq");
+        let s = sub(since(4), 0);
+        assert!(
+            s.recovered && !s.replay_cut,
+            "nothing to replay needs no bytes"
+        );
     }
 }

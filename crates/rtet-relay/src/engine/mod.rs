@@ -54,6 +54,9 @@ pub struct Subscription {
     pub recovered: bool,
     /// Encoded `event` frames to send before any live event, in `seq` order.
     pub replay: Vec<Utf8Bytes>,
+    /// History held every event after `since`, but more bytes of them than
+    /// the subscriber may be sent: `recovered` is false and nothing is replayed.
+    pub replay_cut: bool,
 }
 
 /// One channel's history, for inspection (metrics, tests, tools).
@@ -78,28 +81,43 @@ pub struct EngineStats {
     pub history_bytes: usize,
     /// Subscriptions over all channels.
     pub subscriptions: usize,
+    /// Remembered (channel, id) pairs over all channels.
+    pub dedupe_entries: usize,
 }
 
-/// Why the engine refused a request.
+/// Why the engine refused a request. Each is a global budget that frees
+/// itself as history ages out, dedupe entries pass their window and idle
+/// channels are forgotten, so each is answered `rate_limited` (HTTP 429):
+/// "retry later", never "invalid".
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum EngineError {
-    /// The channel does not exist and the relay already holds its maximum of channels;
-    /// answer `forbidden`.
-    #[error("the relay holds its maximum of {max} channels")]
+    /// The channel does not exist and the relay already holds its maximum of channels.
+    #[error("the relay holds its maximum of {max} channels; retry later")]
     TooManyChannels { max: usize },
-    /// The backing store failed (not possible in memory); answered `rate_limited`
-    /// (HTTP 429) so the client retries later.
+    /// All channels' history together holds its maximum of bytes.
+    #[error("the relay's history holds its maximum of {max} bytes; retry later")]
+    HistoryFull { max: usize },
+    /// The dedupe window holds its maximum of (channel, id) pairs.
+    #[error("the relay remembers its maximum of {max} event ids; retry later")]
+    DedupeFull { max: usize },
+    /// The backing store failed (not possible in memory); the client retries later.
     #[error("engine unavailable: {0}")]
     Unavailable(String),
 }
 
 impl EngineError {
-    /// The protocol code to answer with: a count limit is `forbidden`; a
-    /// store that is down is `rate_limited` ("try again later"; HTTP 429).
+    /// The protocol code to answer with: `rate_limited`, "try again later" (HTTP 429).
     pub fn code(&self) -> ErrorCode {
+        ErrorCode::RateLimited
+    }
+
+    /// The budget that is spent, as `/metrics` names it (none for a store that is down).
+    pub fn budget(&self) -> Option<&'static str> {
         match self {
-            EngineError::TooManyChannels { .. } => ErrorCode::Forbidden,
-            EngineError::Unavailable(_) => ErrorCode::RateLimited,
+            EngineError::TooManyChannels { .. } => Some("channels"),
+            EngineError::HistoryFull { .. } => Some("history_bytes"),
+            EngineError::DedupeFull { .. } => Some("dedupe_entries"),
+            EngineError::Unavailable(_) => None,
         }
     }
 }
@@ -118,13 +136,16 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Registers `outbox` for the channel's live events and returns what to
     /// replay after `since`. No event is both replayed and queued, and none
-    /// falls between the two.
+    /// falls between the two. A replay is all or nothing: when the events
+    /// after `since` come to more than `max_replay_bytes`, none is replayed
+    /// and `recovered` is false (the client refetches, as for lost history).
     fn subscribe(
         &self,
         channel: String,
         since: Option<Since>,
         subscriber: SubscriberId,
         outbox: Arc<Outbox>,
+        max_replay_bytes: usize,
     ) -> BoxFuture<'_, Result<Subscription, EngineError>>;
 
     /// Stops queueing the channel's events for this subscriber.

@@ -126,6 +126,17 @@ impl TestRelay {
         connect(req).await
     }
 
+    /// A subscriber connection from the loopback address `local` (any of
+    /// 127.0.0.0/8 is this machine), with extra request headers; the HTTP
+    /// status on refusal. Distinct source addresses are distinct clients.
+    pub async fn subscriber_from(
+        &self,
+        local: &str,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Ws, u16> {
+        ws_from(local, &self.ws_url("/ws"), headers).await
+    }
+
     /// One plain HTTP/1.1 request; returns status and body.
     pub async fn http(
         &self,
@@ -208,6 +219,28 @@ impl TestRelay {
         })
         .await
         .unwrap_or_else(|_| panic!("metric {sample} never became {value}"));
+    }
+}
+
+/// A WebSocket connection to `url` from the loopback address `local`, with
+/// extra request headers; the HTTP status on refusal.
+pub async fn ws_from(local: &str, url: &str, headers: &[(&'static str, &str)]) -> Result<Ws, u16> {
+    let mut req = url.into_client_request().unwrap();
+    for (name, value) in headers {
+        req.headers_mut()
+            .insert(*name, HeaderValue::from_str(value).unwrap());
+    }
+    let host = req.uri().authority().expect("url has a host").as_str();
+    let target: SocketAddr = host.parse().expect("url host is an address");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(local.parse().expect("local address"), 0))
+        .expect("bind the source address");
+    let stream = socket.connect(target).await.expect("connect");
+    match tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("connect failed: {e}"),
     }
 }
 
