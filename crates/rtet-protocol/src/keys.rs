@@ -7,8 +7,9 @@
 
 use thiserror::Error;
 
-/// The shortest API key (it is also the HS256 secret for tokens).
-pub const MIN_KEY_LEN: usize = 32;
+/// The shortest API key (it is also the HS256 secret for tokens); defined
+/// with the protocol's other limits.
+pub use crate::limits::MIN_API_KEY_LEN as MIN_KEY_LEN;
 
 /// Parts of keys copied from examples and never changed. A key containing
 /// one (compared without case, ignoring `-` and `_`) is refused.

@@ -19,7 +19,6 @@
 //!   and its in-memory implementation.
 //! - [`outbox`]: a subscriber's bounded outgoing queue and the slow-consumer policy.
 //! - [`metrics`]: the `rtet_*` Prometheus metrics.
-//! - [`clock`], [`sync`]: the wall clock and poison-tolerant locking, each in one place.
 //!
 //! Start a relay in-process (as the tests and the benchmark do):
 //!
@@ -32,7 +31,6 @@
 //! ```
 
 pub mod client_addr;
-pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod engine;
@@ -45,7 +43,6 @@ pub mod publisher;
 pub mod server;
 pub mod state;
 pub mod subscriber;
-pub mod sync;
 
 pub use config::{Config, ConfigError, Settings};
 pub use server::{run, run_with_engine, ServeError};

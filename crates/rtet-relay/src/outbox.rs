@@ -57,7 +57,7 @@ impl Outbox {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        crate::sync::lock(&self.inner)
+        rtet_protocol::sync::lock(&self.inner)
     }
 
     /// Queues a frame without waiting.

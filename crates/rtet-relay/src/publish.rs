@@ -5,9 +5,9 @@
 use rtet_protocol::limits::nesting_depth;
 use rtet_protocol::{ErrorCode, FrameError, PublishFrame};
 
-use crate::clock::now_millis;
 use crate::engine::Published;
 use crate::state::{KeyId, Relay};
+use rtet_protocol::clock::unix_ms as now_millis;
 
 /// Publishes `frame` for the key `key`. The caller has already checked the
 /// frame's size and names; this checks how deep its data nests.

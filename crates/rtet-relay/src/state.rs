@@ -18,7 +18,7 @@ use crate::client_addr::{client_addr, limit_key};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::{Metrics, Role, RoleLabel};
-use crate::sync::lock;
+use rtet_protocol::sync::lock;
 
 /// A token bucket: `rate` per second sustained, up to `burst` at once.
 #[derive(Debug, Clone)]

@@ -21,7 +21,6 @@ use rtet_protocol::{close, ClientFrame, ErrorCode, ServerFrame, Since};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::now_millis;
 use crate::config::normalize_origin;
 use crate::connection::{Connection, Incoming};
 use crate::engine::SubscriberId;
@@ -29,6 +28,7 @@ use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::metrics::Role;
 use crate::outbox::Outbox;
 use crate::state::{replay_bucket, Relay, TokenBucket};
+use rtet_protocol::clock::unix_ms as now_millis;
 
 /// Read buffer of a subscriber connection: browsers send small frames; it grows when needed.
 const READ_BUFFER: usize = 2 * 1024;

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::outbox::{Outbox, Push};
-use crate::sync::lock;
+use rtet_protocol::sync::lock;
 
 /// Bounds of the in-memory engine, taken from the relay's [`Config`].
 #[derive(Debug, Clone)]
