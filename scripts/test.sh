@@ -44,7 +44,7 @@ scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
 
 suite fmt cargo fmt --all -- --check
 suite clippy cargo clippy --workspace --all-targets -- -D warnings
-suite cargo-test cargo test --workspace --release
+suite cargo-test cargo test --workspace --release --no-fail-fast
 count cargo-test
 
 if [ -x php/tests/run.sh ]; then
