@@ -617,7 +617,7 @@ impl Config {
             })?;
         }
         let l = &self.limits;
-        let positive: [(&'static str, bool); 15] = [
+        let positive: [(&'static str, bool); 18] = [
             ("max_frame_bytes", l.max_frame_bytes > 0),
             ("max_token_bytes", l.max_token_bytes > 0),
             ("client_frames_per_sec", l.client_frames_per_sec > 0),
@@ -628,6 +628,9 @@ impl Config {
             ("ping_interval", !l.ping_interval.is_zero()),
             ("dead_peer_timeout", !l.dead_peer_timeout.is_zero()),
             ("max_channels", self.max_channels > 0),
+            ("max_connections", self.max_connections > 0),
+            ("max_subscriptions", l.max_subscriptions > 0),
+            ("first_frame_timeout", !l.first_frame_timeout.is_zero()),
             ("http_body_timeout", !self.http_body_timeout.is_zero()),
             ("max_token_lifetime", !self.max_token_lifetime.is_zero()),
             ("max_data_depth", l.max_data_depth > 0),
