@@ -47,4 +47,4 @@ files=()
 for f in *.test.mjs; do
   if [ $# -eq 0 ] || [[ "$f" == *"$1"* ]]; then files+=("$f"); fi
 done
-exec node --test --test-reporter=tap --test-concurrency=1 "${files[@]}"
+exec node --test --test-force-exit --test-reporter=tap --test-concurrency=1 "${files[@]}"

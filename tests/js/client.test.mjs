@@ -3,7 +3,7 @@
  * settings the plugin prints into the real page, the npm `ws` package as its
  * WebSocket, the real token endpoint of a real WordPress and a real relay.
  */
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -72,10 +72,15 @@ async function openPage(site, { cookie = '', override = {} } = {}) {
   on('resync', () => { page.resync++; });
   win.rtetSettings = settings;
   win.eval(CLIENT);
+  openPages.add(page);
   return page;
 }
 
+/** Pages not closed yet: a test that fails half-way leaves its page to afterEach. */
+const openPages = new Set();
+
 function closePage(page) {
+  if (!openPages.delete(page)) return;
   page.win.rtet.stop();
   page.win.close();
 }
@@ -100,6 +105,10 @@ describe('the browser client', () => {
   before(async () => {
     // No clock leeway: an expired token is refused at once, so the refresh test means something.
     site = await startSite({ fixtures: true, relayArgs: ['--token-leeway', '0s'] });
+  });
+
+  afterEach(() => {
+    for (const page of [...openPages]) closePage(page);
   });
 
   after(async () => {

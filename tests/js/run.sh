@@ -20,4 +20,4 @@ if [ ! -x "$target/release/rtet-relay" ]; then
   exit 1
 fi
 export RTET_TARGET_DIR=$(cd "$target" && pwd)
-exec node --test --test-reporter=tap --test-concurrency=1 ./*.test.mjs
+exec node --test --test-force-exit --test-reporter=tap --test-concurrency=1 ./*.test.mjs
