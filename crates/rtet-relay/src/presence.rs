@@ -119,6 +119,10 @@ struct MemberEntry {
 
 struct Viewer {
     outbox: Arc<Outbox>,
+    /// Joined since the last flush: gets the whole `presence` frame at the
+    /// next flush instead of that flush's changes (which its view, taken at
+    /// the flush, already holds).
+    fresh: bool,
     /// Shown the member list (a member), else the counts only.
     lists: bool,
     /// The member this connection is, if it is one.
@@ -209,8 +213,10 @@ impl Presence {
 
     /// Counts a new subscription of connection `id` to `channel` and, when
     /// it views presence, registers `outbox` for the channel's presence
-    /// frames. Returns the `presence` frame to send after `subscribed`
-    /// (none for [`View::Nothing`]).
+    /// frames: the whole `presence` frame at the next flush (within one
+    /// [`PRESENCE_TICK`]), then the changes. Taking the view at the flush,
+    /// not now, is what keeps every viewer's list exact: the changes a
+    /// flush sends are those since the previous flush.
     pub fn join(
         &self,
         channel: &str,
@@ -218,7 +224,7 @@ impl Presence {
         seat: Seat,
         view: View,
         outbox: &Arc<Outbox>,
-    ) -> Option<ServerFrame> {
+    ) {
         let mut inner = lock(&self.inner);
         let inner = &mut *inner;
         let ch = inner
@@ -247,13 +253,13 @@ impl Presence {
                 id,
                 Viewer {
                     outbox: Arc::clone(outbox),
+                    fresh: true,
                     lists: view == View::List,
                     member,
                 },
             );
         }
         inner.dirty.insert(channel.to_owned());
-        (view != View::Nothing).then(|| ch.snapshot(channel, view, self.cap))
     }
 
     /// Ends connection `id`'s subscription to `channel` (it must have joined it).
@@ -282,10 +288,11 @@ impl Presence {
         }
     }
 
-    /// Sends every changed channel's coalesced frames: to members, a
-    /// `presence` frame when the list starts or stops being kept, else the
-    /// net `join` and `leave`; to every viewer, `presence_count` when the
-    /// counts changed.
+    /// Sends every changed channel's coalesced frames: to viewers that
+    /// joined since the last flush, the whole `presence` frame; to the
+    /// other members, a `presence` frame when the list starts or stops being
+    /// kept, else the net `join` and `leave`; to the other viewers,
+    /// `presence_count` when the counts changed.
     pub fn flush(&self) -> Flushed {
         let mut out = Flushed::default();
         let mut inner = lock(&self.inner);
@@ -339,13 +346,21 @@ impl Presence {
             let to_listers: Vec<Utf8Bytes> =
                 to_listers.iter().map(|f| f.encode().into()).collect();
             let to_all: Option<Utf8Bytes> = to_all.map(|f| f.encode().into());
-            for viewer in ch.viewers.values() {
-                let frames = viewer
-                    .lists
-                    .then_some(to_listers.as_slice())
-                    .unwrap_or_default()
-                    .iter()
-                    .chain(&to_all);
+            let snapshot_for = |lists: bool| -> Option<Utf8Bytes> {
+                ch.viewers.values().any(|v| v.fresh && v.lists == lists).then(|| {
+                    let view = if lists { View::List } else { View::Counts };
+                    ch.snapshot(&name, view, self.cap).encode().into()
+                })
+            };
+            let (list_snapshot, count_snapshot) = (snapshot_for(true), snapshot_for(false));
+            for viewer in ch.viewers.values_mut() {
+                let fresh = std::mem::replace(&mut viewer.fresh, false);
+                let frames: Vec<&Utf8Bytes> = match (fresh, viewer.lists) {
+                    (true, true) => list_snapshot.iter().collect(),
+                    (true, false) => count_snapshot.iter().collect(),
+                    (false, true) => to_listers.iter().chain(&to_all).collect(),
+                    (false, false) => to_all.iter().collect(),
+                };
                 for frame in frames {
                     match viewer.outbox.push(frame.clone()) {
                         Push::Queued => out.frames += 1,

@@ -454,7 +454,7 @@ impl Session {
         let old = self.claims.replace(Box::new(claims));
         // A fresh token may grant less: drop what it no longer grants, and
         // take the channel's presence seat again where it changed (a member
-        // no longer, or one now); the new seat comes with a new snapshot.
+        // no longer, or one now); the new seat comes with a new `presence` frame.
         let mut kept = Vec::with_capacity(self.subs.len());
         for channel in std::mem::take(&mut self.subs) {
             if self.may_subscribe(&channel) {
@@ -462,13 +462,9 @@ impl Session {
                 let (seat, view) = seat_and_view(self.claims.as_deref(), &channel);
                 if before != (seat.clone(), view) {
                     relay.presence.leave(&channel, self.id);
-                    if let Some(snapshot) =
-                        relay
-                            .presence
-                            .join(&channel, self.id, seat, view, &self.outbox)
-                    {
-                        replies.push(text(&snapshot));
-                    }
+                    relay
+                        .presence
+                        .join(&channel, self.id, seat, view, &self.outbox);
                 }
                 kept.push(channel);
             } else {
@@ -566,14 +562,11 @@ impl Session {
                     recovered: s.recovered,
                 }));
                 replies.extend(s.replay.into_iter().map(Message::Text));
+                // The `presence` frame follows from the outbox, after these replies.
                 let (seat, view) = seat_and_view(self.claims.as_deref(), &channel);
-                if let Some(snapshot) =
-                    self.relay
-                        .presence
-                        .join(&channel, self.id, seat, view, &self.outbox)
-                {
-                    replies.push(text(&snapshot));
-                }
+                self.relay
+                    .presence
+                    .join(&channel, self.id, seat, view, &self.outbox);
                 self.subs.push(channel);
                 Outcome {
                     replies,
