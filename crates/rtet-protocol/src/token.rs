@@ -83,9 +83,11 @@ impl MemberInfo {
                     avatar.len()
                 ));
             }
-            let parsed = url::Url::parse(avatar)
-                .map_err(|e| format!("info.avatar is not a URL: {e}"))?;
-            if !matches!(parsed.scheme(), "https" | "http") || avatar.chars().any(char::is_whitespace) {
+            let parsed =
+                url::Url::parse(avatar).map_err(|e| format!("info.avatar is not a URL: {e}"))?;
+            if !matches!(parsed.scheme(), "https" | "http")
+                || avatar.chars().any(char::is_whitespace)
+            {
                 return Err("info.avatar must be an https:// or http:// URL".into());
             }
         }
@@ -322,7 +324,10 @@ mod tests {
         let token = sign(KEY, &claims(300)).unwrap();
         let body = token.split('.').nth(1).unwrap();
         let json = String::from_utf8(B64.decode(body).unwrap()).unwrap();
-        assert!(!json.contains("presence") && !json.contains("info"), "{json}");
+        assert!(
+            !json.contains("presence") && !json.contains("info"),
+            "{json}"
+        );
     }
 
     #[test]
@@ -341,11 +346,20 @@ mod tests {
                 Err(TokenError::Malformed(_))
             )
         };
-        assert!(!refused(with(&"é".repeat(64), Some("http://x.example/a.png"))));
+        assert!(!refused(with(
+            &"é".repeat(64),
+            Some("http://x.example/a.png")
+        )));
         assert!(refused(with(&"é".repeat(65), None)), "name too long");
         assert!(refused(with("a\u{7}b", None)), "control character");
-        assert!(refused(with("a", Some("javascript:alert(1)"))), "not http(s)");
-        assert!(refused(with("a", Some("data:image/png;base64,AA"))), "not http(s)");
+        assert!(
+            refused(with("a", Some("javascript:alert(1)"))),
+            "not http(s)"
+        );
+        assert!(
+            refused(with("a", Some("data:image/png;base64,AA"))),
+            "not http(s)"
+        );
         let long = format!("https://x.example/{}", "a".repeat(MAX_MEMBER_AVATAR_BYTES));
         assert!(refused(with("a", Some(&long))), "avatar too long");
         let bad_channel = Claims {

@@ -177,8 +177,8 @@ impl Channel {
     }
 
     fn snapshot(&self, name: &str, view: View, cap: usize) -> ServerFrame {
-        let members = (view == View::List && self.listed(cap))
-            .then(|| self.member_list(self.members.keys()));
+        let members =
+            (view == View::List && self.listed(cap)).then(|| self.member_list(self.members.keys()));
         ServerFrame::Presence {
             channel: name.to_owned(),
             members,
@@ -233,10 +233,13 @@ impl Presence {
             .or_insert_with(Channel::new);
         let member = match seat {
             Seat::Member { sub, info } => {
-                let entry = ch.members.entry(sub.clone()).or_insert_with(|| MemberEntry {
-                    info,
-                    connections: 0,
-                });
+                let entry = ch
+                    .members
+                    .entry(sub.clone())
+                    .or_insert_with(|| MemberEntry {
+                        info,
+                        connections: 0,
+                    });
                 entry.connections += 1;
                 if entry.connections == 1 {
                     ch.changed.entry(sub.clone()).or_insert(false);
@@ -343,14 +346,16 @@ impl Presence {
                 member_count: counts.0,
                 anonymous: counts.1,
             });
-            let to_listers: Vec<Utf8Bytes> =
-                to_listers.iter().map(|f| f.encode().into()).collect();
+            let to_listers: Vec<Utf8Bytes> = to_listers.iter().map(|f| f.encode().into()).collect();
             let to_all: Option<Utf8Bytes> = to_all.map(|f| f.encode().into());
             let snapshot_for = |lists: bool| -> Option<Utf8Bytes> {
-                ch.viewers.values().any(|v| v.fresh && v.lists == lists).then(|| {
-                    let view = if lists { View::List } else { View::Counts };
-                    ch.snapshot(&name, view, self.cap).encode().into()
-                })
+                ch.viewers
+                    .values()
+                    .any(|v| v.fresh && v.lists == lists)
+                    .then(|| {
+                        let view = if lists { View::List } else { View::Counts };
+                        ch.snapshot(&name, view, self.cap).encode().into()
+                    })
             };
             let (list_snapshot, count_snapshot) = (snapshot_for(true), snapshot_for(false));
             for viewer in ch.viewers.values_mut() {

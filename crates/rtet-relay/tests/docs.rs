@@ -194,10 +194,7 @@ fn the_presence_bounds_table_matches_the_code() {
         ("`info.avatar`", format!("{MAX_MEMBER_AVATAR_BYTES} bytes")),
         (
             "presence tick (coalescing)",
-            format!(
-                "{} ms",
-                rtet_relay::presence::PRESENCE_TICK.as_millis()
-            ),
+            format!("{} ms", rtet_relay::presence::PRESENCE_TICK.as_millis()),
         ),
     ];
     let rows = rows(&read("protocol.md"));

@@ -43,7 +43,10 @@ fn counts_token(channel: &str) -> String {
 async fn join_with(relay: &TestRelay, token: &str, channel: &str) -> (Ws, Value) {
     let mut ws = relay.subscriber().await;
     assert_eq!(auth(&mut ws, token).await["type"], "auth_ok");
-    assert_eq!(subscribe(&mut ws, channel, None).await["type"], "subscribed");
+    assert_eq!(
+        subscribe(&mut ws, channel, None).await["type"],
+        "subscribed"
+    );
     let snapshot = recv(&mut ws).await;
     assert_eq!(snapshot["type"], "presence", "{snapshot}");
     (ws, snapshot)
@@ -183,7 +186,11 @@ async fn beyond_the_member_cap_everyone_sees_counts_only() {
     let relay = start(cfg).await;
     let (mut watcher, _) = join_as(&relay, "w").await;
     let (_a, seen_by_a) = join_as(&relay, "a").await;
-    assert_eq!(subs(&seen_by_a["members"]), ["a", "w"], "at the cap: listed");
+    assert_eq!(
+        subs(&seen_by_a["members"]),
+        ["a", "w"],
+        "at the cap: listed"
+    );
     assert_eq!(next_change(&mut watcher).await["type"], "join");
 
     let (b, seen_by_b) = join_as(&relay, "b").await;
@@ -262,7 +269,10 @@ async fn a_visitor_never_gets_member_identities() {
     let channel = "post.42";
     // An anonymous visitor: counted, shown nothing.
     let mut anonymous = relay.subscriber().await;
-    assert_eq!(subscribe(&mut anonymous, channel, None).await["type"], "subscribed");
+    assert_eq!(
+        subscribe(&mut anonymous, channel, None).await["type"],
+        "subscribed"
+    );
     // A visitor with a readers badge: counts only.
     let (mut reader, snapshot) = join_with(&relay, &counts_token(channel), channel).await;
     assert_eq!(
@@ -303,5 +313,51 @@ async fn a_visitor_never_gets_member_identities() {
             assert!(seen.is_empty(), "{who} saw {text}");
         }
     }
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_fresh_token_without_the_presence_grant_makes_a_member_leave() {
+    let mut cfg = config();
+    cfg.anonymous_channels = vec![ROOM.into()];
+    let relay = start(cfg).await;
+    let (mut watcher, _) = join_as(&relay, "w").await;
+    let (mut alice, _) = join_as(&relay, "alice").await;
+    assert_eq!(next_change(&mut watcher).await["type"], "join");
+    // Alice's next token still lets her read the channel (it is anonymous
+    // here) but no longer makes her a member: she leaves, and is counted.
+    let plain = token("alice", &["user.alice"]);
+    assert_eq!(auth(&mut alice, &plain).await["type"], "auth_ok");
+    let left = next_change(&mut watcher).await;
+    assert_eq!(
+        (left["type"].as_str(), &left["subs"]),
+        (Some("leave"), &json!(["alice"]))
+    );
+    loop {
+        let counts = recv(&mut watcher).await;
+        if counts["type"] == "presence_count" && counts["anonymous"] == 1 {
+            assert_eq!(counts["member_count"], 1);
+            break;
+        }
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_token_with_an_unsafe_avatar_is_refused() {
+    let relay = start(config()).await;
+    let mut ws = relay.subscriber().await;
+    let token = token_from_claims(
+        KEY,
+        &json!({"sub": "7", "channels": [], "presence": [ROOM],
+                "info": {"name": "Mallory", "avatar": "javascript:alert(1)"}, "exp": now() + 300}),
+    );
+    let answer = auth(&mut ws, &token).await;
+    assert_eq!(answer["code"], "unauthorized", "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("avatar"),
+        "{answer}"
+    );
+    assert_eq!(closed_with(&mut ws).await, 4401);
     relay.shutdown().await;
 }
