@@ -155,6 +155,8 @@ fn the_security_fixed_bounds_match_the_code() {
         assert_eq!(row.get(1), Some(&value), "docs/security.md: {bound}");
     }
 }
+
+#[test]
 fn the_memory_budget_and_replay_bound_tables_match_the_relay_defaults() {
     let c = rtet_relay::Config::new(Vec::<String>::new());
     let expected = [
