@@ -100,16 +100,6 @@ pub async fn upgrade(
         })
 }
 
-impl Drop for Session {
-    /// Leaves the presence of every channel still held: a session that
-    /// ended by any path, a panic included, leaves no member behind.
-    fn drop(&mut self) {
-        for channel in &self.subs {
-            self.relay.presence.leave(channel, self.id);
-        }
-    }
-}
-
 /// Why a write was cut short.
 enum Cut {
     /// The queue overflowed while we were blocked on the socket.
@@ -185,6 +175,16 @@ struct Session {
     new_deadline: Option<Instant>,
     /// Reused buffer for events taken from the outbox.
     batch: Vec<Utf8Bytes>,
+}
+
+impl Drop for Session {
+    /// Leaves the presence of every channel still held: a session that
+    /// ended by any path, a panic included, leaves no member behind.
+    fn drop(&mut self) {
+        for channel in &self.subs {
+            self.relay.presence.leave(channel, self.id);
+        }
+    }
 }
 
 impl Session {

@@ -97,7 +97,7 @@ async fn a_member_is_a_user_not_a_tab() {
     let (mut watcher, snapshot) = join_as(&relay, "w").await;
     assert_eq!(subs(&snapshot["members"]), ["w"]);
 
-    let (_alice_tab1, _) = join_as(&relay, "alice").await;
+    let (alice_tab1, _) = join_as(&relay, "alice").await;
     let joined = next_change(&mut watcher).await;
     assert_eq!(joined["type"], "join");
     assert_eq!(
@@ -120,7 +120,7 @@ async fn a_member_is_a_user_not_a_tab() {
     assert_eq!(relay.metric("rtet_presence_channels").await, 1.0);
 
     // Closing one of two tabs is no leave (Carol's join comes next)...
-    drop(_alice_tab1);
+    drop(alice_tab1);
     relay
         .wait_metric("rtet_connections{role=\"subscriber\"}", 3.0)
         .await;
