@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use thiserror::Error;
 
 use crate::names::{validate_channel, validate_event, validate_id};
+use crate::token::MemberInfo;
 
 /// Why encoding a frame cannot fail: serde_json fails only for a map with
 /// non-string keys, a failing writer or a `Serialize` impl that errors; the
@@ -297,6 +298,34 @@ pub enum ServerFrame {
     },
     /// The subscription is gone.
     Unsubscribed { channel: String },
+    /// A channel's whole presence: sent after `subscribed` to a subscriber
+    /// shown presence there, and again whenever the list starts or stops
+    /// being kept (the member cap). It replaces what the client held.
+    /// `members` is there only for members, and only while the channel has
+    /// no more members than the cap; `member_count` counts users (not
+    /// connections), `anonymous` the other subscriber connections.
+    Presence {
+        channel: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        members: Option<Vec<Member>>,
+        member_count: usize,
+        anonymous: usize,
+    },
+    /// The counts changed (coalesced: at most one per channel per tick).
+    PresenceCount {
+        channel: String,
+        member_count: usize,
+        anonymous: usize,
+    },
+    /// Users who became members (coalesced), for members while the list is
+    /// kept. Adding a member the client already lists replaces it.
+    Join {
+        channel: String,
+        members: Vec<Member>,
+    },
+    /// Users who are no longer members (their last connection left), for
+    /// members while the list is kept. A `sub` the client does not list is ignored.
+    Leave { channel: String, subs: Vec<String> },
     /// Something the client sent was refused; the connection stays open.
     Error {
         code: ErrorCode,
@@ -329,6 +358,17 @@ impl ServerFrame {
             message: err.message.clone(),
         }
     }
+}
+
+/// A presence member as the other members see it: who (the token's `sub`)
+/// and the token's `info`, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The user (the token's `sub`); one member however many connections it has.
+    pub sub: String,
+    /// Display name and avatar from the token.
+    #[serde(default)]
+    pub info: MemberInfo,
 }
 
 /// Parses a frame from the relay (for clients: the publisher core, tests, the bench).

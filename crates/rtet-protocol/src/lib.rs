@@ -32,10 +32,10 @@ pub mod sync;
 pub mod token;
 
 pub use endpoints::{RelayUrl, RelayUrlError};
-pub use frames::{ClientFrame, ErrorCode, FrameError, PublishFrame, ServerFrame, Since};
+pub use frames::{ClientFrame, ErrorCode, FrameError, Member, PublishFrame, ServerFrame, Since};
 pub use limits::Limits;
 pub use names::{validate_channel, validate_event, validate_id, NameError};
-pub use token::{Claims, TokenError};
+pub use token::{Claims, MemberInfo, TokenError};
 
 /// Makes a new event id: a ULID, which sorts by creation time and fits the id rule.
 ///

@@ -53,6 +53,9 @@ pub struct Limits {
     /// How deep an event's `data` may nest arrays and objects. Default 64.
     /// Clients parse events recursively; a deeper value would crash them.
     pub max_data_depth: usize,
+    /// Presence members listed per channel; beyond it every subscriber of the
+    /// channel is shown counts only. Default 100.
+    pub max_presence_members: usize,
 }
 
 impl Default for Limits {
@@ -74,6 +77,7 @@ impl Default for Limits {
             dead_peer_timeout: Duration::from_secs(60),
             token_leeway: Duration::from_secs(60),
             max_data_depth: 64,
+            max_presence_members: 100,
         }
     }
 }

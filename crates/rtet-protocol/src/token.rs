@@ -13,7 +13,11 @@ use thiserror::Error;
 pub const MAX_LEEWAY: Duration = Duration::from_secs(60);
 
 /// The claims of a subscriber token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `presence`, `presence_counts` and `info` are optional ("Presence"): a
+/// token without them is an ordinary subscriber token, and signing one
+/// leaves them out, so such tokens are the same bytes as before presence.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// Who holds the token (a WordPress user id; empty for a visitor).
     #[serde(default)]
@@ -25,6 +29,70 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at, seconds since the epoch.
     pub exp: u64,
+    /// Channels on which the holder is a presence member: listed to the
+    /// other members with its `info`, and shown the member list. Each is
+    /// also granted for subscribing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub presence: Vec<String>,
+    /// Channels whose presence counts (members, anonymous subscribers) the
+    /// holder is shown, without any member's identity ("N people reading").
+    /// Each is also granted for subscribing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub presence_counts: Vec<String>,
+    /// What other members see of the holder; checked by [`MemberInfo::check`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<MemberInfo>,
+}
+
+/// Longest display name in a member's `info`, in characters.
+pub const MAX_MEMBER_NAME_CHARS: usize = 64;
+
+/// Longest avatar URL in a member's `info`, in bytes.
+pub const MAX_MEMBER_AVATAR_BYTES: usize = 512;
+
+/// What other presence members see of a member: a display name and an
+/// avatar URL, nothing else (unknown fields are dropped, never relayed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Display name, 1 to [`MAX_MEMBER_NAME_CHARS`] characters, no control characters.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// An `https://` or `http://` URL of at most [`MAX_MEMBER_AVATAR_BYTES`] bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<String>,
+}
+
+impl MemberInfo {
+    /// Checks the bounds browsers rely on: a short name without control
+    /// characters, and an avatar that is an http(s) URL of bounded size (so a
+    /// `javascript:` or `data:` URL never reaches an `<img src>`).
+    pub fn check(&self) -> Result<(), String> {
+        let chars = self.name.chars().count();
+        if chars > MAX_MEMBER_NAME_CHARS {
+            return Err(format!(
+                "info.name is {chars} characters; the limit is {MAX_MEMBER_NAME_CHARS}"
+            ));
+        }
+        if self.name.chars().any(char::is_control) {
+            return Err("info.name has control characters".into());
+        }
+        if let Some(avatar) = &self.avatar {
+            if avatar.len() > MAX_MEMBER_AVATAR_BYTES {
+                return Err(format!(
+                    "info.avatar is {} bytes; the limit is {MAX_MEMBER_AVATAR_BYTES}",
+                    avatar.len()
+                ));
+            }
+            let parsed =
+                url::Url::parse(avatar).map_err(|e| format!("info.avatar is not a URL: {e}"))?;
+            if !matches!(parsed.scheme(), "https" | "http")
+                || avatar.chars().any(char::is_whitespace)
+            {
+                return Err("info.avatar must be an https:// or http:// URL".into());
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Claims {
@@ -36,12 +104,41 @@ impl Claims {
             channels,
             iat: now,
             exp: now + ttl.as_secs(),
+            ..Claims::default()
         }
     }
 
-    /// Whether the token grants `channel`.
+    /// Whether the token grants subscribing to `channel` (listed in
+    /// `channels`, `presence` or `presence_counts`).
     pub fn grants(&self, channel: &str) -> bool {
-        self.channels.iter().any(|c| c == channel)
+        self.channels
+            .iter()
+            .chain(&self.presence)
+            .chain(&self.presence_counts)
+            .any(|c| c == channel)
+    }
+
+    /// Whether the holder is a presence member of `channel`: granted
+    /// presence there and someone (a non-empty `sub`); a visitor is never listed.
+    pub fn is_member_of(&self, channel: &str) -> bool {
+        !self.sub.is_empty() && self.presence.iter().any(|c| c == channel)
+    }
+
+    /// Whether the holder is shown `channel`'s presence counts (members are shown them too).
+    pub fn sees_counts_of(&self, channel: &str) -> bool {
+        self.is_member_of(channel) || self.presence_counts.iter().any(|c| c == channel)
+    }
+
+    /// Checks the presence claims: channel names and the member `info`.
+    pub fn check_presence(&self) -> Result<(), String> {
+        for channel in self.presence.iter().chain(&self.presence_counts) {
+            crate::names::validate_channel(channel)
+                .map_err(|e| format!("presence channel: {e}"))?;
+        }
+        match &self.info {
+            Some(info) => info.check(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -141,7 +238,12 @@ pub fn verify_at<K: AsRef<[u8]>>(
             Ok(data) if data.claims.exp.saturating_add(leeway) < now => {
                 return Err(TokenError::Expired)
             }
-            Ok(data) => return Ok(data.claims),
+            Ok(data) => {
+                return match data.claims.check_presence() {
+                    Ok(()) => Ok(data.claims),
+                    Err(problem) => Err(TokenError::Malformed(problem)),
+                }
+            }
             Err(e) => {
                 last = map_error(e.into_kind());
                 if last != TokenError::Signature {
@@ -190,7 +292,81 @@ mod tests {
             channels: vec!["public".into(), "user.42".into()],
             iat: now as u64,
             exp: (now + exp_offset) as u64,
+            ..Claims::default()
         }
+    }
+
+    #[test]
+    fn presence_claims_grant_subscribing_and_a_visitor_is_never_a_member() {
+        let c = Claims {
+            presence: vec!["post.1.editors".into()],
+            presence_counts: vec!["post.1".into()],
+            info: Some(MemberInfo {
+                name: "Alice".into(),
+                avatar: Some("https://example.com/a.png".into()),
+            }),
+            ..claims(300)
+        };
+        let back = verify(&sign(KEY, &c).unwrap(), &[KEY], LEEWAY, MAX).unwrap();
+        assert_eq!(back, c);
+        assert!(back.grants("post.1.editors") && back.grants("post.1"));
+        assert!(back.is_member_of("post.1.editors") && !back.is_member_of("post.1"));
+        assert!(back.sees_counts_of("post.1") && back.sees_counts_of("post.1.editors"));
+        let visitor = Claims {
+            sub: String::new(),
+            ..back
+        };
+        assert!(!visitor.is_member_of("post.1.editors"));
+    }
+
+    #[test]
+    fn a_token_without_presence_claims_signs_as_before() {
+        let token = sign(KEY, &claims(300)).unwrap();
+        let body = token.split('.').nth(1).unwrap();
+        let json = String::from_utf8(B64.decode(body).unwrap()).unwrap();
+        assert!(
+            !json.contains("presence") && !json.contains("info"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn member_info_out_of_bounds_makes_the_token_malformed() {
+        let with = |name: &str, avatar: Option<&str>| Claims {
+            presence: vec!["room".into()],
+            info: Some(MemberInfo {
+                name: name.into(),
+                avatar: avatar.map(str::to_owned),
+            }),
+            ..claims(300)
+        };
+        let refused = |c: Claims| {
+            matches!(
+                verify(&sign(KEY, &c).unwrap(), &[KEY], LEEWAY, MAX),
+                Err(TokenError::Malformed(_))
+            )
+        };
+        assert!(!refused(with(
+            &"é".repeat(64),
+            Some("http://x.example/a.png")
+        )));
+        assert!(refused(with(&"é".repeat(65), None)), "name too long");
+        assert!(refused(with("a\u{7}b", None)), "control character");
+        assert!(
+            refused(with("a", Some("javascript:alert(1)"))),
+            "not http(s)"
+        );
+        assert!(
+            refused(with("a", Some("data:image/png;base64,AA"))),
+            "not http(s)"
+        );
+        let long = format!("https://x.example/{}", "a".repeat(MAX_MEMBER_AVATAR_BYTES));
+        assert!(refused(with("a", Some(&long))), "avatar too long");
+        let bad_channel = Claims {
+            presence: vec!["no spaces".into()],
+            ..claims(300)
+        };
+        assert!(refused(bad_channel));
     }
 
     #[test]

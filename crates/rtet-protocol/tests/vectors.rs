@@ -11,7 +11,9 @@ use rtet_protocol::limits::{
     DEFAULT_TOKEN_TTL, MAX_CHANNELS_PER_PUBLISH, MIN_API_KEY_LEN, MIN_TOKEN_TTL,
 };
 use rtet_protocol::names::{CHANNEL_MAX, EVENT_MAX, ID_MAX};
-use rtet_protocol::token::{self, Claims, TokenError, MAX_LEEWAY};
+use rtet_protocol::token::{
+    self, Claims, TokenError, MAX_LEEWAY, MAX_MEMBER_AVATAR_BYTES, MAX_MEMBER_NAME_CHARS,
+};
 use rtet_protocol::{
     close, is_event_id, new_event_id, validate_channel, validate_event, validate_id, ErrorCode,
     Limits, NameError, RelayUrl, ServerFrame, EVENT_ID_PATTERN,
@@ -103,6 +105,9 @@ fn limits_are_the_crates_constants() {
         "first_frame_timeout_secs": l.first_frame_timeout.as_secs(),
         "ping_interval_secs": l.ping_interval.as_secs(),
         "dead_peer_timeout_secs": l.dead_peer_timeout.as_secs(),
+        "max_presence_members": l.max_presence_members,
+        "member_name_max_chars": MAX_MEMBER_NAME_CHARS,
+        "member_avatar_max_bytes": MAX_MEMBER_AVATAR_BYTES,
     });
     let mut got = v.clone();
     got.as_object_mut().expect("an object").remove("about");

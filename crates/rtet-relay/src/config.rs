@@ -174,6 +174,11 @@ pub struct Settings {
     #[arg(long, env = "RTET_MAX_SUBSCRIPTIONS", value_name = "N")]
     pub max_subscriptions: Option<usize>,
 
+    /// Presence members listed per channel; a channel with more members shows every subscriber
+    /// counts only (members and anonymous subscribers), no identities.
+    #[arg(long, env = "RTET_MAX_PRESENCE_MEMBERS", value_name = "N")]
+    pub max_presence_members: Option<usize>,
+
     /// Frames per second a subscriber may send, sustained.
     #[arg(long, env = "RTET_CLIENT_FRAMES_PER_SEC", value_name = "N")]
     pub client_frames_per_sec: Option<u32>,
@@ -516,6 +521,11 @@ impl Config {
             ),
             token_leeway: pick(cli.token_leeway, file.token_leeway, dl.token_leeway),
             max_data_depth: pick(cli.max_data_depth, file.max_data_depth, dl.max_data_depth),
+            max_presence_members: pick(
+                cli.max_presence_members,
+                file.max_presence_members,
+                dl.max_presence_members,
+            ),
         };
         let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
@@ -701,6 +711,7 @@ impl Settings {
             ("max_token_lifetime", duration(c.max_token_lifetime)),
             ("max_data_depth", l.max_data_depth.to_string()),
             ("max_subscriptions", l.max_subscriptions.to_string()),
+            ("max_presence_members", l.max_presence_members.to_string()),
             ("client_frames_per_sec", l.client_frames_per_sec.to_string()),
             ("client_frames_burst", l.client_frames_burst.to_string()),
             ("publishes_per_sec", l.publishes_per_sec_per_key.to_string()),

@@ -99,7 +99,9 @@ pub async fn guarded_metrics(
 
 /// `GET /metrics`: every `rtet_*` metric in the text exposition format.
 pub async fn metrics(State(relay): State<Arc<Relay>>) -> Response {
-    let body = relay.metrics.render(relay.engine.stats());
+    let body = relay
+        .metrics
+        .render(relay.engine.stats(), relay.presence.stats());
     (
         [(
             header::CONTENT_TYPE,

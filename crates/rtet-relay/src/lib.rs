@@ -17,6 +17,7 @@
 //! - [`keepalive`]: pings and dead-peer detection for both endpoints.
 //! - [`engine`]: the [`Engine`](engine::Engine) trait (seq, history, dedupe, fan-out)
 //!   and its in-memory implementation.
+//! - [`presence`]: presence members and counts per channel, coalesced per tick.
 //! - [`outbox`]: a subscriber's bounded outgoing queue and the slow-consumer policy.
 //! - [`metrics`]: the `rtet_*` Prometheus metrics.
 //!
@@ -38,6 +39,7 @@ pub mod http;
 pub mod keepalive;
 pub mod metrics;
 pub mod outbox;
+pub mod presence;
 pub mod publish;
 pub mod publisher;
 pub mod server;

@@ -19,6 +19,8 @@
 //! | `rtet_replay_bytes_total` | counter | | bytes of history replayed to subscribers |
 //! | `rtet_replays_cut_total` | counter | | subscribes with `since` answered `recovered: false` because the replay was over a replay bound or budget |
 //! | `rtet_dedupe_entries` | gauge | | (channel, id) pairs remembered for dedupe in all channels |
+//! | `rtet_presence_members` | gauge | | presence members (users, not connections) over all channels |
+//! | `rtet_presence_channels` | gauge | | channels with at least one presence member |
 //! | `rtet_budget_refusals_total` | counter | `budget` = channels, history_bytes, dedupe_entries | publishes and subscribes refused `rate_limited` because a global memory budget was spent |
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -29,6 +31,7 @@ use prometheus_client::registry::Registry;
 use rtet_protocol::ErrorCode;
 
 use crate::engine::EngineStats;
+use crate::presence::PresenceStats;
 
 /// Which endpoint a connection came in on.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -98,6 +101,8 @@ pub struct Metrics {
     history_bytes: Gauge,
     subscriptions: Gauge,
     dedupe_entries: Gauge,
+    presence_members: Gauge,
+    presence_channels: Gauge,
     /// Bytes of history replayed.
     pub replay_bytes: Counter,
     /// Replays not sent for a replay bound or budget.
@@ -132,6 +137,8 @@ impl Metrics {
             history_bytes: Gauge::default(),
             subscriptions: Gauge::default(),
             dedupe_entries: Gauge::default(),
+            presence_members: Gauge::default(),
+            presence_channels: Gauge::default(),
             replay_bytes: Counter::default(),
             replays_cut: Counter::default(),
             budget_refusals: Family::default(),
@@ -209,6 +216,16 @@ impl Metrics {
             m.dedupe_entries.clone(),
         );
         registry.register(
+            "rtet_presence_members",
+            "Presence members (users, not connections) over all channels",
+            m.presence_members.clone(),
+        );
+        registry.register(
+            "rtet_presence_channels",
+            "Channels with at least one presence member",
+            m.presence_channels.clone(),
+        );
+        registry.register(
             "rtet_replay_bytes",
             "Bytes of history replayed to subscribers",
             m.replay_bytes.clone(),
@@ -270,8 +287,10 @@ impl Metrics {
         self.refused.get_or_create(&ReasonLabel { reason }).inc();
     }
 
-    /// Renders the text exposition, with the engine's totals as of now.
-    pub fn render(&self, stats: EngineStats) -> String {
+    /// Renders the text exposition, with the engine's and presence's totals as of now.
+    pub fn render(&self, stats: EngineStats, presence: PresenceStats) -> String {
+        self.presence_members.set(presence.members as i64);
+        self.presence_channels.set(presence.channels as i64);
         self.channels.set(stats.channels as i64);
         self.history_events.set(stats.history_events as i64);
         self.history_bytes.set(stats.history_bytes as i64);

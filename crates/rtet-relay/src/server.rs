@@ -110,6 +110,22 @@ pub async fn run_with_engine(
         }
     });
 
+    let presence = tokio::spawn({
+        let relay = Arc::clone(&relay);
+        async move {
+            let mut tick = tokio::time::interval(crate::presence::PRESENCE_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let flushed = relay.presence.flush();
+                relay
+                    .metrics
+                    .slow_consumers
+                    .inc_by(flushed.overflowed as u64);
+            }
+        }
+    });
+
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -158,6 +174,7 @@ pub async fn run_with_engine(
     relay.subscribers.close();
     let _ = tokio::time::timeout(grace, relay.subscribers.wait()).await;
     maintenance.abort();
+    presence.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! What every connection shares: configuration, the engine, metrics, API
+//! What every connection shares: configuration, the engine, presence, metrics, API
 //! keys, rate limiters, connection counts and the shutdown signals.
 
 use std::collections::HashMap;
@@ -18,6 +18,7 @@ use crate::client_addr::{client_addr, limit_key};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::{Metrics, Role, RoleLabel};
+use crate::presence::Presence;
 use rtet_protocol::sync::lock;
 
 /// A token bucket: `rate` per second sustained, up to `burst` at once.
@@ -170,6 +171,8 @@ pub struct Relay {
     pub config: Config,
     /// Fan-out and history.
     pub engine: Arc<dyn Engine>,
+    /// Who is subscribed where (members and counts), on this node.
+    pub presence: Presence,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// API keys and their publish rate budgets.
@@ -198,6 +201,7 @@ impl Relay {
     pub fn new(config: Config, engine: Arc<dyn Engine>) -> Self {
         Relay {
             keys: ApiKeys::new(&config.api_keys, config.limits.publishes_per_sec_per_key),
+            presence: Presence::new(config.limits.max_presence_members),
             config,
             engine,
             metrics: Metrics::new(),

@@ -5,6 +5,10 @@
 //! frame, then token expiry), the ping interval, the client's frames, and
 //! queued events. Per connection it keeps only what it must: the queue, the
 //! token's claims, the channel names and a rate bucket.
+//!
+//! Each subscription is also a seat in the channel's presence
+//! ([`crate::presence`]); the session leaves every channel when it ends,
+//! whatever ends it (dropping the session leaves what is left).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -27,6 +31,7 @@ use crate::engine::SubscriberId;
 use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::metrics::Role;
 use crate::outbox::Outbox;
+use crate::presence::seat_and_view;
 use crate::state::{replay_bucket, Relay, TokenBucket};
 use rtet_protocol::clock::unix_ms as now_millis;
 
@@ -172,6 +177,16 @@ struct Session {
     batch: Vec<Utf8Bytes>,
 }
 
+impl Drop for Session {
+    /// Leaves the presence of every channel still held: a session that
+    /// ended by any path, a panic included, leaves no member behind.
+    fn drop(&mut self) {
+        for channel in &self.subs {
+            self.relay.presence.leave(channel, self.id);
+        }
+    }
+}
+
 impl Session {
     fn new(relay: Arc<Relay>, client: IpAddr) -> Self {
         let l = &relay.config.limits;
@@ -290,6 +305,7 @@ impl Session {
         // Stop receiving before saying goodbye, so nothing more is queued.
         self.outbox.close();
         for channel in std::mem::take(&mut self.subs) {
+            relay.presence.leave(&channel, self.id);
             relay.engine.unsubscribe(channel, self.id).await;
         }
         if let Some((code, reason)) = end {
@@ -361,6 +377,7 @@ impl Session {
             Ok(ClientFrame::Unsubscribe { channel }) => {
                 if let Some(i) = self.subs.iter().position(|c| *c == channel) {
                     self.subs.swap_remove(i);
+                    self.relay.presence.leave(&channel, self.id);
                     self.relay
                         .engine
                         .unsubscribe(channel.clone(), self.id)
@@ -434,13 +451,24 @@ impl Session {
             sub: claims.sub.clone(),
             exp: claims.exp,
         })];
-        self.claims = Some(Box::new(claims));
-        // A fresh token may grant less: drop what it no longer grants.
+        let old = self.claims.replace(Box::new(claims));
+        // A fresh token may grant less: drop what it no longer grants, and
+        // take the channel's presence seat again where it changed (a member
+        // no longer, or one now); the new seat comes with a new `presence` frame.
         let mut kept = Vec::with_capacity(self.subs.len());
         for channel in std::mem::take(&mut self.subs) {
             if self.may_subscribe(&channel) {
+                let before = seat_and_view(old.as_deref(), &channel);
+                let (seat, view) = seat_and_view(self.claims.as_deref(), &channel);
+                if before != (seat.clone(), view) {
+                    relay.presence.leave(&channel, self.id);
+                    relay
+                        .presence
+                        .join(&channel, self.id, seat, view, &self.outbox);
+                }
                 kept.push(channel);
             } else {
+                relay.presence.leave(&channel, self.id);
                 relay.engine.unsubscribe(channel.clone(), self.id).await;
                 replies.push(text(&ServerFrame::Unsubscribed { channel }));
             }
@@ -534,6 +562,11 @@ impl Session {
                     recovered: s.recovered,
                 }));
                 replies.extend(s.replay.into_iter().map(Message::Text));
+                // The `presence` frame follows from the outbox, after these replies.
+                let (seat, view) = seat_and_view(self.claims.as_deref(), &channel);
+                self.relay
+                    .presence
+                    .join(&channel, self.id, seat, view, &self.outbox);
                 self.subs.push(channel);
                 Outcome {
                     replies,

@@ -183,3 +183,28 @@ fn the_memory_budget_and_replay_bound_tables_match_the_relay_defaults() {
         );
     }
 }
+
+#[test]
+fn the_presence_bounds_table_matches_the_code() {
+    use rtet_protocol::token::{MAX_MEMBER_AVATAR_BYTES, MAX_MEMBER_NAME_CHARS};
+    let expected = [
+        (
+            "members listed per channel",
+            grouped(Limits::default().max_presence_members),
+        ),
+        ("`info.name`", format!("{MAX_MEMBER_NAME_CHARS} characters")),
+        ("`info.avatar`", format!("{MAX_MEMBER_AVATAR_BYTES} bytes")),
+        (
+            "presence tick (coalescing)",
+            format!("{} ms", rtet_relay::presence::PRESENCE_TICK.as_millis()),
+        ),
+    ];
+    let rows = rows(&read("protocol.md"));
+    for (bound, value) in expected {
+        let row = rows
+            .iter()
+            .find(|r| r.first().map(String::as_str) == Some(bound))
+            .unwrap_or_else(|| panic!("docs/protocol.md has no row for {bound:?}"));
+        assert_eq!(row.get(1), Some(&value), "docs/protocol.md: {bound}");
+    }
+}
