@@ -18,4 +18,5 @@ delete_option( 'rtet_signing_failure' );
 global $wpdb;
 $wpdb->query( 'DROP TABLE IF EXISTS ' . $wpdb->prefix . 'rtet_pending' ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared,WordPress.DB.DirectDatabaseQuery
 delete_option( 'rtet_queue_schema' );
+delete_option( 'rtet_pending_events' );
 wp_clear_scheduled_hook( 'rtet_retry_pending' );

@@ -39,6 +39,8 @@ class RTET_Plugin {
 		register_deactivation_hook( RTET_PLUGIN_FILE, array( __CLASS__, 'deactivate' ) );
 
 		add_action( 'init', array( __CLASS__, 'load_textdomain' ) );
+		// An upgrade by replacing the files runs no activation hook: bring stored data up to date on load.
+		add_action( 'plugins_loaded', array( __CLASS__, 'upgrade' ) );
 
 		// Built-in events.
 		add_action( 'wp_after_insert_post', array( 'RTET_Events', 'on_after_insert_post' ), 10, 4 );
@@ -80,6 +82,15 @@ class RTET_Plugin {
 		} else {
 			update_option( RTET_Settings::OPTION, array_merge( RTET_Settings::defaults(), $stored ) );
 		}
+		RTET_Queue::install();
+	}
+
+	/**
+	 * `plugins_loaded`: brings the database up to date after an upgrade (the
+	 * retry queue's table, and events an older version left in its option).
+	 * One autoloaded option read when nothing is to do.
+	 */
+	public static function upgrade() {
 		RTET_Queue::install();
 	}
 
