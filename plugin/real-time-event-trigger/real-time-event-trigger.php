@@ -37,6 +37,7 @@ if ( version_compare( PHP_VERSION, '8.1', '<' ) ) {
 require_once __DIR__ . '/includes/class-rtet-protocol.php';
 require_once __DIR__ . '/includes/class-rtet-settings.php';
 require_once __DIR__ . '/includes/class-rtet-token.php';
+require_once __DIR__ . '/includes/class-rtet-channels.php';
 require_once __DIR__ . '/includes/class-rtet-queue.php';
 require_once __DIR__ . '/includes/class-rtet-sender.php';
 require_once __DIR__ . '/includes/class-rtet-events.php';
