@@ -41,6 +41,8 @@ require_once __DIR__ . '/includes/class-rtet-channels.php';
 require_once __DIR__ . '/includes/class-rtet-queue.php';
 require_once __DIR__ . '/includes/class-rtet-sender.php';
 require_once __DIR__ . '/includes/class-rtet-events.php';
+require_once __DIR__ . '/includes/class-rtet-comments.php';
+require_once __DIR__ . '/includes/class-rtet-editor.php';
 require_once __DIR__ . '/includes/class-rtet-rest.php';
 require_once __DIR__ . '/includes/class-rtet-client.php';
 require_once __DIR__ . '/includes/class-rtet-admin.php';

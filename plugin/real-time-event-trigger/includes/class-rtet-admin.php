@@ -172,9 +172,12 @@ class RTET_Admin {
 	 */
 	public static function field_events() {
 		$labels = array(
-			'post_published'  => __( 'post_published: a post first goes public (to everyone)', 'real-time-event-trigger' ),
-			'post_updated'    => __( 'post_updated: a public post is edited (to everyone)', 'real-time-event-trigger' ),
-			'user_registered' => __( 'user_registered: a user signs up (to administrators only)', 'real-time-event-trigger' ),
+			'post_published'   => __( 'post_published: a post first goes public (to everyone)', 'real-time-event-trigger' ),
+			'post_updated'     => __( 'post_updated: a public post is edited (to everyone)', 'real-time-event-trigger' ),
+			'user_registered'  => __( 'user_registered: a user signs up (to administrators only)', 'real-time-event-trigger' ),
+			'comment_approved' => __( 'comment_approved: a comment is approved (to readers of that post: a notification and the comment count)', 'real-time-event-trigger' ),
+			'comment_held'     => __( 'comment_held: a comment waits for moderation (to users who can moderate comments)', 'real-time-event-trigger' ),
+			'post_saved'       => __( 'post_saved: a post is saved (to others editing it in the block editor: a notice before they overwrite it)', 'real-time-event-trigger' ),
 		);
 		echo '<fieldset>';
 		foreach ( $labels as $event => $label ) {
@@ -198,13 +201,13 @@ class RTET_Admin {
 			'<label><input type="checkbox" name="%1$s[toasts]" value="1" %2$s /> %3$s</label><br />',
 			esc_attr( RTET_Settings::OPTION ),
 			checked( (bool) RTET_Settings::value( 'toasts' ), true, false ),
-			esc_html__( 'Show a notification on the site when a post is published', 'real-time-event-trigger' )
+			esc_html__( 'Show a notification on the site when a post is published or a comment approved', 'real-time-event-trigger' )
 		);
 		printf(
 			'<label><input type="checkbox" name="%1$s[admin_notices]" value="1" %2$s /> %3$s</label>',
 			esc_attr( RTET_Settings::OPTION ),
 			checked( (bool) RTET_Settings::value( 'admin_notices' ), true, false ),
-			esc_html__( 'Show administrators a notice in wp-admin when a user registers', 'real-time-event-trigger' )
+			esc_html__( 'Show notices in wp-admin: a new user to administrators, a comment waiting for moderation to moderators', 'real-time-event-trigger' )
 		);
 		echo '</fieldset>';
 	}

@@ -46,6 +46,15 @@ class RTET_Plugin {
 		add_action( 'wp_after_insert_post', array( 'RTET_Events', 'on_after_insert_post' ), 10, 4 );
 		add_action( 'user_register', array( 'RTET_Events', 'on_user_register' ), 10, 1 );
 
+		// Live comments: approved ones to the post's readers, held ones to moderators.
+		add_action( 'wp_insert_comment', array( 'RTET_Comments', 'on_insert_comment' ), 10, 2 );
+		add_action( 'transition_comment_status', array( 'RTET_Comments', 'on_transition_comment_status' ), 10, 3 );
+		add_filter( 'render_block', array( 'RTET_Comments', 'mark_comments_title' ), 10, 2 );
+
+		// Editor awareness: a save reaches the others editing the post.
+		add_action( 'wp_after_insert_post', array( 'RTET_Editor', 'on_after_insert_post' ), 10, 4 );
+		add_action( 'enqueue_block_editor_assets', array( 'RTET_Editor', 'enqueue' ) );
+
 		// The HTTP fallback: events queued by a request go out after the response; undelivered ones are retried.
 		add_action( 'shutdown', array( 'RTET_Sender', 'flush_at_shutdown' ), PHP_INT_MAX );
 		add_action( RTET_Sender::RETRY_HOOK, array( 'RTET_Sender', 'retry_pending' ) );
@@ -92,6 +101,7 @@ class RTET_Plugin {
 	 */
 	public static function upgrade() {
 		RTET_Queue::install();
+		RTET_Settings::upgrade();
 	}
 
 	/**
