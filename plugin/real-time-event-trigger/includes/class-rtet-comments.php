@@ -12,6 +12,12 @@
  *   moderation, with a link to moderate it.
  * - Spam, trash, pingbacks, trackbacks and other comment types go nowhere.
  *
+ * The hooks only note which comments changed; the events are sent at the
+ * end of the request (`shutdown`, before the HTTP fallback's flush), from
+ * the comments' status then. A request that stores a comment and changes
+ * its status at once (the REST API creating a comment as spam, a
+ * moderator's "approve and reply") sends what the comment ended up as.
+ *
  * Payloads carry what a reader of the post may see: the name the commenter
  * gave, an excerpt as plain text, the comment's link and date. Never an
  * e-mail address, IP address or user agent.
@@ -33,6 +39,13 @@ class RTET_Comments {
 	const EXCERPT_WORDS = 30;
 
 	/**
+	 * Comments that changed in this request: ID => 'new' or 'approved'.
+	 *
+	 * @var string[]
+	 */
+	private static $changed = array();
+
+	/**
 	 * `wp_insert_comment`: a comment was stored (from the comment form, the REST API, wp-admin).
 	 *
 	 * @param int        $comment_id Comment ID.
@@ -43,11 +56,7 @@ class RTET_Comments {
 		if ( ! $comment instanceof WP_Comment || ! self::is_sent_type( $comment ) || ( defined( 'WP_IMPORTING' ) && WP_IMPORTING ) ) {
 			return;
 		}
-		if ( '1' === (string) $comment->comment_approved ) {
-			self::announce_approved( $comment );
-		} elseif ( '0' === (string) $comment->comment_approved ) {
-			self::announce_held( $comment );
-		}
+		self::$changed[ (int) $comment->comment_ID ] = 'new';
 	}
 
 	/**
@@ -61,7 +70,32 @@ class RTET_Comments {
 		if ( 'approved' !== $new_status || 'approved' === $old_status || ! $comment instanceof WP_Comment || ! self::is_sent_type( $comment ) ) {
 			return;
 		}
-		self::announce_approved( get_comment( $comment->comment_ID ) ?? $comment );
+		if ( ! isset( self::$changed[ (int) $comment->comment_ID ] ) ) {
+			self::$changed[ (int) $comment->comment_ID ] = 'approved';
+		}
+	}
+
+	/**
+	 * `shutdown`: sends the events of the comments that changed in this
+	 * request, as they are now: approved ones to their post's readers, new
+	 * ones waiting for moderation to moderators, nothing for the others.
+	 */
+	public static function send_changed() {
+		$changed       = self::$changed;
+		self::$changed = array();
+		foreach ( $changed as $id => $change ) {
+			clean_comment_cache( $id );
+			$comment = get_comment( $id );
+			if ( ! $comment instanceof WP_Comment ) {
+				continue;
+			}
+			$status = (string) $comment->comment_approved;
+			if ( '1' === $status ) {
+				self::announce_approved( $comment );
+			} elseif ( '0' === $status && 'new' === $change ) {
+				self::announce_held( $comment );
+			}
+		}
 	}
 
 	/**

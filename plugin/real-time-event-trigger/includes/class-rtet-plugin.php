@@ -49,6 +49,7 @@ class RTET_Plugin {
 		// Live comments: approved ones to the post's readers, held ones to moderators.
 		add_action( 'wp_insert_comment', array( 'RTET_Comments', 'on_insert_comment' ), 10, 2 );
 		add_action( 'transition_comment_status', array( 'RTET_Comments', 'on_transition_comment_status' ), 10, 3 );
+		add_action( 'shutdown', array( 'RTET_Comments', 'send_changed' ), 10 );
 		add_filter( 'render_block', array( 'RTET_Comments', 'mark_comments_title' ), 10, 2 );
 
 		// Editor awareness: a save reaches the others editing the post.

@@ -57,11 +57,12 @@ class CommentsTest extends RTET_Test_Case {
 	}
 
 	/**
-	 * The comment and save events sent so far: [event, channels, data].
+	 * The comment and save events sent so far, after the end of the "request" (`shutdown`): [event, channels, data].
 	 *
 	 * @return array[]
 	 */
 	private function sent() {
+		RTET_Comments::send_changed();
 		return array_values(
 			array_filter(
 				$this->sent,
@@ -145,9 +146,9 @@ class CommentsTest extends RTET_Test_Case {
 		$this->use_transport( $transport );
 		$stored = self::relay_metric( 'rtet_events_published_total' );
 		$id     = $this->comment();
+		$sent   = $this->sent();
 		self::deliver( $transport );
 
-		$sent = $this->sent();
 		$this->assertCount( 1, $sent );
 		list( $event, $channels, $data, $used ) = $sent[0];
 		$this->assertSame( 'comment_approved', $event );
@@ -207,12 +208,21 @@ class CommentsTest extends RTET_Test_Case {
 		$this->comment( array( 'comment_approved' => 'spam' ) );
 		$this->comment( array( 'comment_approved' => 'trash' ) );
 		$this->comment( array( 'comment_type' => 'pingback' ) );
+		$this->assertSame( array(), $this->sent() );
+
+		// Held in one request, marked as spam in another.
 		$spam = $this->comment( array( 'comment_approved' => 0 ) );
+		$this->assertSame( array( 'comment_held' ), array_column( $this->sent(), 0 ) );
 		wp_spam_comment( $spam );
+		$this->assertCount( 1, $this->sent() );
+
+		// Approved, then trashed and restored: announced once.
 		$trash = $this->comment();
+		$this->assertCount( 2, $this->sent() );
 		wp_trash_comment( $trash );
+		$this->assertCount( 2, $this->sent() );
 		wp_untrash_comment( $trash );
-		$this->assertSame( array( 'comment_held', 'comment_approved' ), array_column( $this->sent(), 0 ), 'only the held one and the first approval' );
+		$this->assertCount( 2, $this->sent() );
 
 		$this->sent = array();
 		$this->set_settings( array( 'events' => array( 'post_published' ) ) );
@@ -220,6 +230,16 @@ class CommentsTest extends RTET_Test_Case {
 		$this->comment( array( 'comment_approved' => 0 ) );
 		$this->assertSame( array(), $this->sent() );
 		RTET_Sender::flush( true );
+	}
+
+	public function test_a_comment_stored_and_marked_as_spam_in_one_request_goes_nowhere() {
+		$this->use_http_fallback();
+		// What the REST API does for a comment created with status "spam": insert, then change the status.
+		$id = $this->comment();
+		wp_spam_comment( $id );
+		$held = $this->comment( array( 'comment_approved' => 0 ) );
+		wp_trash_comment( $held );
+		$this->assertSame( array(), $this->sent() );
 	}
 
 	public function test_a_comment_on_a_private_post_goes_to_its_channel_never_to_public() {
