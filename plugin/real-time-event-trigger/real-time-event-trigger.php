@@ -45,6 +45,8 @@ require_once __DIR__ . '/includes/class-rtet-comments.php';
 require_once __DIR__ . '/includes/class-rtet-editor.php';
 require_once __DIR__ . '/includes/class-rtet-rest.php';
 require_once __DIR__ . '/includes/class-rtet-client.php';
+require_once __DIR__ . '/includes/class-rtet-status.php';
+require_once __DIR__ . '/includes/class-rtet-health.php';
 require_once __DIR__ . '/includes/class-rtet-admin.php';
 require_once __DIR__ . '/includes/class-rtet-plugin.php';
 require_once __DIR__ . '/includes/functions.php';

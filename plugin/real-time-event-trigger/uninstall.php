@@ -20,3 +20,4 @@ $wpdb->query( 'DROP TABLE IF EXISTS ' . $wpdb->prefix . 'rtet_pending' ); // php
 delete_option( 'rtet_queue_schema' );
 delete_option( 'rtet_pending_events' );
 wp_clear_scheduled_hook( 'rtet_retry_pending' );
+delete_option( 'rtet_relay_state' );

@@ -71,7 +71,8 @@ class RTET_Plugin {
 		add_action( 'admin_menu', array( 'RTET_Admin', 'add_menu' ) );
 		add_action( 'admin_init', array( 'RTET_Admin', 'register_settings' ) );
 		add_action( 'admin_enqueue_scripts', array( 'RTET_Admin', 'enqueue' ) );
-		add_filter( 'site_status_tests', array( 'RTET_Admin', 'site_status_tests' ) );
+		add_filter( 'site_status_tests', array( 'RTET_Health', 'tests' ) );
+		add_filter( 'debug_information', array( 'RTET_Health', 'info' ) );
 		add_filter( 'plugin_action_links_' . plugin_basename( RTET_PLUGIN_FILE ), array( 'RTET_Admin', 'action_links' ) );
 	}
 

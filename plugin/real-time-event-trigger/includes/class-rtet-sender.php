@@ -355,6 +355,7 @@ class RTET_Sender {
 			);
 			$code = is_wp_error( $response ) ? 0 : (int) wp_remote_retrieve_response_code( $response );
 			if ( 200 === $code ) {
+				RTET_Status::record( true );
 				continue;
 			}
 			$message = is_wp_error( $response ) ? $response->get_error_message() : wp_remote_retrieve_body( $response );
@@ -372,6 +373,7 @@ class RTET_Sender {
 			 * @param string   $channel The channel.
 			 */
 			do_action( 'rtet_event_failed', $error, $item, $channel );
+			RTET_Status::record( 0 !== $code, $error->get_error_message() );
 			if ( $retry ) {
 				// The relay is down or busy: the rest of this event's channels wait with it.
 				return $error;

@@ -270,7 +270,7 @@ class TokenEndpointTest extends RTET_Test_Case {
 			$this->markTestSkipped( 'rtet.so is not built' );
 		}
 		delete_option( RTET_Token::FAILURE_OPTION );
-		$this->assertSame( 'good', RTET_Admin::site_status_token_signing()['status'] );
+		$this->assertSame( 'good', RTET_Health::test_token_signing()['status'] );
 
 		// A filter grants so many channels that the token would be over the relay's size limit: the extension refuses to sign it.
 		$refuse = static function ( $channels ) {
@@ -294,12 +294,12 @@ class TokenEndpointTest extends RTET_Test_Case {
 		$this->assertArrayNotHasKey( 'token', (array) $res->get_data() );
 		$this->assertStringContainsString( 'could not sign a token', (string) file_get_contents( $tmp ) );
 		unlink( $tmp );
-		$health = RTET_Admin::site_status_token_signing();
+		$health = RTET_Health::test_token_signing();
 		$this->assertSame( 'critical', $health['status'] );
 		$this->assertStringContainsString( 'refuses to sign browser tokens', $health['description'] );
 
 		// The next token the extension signs clears it.
 		$this->assertSame( 200, self::ask()->get_status() );
-		$this->assertSame( 'good', RTET_Admin::site_status_token_signing()['status'] );
+		$this->assertSame( 'good', RTET_Health::test_token_signing()['status'] );
 	}
 }
