@@ -48,9 +48,10 @@ async function openPage(site, { cookie = '', override = {}, path = '/' } = {}) {
   const settings = { ...pageSettings(await res.text()), ...override };
   const dom = new JSDOM('<!doctype html><html><body></body></html>', { url: `${site.url}${path}`, runScripts: 'outside-only' });
   const win = dom.window;
-  const page = { win, settings, fetches: 0, sockets: [], sent: [], events: [], connected: 0, disconnected: [], tokens: 0, resync: 0 };
+  const page = { win, settings, fetches: 0, fetched: [], sockets: [], sent: [], events: [], connected: 0, disconnected: [], tokens: 0, resync: 0 };
   win.fetch = (url, opts = {}) => {
     page.fetches++;
+    page.fetched.push(url);
     return fetch(url, { headers: { ...opts.headers, ...(cookie ? { cookie } : {}) } });
   };
   win.WebSocket = class extends WebSocket {
@@ -164,6 +165,16 @@ describe('the browser client', () => {
     const link = doc.querySelectorAll('.rtet-toast')[1].querySelector('a');
     assert.equal(link.href, 'https://example.test/fine/');
     assert.equal(page.win.pwned, undefined);
+    closePage(page);
+  });
+
+  it('asks for at most the plugin\'s limit of posts (RTET_Channels::MAX_POSTS), and only post IDs', async () => {
+    const php = fs.readFileSync(path.join(here, '..', '..', 'plugin', 'real-time-event-trigger', 'includes', 'class-rtet-channels.php'), 'utf8');
+    const max = Number(php.match(/const MAX_POSTS = (\d+);/)[1]);
+    const ids = Array.from({ length: max + 5 }, (_, i) => i + 1);
+    const page = await openPage(site, { override: { posts: ['7', -1, 1.5, null, ...ids] } });
+    await until('connected', () => page.connected === 1);
+    assert.equal(new URL(page.fetched[0]).searchParams.get('posts'), ids.slice(0, max).join(','));
     closePage(page);
   });
 

@@ -7,8 +7,8 @@
  * post whose live comments it shows), fetches a subscriber token from the
  * site (GET /wp-json/rtet/v1/token?posts=ID, with the REST nonce for a
  * logged-in user; the site grants only the post channels the user may
- * read), subscribes to every channel the token grants, sends a fresh token (`auth`) before the old one expires,
- * and reuses a still-valid token when it reconnects. Reconnects wait a random
+ * read), subscribes to every channel the token grants, sends a fresh token
+ * (`auth`) before the old one expires, and reuses a still-valid token when it reconnects. Reconnects wait a random
  * time up to an exponentially growing ceiling ("full jitter"), so the tabs a
  * relay restart disconnected at once come back spread out; each channel
  * resumes with `since` so nothing published during a disconnect is missed. When the relay cannot replay
@@ -77,7 +77,7 @@
 		return typeof name === 'string' && CHANNEL_PATTERN.test( name );
 	}
 
-	/** The most posts one page asks channels for (RTET_Channels::MAX_POSTS). */
+	/** The most posts one page asks channels for (RTET_Channels::MAX_POSTS; tests/js checks the two agree). */
 	var MAX_POSTS = 20;
 
 	/**
