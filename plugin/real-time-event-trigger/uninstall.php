@@ -13,6 +13,7 @@ if ( ! defined( 'WP_UNINSTALL_PLUGIN' ) ) {
 delete_option( 'rtet_settings' );
 delete_transient( 'rtet_relay_slow' );
 delete_post_meta_by_key( '_rtet_published' );
+delete_metadata( 'comment', 0, '_rtet_announced', '', true );
 delete_option( 'rtet_signing_failure' );
 
 global $wpdb;

@@ -298,6 +298,9 @@ class RTET_Admin {
 
 		if ( '' === $state['error'] ) {
 			$error = __( 'None so far.', 'real-time-event-trigger' );
+		} elseif ( true !== $health && $health->get_error_message() === $state['error'] ) {
+			/* translators: %s: when */
+			$error = sprintf( __( 'The relay problem above, first seen %s.', 'real-time-event-trigger' ), RTET_Status::when( $state['error_at'] ) );
 		} else {
 			$error = sprintf(
 				/* translators: 1: error message, 2: when, 3: what to do */

@@ -198,7 +198,7 @@ class HealthTest extends RTET_Test_Case {
 		$this->assertStringContainsString( 'What to do: Check that rtet-relay is running', $relay );
 		$this->assertStringStartsWith( '1 event waits to be delivered.', self::row( $html, 'rtet-status-pending' ) );
 		$error = self::row( $html, 'rtet-status-error' );
-		$this->assertMatchesRegularExpression( '/^.+ — \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(.+ ago\)\. What to do: /', $error );
+		$this->assertMatchesRegularExpression( '/^The relay problem above, first seen \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(.+ ago\)\.$/', $error );
 		$this->assertSame( '1', self::row( $html, 'rtet-status-raw-waiting' ) );
 		$this->assertSame( 'false', self::row( $html, 'rtet-status-raw-relay_up' ) );
 
