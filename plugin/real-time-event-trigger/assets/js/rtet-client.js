@@ -198,11 +198,19 @@
 	 * @return {Promise<Object>} {url, token, channels, expires, lifetime, expiresAt}
 	 */
 	function credentials() {
+		var visitor = { url: settings.url, token: null, channels: settings.anonymous.slice(), expires: 0, lifetime: 0, expiresAt: Infinity };
 		if ( anonymous() ) {
-			return Promise.resolve( { url: settings.url, token: null, channels: settings.anonymous.slice(), expires: 0, lifetime: 0, expiresAt: Infinity } );
+			return Promise.resolve( visitor );
 		}
 		if ( token && token.token && token.expiresAt - Date.now() > REFRESH_MIN + Math.min( REFRESH_MARGIN, token.lifetime * 0.2 ) ) {
 			return Promise.resolve( token );
+		}
+		if ( ! settings.nonce && settings.url && settings.anonymous.length > 0 ) {
+			// A visitor's page that wants post channels: without a token it still gets the anonymous ones.
+			return fetchToken().catch( function ( e ) {
+				logError( e );
+				return visitor;
+			} );
 		}
 		return fetchToken();
 	}
