@@ -37,11 +37,16 @@ if ( version_compare( PHP_VERSION, '8.1', '<' ) ) {
 require_once __DIR__ . '/includes/class-rtet-protocol.php';
 require_once __DIR__ . '/includes/class-rtet-settings.php';
 require_once __DIR__ . '/includes/class-rtet-token.php';
+require_once __DIR__ . '/includes/class-rtet-channels.php';
 require_once __DIR__ . '/includes/class-rtet-queue.php';
 require_once __DIR__ . '/includes/class-rtet-sender.php';
 require_once __DIR__ . '/includes/class-rtet-events.php';
+require_once __DIR__ . '/includes/class-rtet-comments.php';
+require_once __DIR__ . '/includes/class-rtet-editor.php';
 require_once __DIR__ . '/includes/class-rtet-rest.php';
 require_once __DIR__ . '/includes/class-rtet-client.php';
+require_once __DIR__ . '/includes/class-rtet-status.php';
+require_once __DIR__ . '/includes/class-rtet-health.php';
 require_once __DIR__ . '/includes/class-rtet-admin.php';
 require_once __DIR__ . '/includes/class-rtet-plugin.php';
 require_once __DIR__ . '/includes/functions.php';

@@ -43,14 +43,15 @@ async function login(site, user, password) {
  * Opens the site's front page as a browser would and runs the client in it.
  * Returns what the page saw: fired events, token fetches, sockets and frames sent.
  */
-async function openPage(site, { cookie = '', override = {} } = {}) {
-  const res = await fetch(`${site.url}/`, { headers: cookie ? { cookie } : {} });
+async function openPage(site, { cookie = '', override = {}, path = '/' } = {}) {
+  const res = await fetch(`${site.url}${path}`, { headers: cookie ? { cookie } : {} });
   const settings = { ...pageSettings(await res.text()), ...override };
-  const dom = new JSDOM('<!doctype html><html><body></body></html>', { url: `${site.url}/`, runScripts: 'outside-only' });
+  const dom = new JSDOM('<!doctype html><html><body></body></html>', { url: `${site.url}${path}`, runScripts: 'outside-only' });
   const win = dom.window;
-  const page = { win, settings, fetches: 0, sockets: [], sent: [], events: [], connected: 0, disconnected: [], tokens: 0, resync: 0 };
+  const page = { win, settings, fetches: 0, fetched: [], sockets: [], sent: [], events: [], connected: 0, disconnected: [], tokens: 0, resync: 0 };
   win.fetch = (url, opts = {}) => {
     page.fetches++;
+    page.fetched.push(url);
     return fetch(url, { headers: { ...opts.headers, ...(cookie ? { cookie } : {}) } });
   };
   win.WebSocket = class extends WebSocket {
@@ -130,6 +131,7 @@ describe('the browser client', () => {
   it('subscribes to exactly the anonymous channels the protocol allows (tests/protocol-vectors/names.json)', async () => {
     const { channel } = vectors('names.json');
     const page = await openPage(site, { override: { anonymous: [...channel.invalid, ...channel.valid, 42, null] } });
+    // At least: the relay refuses the non-anonymous ones, and the client's reconnect may subscribe again before the next look.
     await until('subscribed', () => page.sent.filter((f) => f.type === 'subscribe').length >= channel.valid.length);
     closePage(page);
     const subscribed = page.sent.filter((f) => f.type === 'subscribe').map((f) => f.channel);
@@ -174,6 +176,58 @@ describe('the browser client', () => {
     assert.equal(link.href, 'https://example.test/fine/');
     assert.equal(page.win.pwned, undefined);
     closePage(page);
+  });
+
+  it('asks for at most the plugin\'s limit of posts (RTET_Channels::MAX_POSTS), and only post IDs', async () => {
+    const php = fs.readFileSync(path.join(here, '..', '..', 'plugin', 'real-time-event-trigger', 'includes', 'class-rtet-channels.php'), 'utf8');
+    const max = Number(php.match(/const MAX_POSTS = (\d+);/)[1]);
+    const ids = Array.from({ length: max + 5 }, (_, i) => i + 1);
+    const page = await openPage(site, { override: { posts: ['7', -1, 1.5, null, ...ids] } });
+    await until('connected', () => page.connected === 1);
+    assert.equal(new URL(page.fetched[0]).searchParams.get('posts'), ids.slice(0, max).join(','));
+    closePage(page);
+  });
+
+  it('a visitor on a post asks the site for a token with that post, and shows its live comments as text', async () => {
+    const made = JSON.parse((await site.wpEval(`
+$pub = wp_insert_post( array( 'post_title' => 'Live comments', 'post_status' => 'publish', 'comment_status' => 'open' ) );
+$priv = wp_insert_post( array( 'post_title' => 'Hidden', 'post_status' => 'private', 'comment_status' => 'open' ) );
+echo json_encode( array( 'id' => $pub, 'path' => wp_parse_url( get_permalink( $pub ), PHP_URL_PATH ), 'private' => $priv ) );`)).trim().split('\n').pop());
+    const page = await openPage(site, { path: made.path });
+    assert.deepEqual(page.settings.posts, [made.id], 'the post page asks for its post');
+    assert.equal(page.settings.nonce, '');
+    await until('connected', () => page.connected === 1);
+    assert.equal(page.fetches, 1, 'one token request');
+    assert.equal(page.sent[0].type, 'auth');
+    assert.deepEqual(page.sent.filter((f) => f.type === 'subscribe').map((f) => f.channel).sort(), ['post.' + made.id, 'public'].sort());
+
+    const doc = page.win.document;
+    doc.body.insertAdjacentHTML('beforeend', `<span data-rtet-comment-count="${made.id}">1</span><span data-rtet-comment-count="999">7</span>`
+      + `<h3 data-rtet-comments-title="${made.id}">One response to “Live comments”</h3>`);
+    const author = '<img src=x onerror="window.pwned=1">Eve';
+    await publish(site, `post.${made.id}`, 'comment_approved',
+      { id: 5, post: made.id, author, excerpt: 'hi', link: 'javascript:window.pwned=2', count: 2, count_title: '2 responses to “Live comments”' });
+    await until('the toast', () => doc.querySelectorAll('.rtet-toast').length === 1);
+    const toast = doc.querySelector('.rtet-toast');
+    assert.equal(toast.querySelector('.rtet-toast__text').textContent, `New comment by ${author}`);
+    assert.equal(toast.querySelector('img, a'), null, 'text only, no javascript: link');
+    assert.deepEqual([...doc.querySelectorAll('[data-rtet-comment-count]')].map((e) => e.textContent), ['2', '7']);
+    assert.equal(doc.querySelector('[data-rtet-comments-title]').textContent, '2 responses to “Live comments”');
+    assert.equal(page.win.pwned, undefined);
+    closePage(page);
+
+    // When the site gives no token (REST blocked), the page still gets the anonymous channels.
+    const blocked = await openPage(site, { path: made.path, override: { tokenUrl: `${site.url}/wp-json/rtet/v1/no-such-route` } });
+    await until('connected', () => blocked.connected === 1);
+    assert.equal(blocked.fetches, 1);
+    assert.deepEqual(blocked.sent, [{ type: 'subscribe', channel: 'public' }]);
+    closePage(blocked);
+
+    // A page asking for a private post gets no channel for it, and stays connected to the rest.
+    const other = await openPage(site, { path: made.path, override: { posts: [made.private] } });
+    await until('connected', () => other.connected === 1);
+    assert.deepEqual(other.sent.filter((f) => f.type === 'subscribe').map((f) => f.channel), ['public']);
+    closePage(other);
   });
 
   describe('a logged-in user', () => {

@@ -172,9 +172,12 @@ class RTET_Admin {
 	 */
 	public static function field_events() {
 		$labels = array(
-			'post_published'  => __( 'post_published: a post first goes public (to everyone)', 'real-time-event-trigger' ),
-			'post_updated'    => __( 'post_updated: a public post is edited (to everyone)', 'real-time-event-trigger' ),
-			'user_registered' => __( 'user_registered: a user signs up (to administrators only)', 'real-time-event-trigger' ),
+			'post_published'   => __( 'post_published: a post first goes public (to everyone)', 'real-time-event-trigger' ),
+			'post_updated'     => __( 'post_updated: a public post is edited (to everyone)', 'real-time-event-trigger' ),
+			'user_registered'  => __( 'user_registered: a user signs up (to administrators only)', 'real-time-event-trigger' ),
+			'comment_approved' => __( 'comment_approved: a comment is approved (to readers of that post: a notification and the comment count)', 'real-time-event-trigger' ),
+			'comment_held'     => __( 'comment_held: a comment waits for moderation (to users who can moderate comments)', 'real-time-event-trigger' ),
+			'post_saved'       => __( 'post_saved: a post is saved (to others editing it in the block editor: a notice before they overwrite it)', 'real-time-event-trigger' ),
 		);
 		echo '<fieldset>';
 		foreach ( $labels as $event => $label ) {
@@ -198,13 +201,13 @@ class RTET_Admin {
 			'<label><input type="checkbox" name="%1$s[toasts]" value="1" %2$s /> %3$s</label><br />',
 			esc_attr( RTET_Settings::OPTION ),
 			checked( (bool) RTET_Settings::value( 'toasts' ), true, false ),
-			esc_html__( 'Show a notification on the site when a post is published', 'real-time-event-trigger' )
+			esc_html__( 'Show a notification on the site when a post is published or a comment approved', 'real-time-event-trigger' )
 		);
 		printf(
 			'<label><input type="checkbox" name="%1$s[admin_notices]" value="1" %2$s /> %3$s</label>',
 			esc_attr( RTET_Settings::OPTION ),
 			checked( (bool) RTET_Settings::value( 'admin_notices' ), true, false ),
-			esc_html__( 'Show administrators a notice in wp-admin when a user registers', 'real-time-event-trigger' )
+			esc_html__( 'Show notices in wp-admin: a new user to administrators, a comment waiting for moderation to moderators', 'real-time-event-trigger' )
 		);
 		echo '</fieldset>';
 	}
@@ -230,116 +233,134 @@ class RTET_Admin {
 	}
 
 	/**
-	 * The status box: transport, relay health, extension stats, test event.
+	 * The status box, in words: connected or not and since when, events
+	 * waiting, the last error and when it happened, and what to do about a
+	 * problem. The raw figures are behind a "Details" toggle.
 	 */
 	private static function render_status() {
-		echo '<h2>' . esc_html__( 'Status', 'real-time-event-trigger' ) . '</h2><table class="widefat striped" style="max-width:60em"><tbody>';
+		echo '<h2>' . esc_html__( 'Status', 'real-time-event-trigger' ) . '</h2>';
+		$configured = RTET_Settings::is_configured();
+		$health     = $configured ? RTET_Status::check() : new WP_Error( 'rtet_not_configured', trim( (string) RTET_Settings::key_problem() ) );
+		$state      = RTET_Status::state();
+		$waiting    = RTET_Status::waiting();
+		$failure    = RTET_Token::last_failure();
 
+		if ( ! $configured ) {
+			$summary = __( 'Not set up yet: no events are sent.', 'real-time-event-trigger' );
+		} elseif ( true === $health && null === $failure ) {
+			$summary = __( 'Working: events reach the relay and browsers can subscribe.', 'real-time-event-trigger' );
+		} else {
+			$summary = __( 'Something needs your attention: see below.', 'real-time-event-trigger' );
+		}
+		printf( '<p id="rtet-status-summary"><strong>%s</strong></p>', esc_html( $summary ) );
+
+		echo '<table class="widefat striped" style="max-width:60em"><tbody>';
 		if ( RTET_Sender::extension_available() ) {
-			$version   = function_exists( 'rtet_version' ) ? rtet_version() : '?';
 			$transport = sprintf(
 				/* translators: %s: extension version */
 				__( 'rtet extension %s loaded: events go through a pooled connection to the relay.', 'real-time-event-trigger' ),
-				$version
+				function_exists( 'rtet_version' ) ? rtet_version() : '?'
 			);
 		} else {
 			$transport = __( 'HTTP fallback: the rtet extension is not loaded, so each event is posted to the relay\'s /api/send-event at the end of the request. Install rtet.so for pooled, non-blocking sending.', 'real-time-event-trigger' );
 		}
 		self::status_row( __( 'Transport', 'real-time-event-trigger' ), $transport, 'rtet-status-transport' );
 
-		$health = RTET_Settings::is_configured() ? RTET_Sender::relay_health() : new WP_Error( 'rtet_not_configured', trim( (string) RTET_Settings::key_problem() . ' ' . __( 'Set the relay URL and API key below.', 'real-time-event-trigger' ) ) );
-		self::status_row(
-			__( 'Relay', 'real-time-event-trigger' ),
-			true === $health
+		if ( true === $health ) {
+			$relay = $state['since'] > 0
+				/* translators: 1: relay URL, 2: since when */
+				? sprintf( __( 'Reachable at %1$s, connected since %2$s.', 'real-time-event-trigger' ), RTET_Settings::server_url(), RTET_Status::when( $state['since'] ) )
 				/* translators: %s: relay URL */
-				? sprintf( __( 'Reachable at %s', 'real-time-event-trigger' ), RTET_Settings::server_url() )
-				/* translators: %s: error message */
-				: sprintf( __( 'Not reachable: %s', 'real-time-event-trigger' ), $health->get_error_message() ),
-			'rtet-status-relay'
-		);
-
-		$failure = RTET_Token::last_failure();
-		if ( null !== $failure ) {
-			self::status_row( __( 'Browser tokens', 'real-time-event-trigger' ), self::signing_failure_text( $failure ), 'rtet-status-tokens' );
-		}
-
-		if ( RTET_Sender::extension_available() && function_exists( 'rtet_stats' ) ) {
-			$stats = (array) rtet_stats();
-			$parts = array();
-			foreach ( $stats as $name => $value ) {
-				$parts[] = $name . ': ' . ( is_scalar( $value ) || null === $value ? var_export( $value, true ) : wp_json_encode( $value ) ); // phpcs:ignore WordPress.PHP.DevelopmentFunctions.error_log_var_export
-			}
-			self::status_row( __( 'Extension (this worker)', 'real-time-event-trigger' ), implode( ', ', $parts ), 'rtet-status-stats' );
+				: sprintf( __( 'Reachable at %s.', 'real-time-event-trigger' ), RTET_Settings::server_url() );
 		} else {
-			$pending = RTET_Queue::size();
-			self::status_row(
-				__( 'Undelivered events', 'real-time-event-trigger' ),
-				/* translators: %d: number of events */
-				sprintf( _n( '%d event waiting to be resent', '%d events waiting to be resent', $pending, 'real-time-event-trigger' ), $pending ),
-				'rtet-status-pending'
+			$relay = sprintf(
+				/* translators: 1: error message, 2: since when, 3: what to do */
+				__( 'Not reachable: %1$s (since %2$s). What to do: %3$s', 'real-time-event-trigger' ),
+				$health->get_error_message(),
+				$state['since'] > 0 && false === $state['up'] ? RTET_Status::when( $state['since'] ) : __( 'now', 'real-time-event-trigger' ),
+				RTET_Status::advice( $health->get_error_message() )
 			);
 		}
+		self::status_row( __( 'Relay', 'real-time-event-trigger' ), $relay, 'rtet-status-relay' );
+
+		if ( 0 === $waiting['count'] ) {
+			$pending = __( 'None: every event was delivered.', 'real-time-event-trigger' );
+		} else {
+			$pending = sprintf(
+				/* translators: %d: number of events */
+				_n( '%d event waits to be delivered.', '%d events wait to be delivered.', $waiting['count'], 'real-time-event-trigger' ),
+				$waiting['count']
+			) . ' ' . ( 'queue' === $waiting['where']
+				? __( 'They are sent again with the next event and by WP-Cron every minute, and dropped after 10 minutes.', 'real-time-event-trigger' )
+				: __( '(In this PHP worker; the extension sends them once the relay answers.)', 'real-time-event-trigger' ) );
+		}
+		self::status_row( __( 'Events waiting', 'real-time-event-trigger' ), $pending, 'rtet-status-pending' );
+
+		if ( '' === $state['error'] ) {
+			$error = __( 'None so far.', 'real-time-event-trigger' );
+		} elseif ( true !== $health && $health->get_error_message() === $state['error'] ) {
+			/* translators: %s: when */
+			$error = sprintf( __( 'The relay problem above, first seen %s.', 'real-time-event-trigger' ), RTET_Status::when( $state['error_at'] ) );
+		} else {
+			$error = sprintf(
+				/* translators: 1: error message, 2: when, 3: what to do */
+				__( '%1$s — %2$s. What to do: %3$s', 'real-time-event-trigger' ),
+				$state['error'],
+				RTET_Status::when( $state['error_at'] ),
+				RTET_Status::advice( $state['error'] )
+			);
+			if ( true === $health && $state['up'] && $state['since'] >= $state['error_at'] ) {
+				$error .= ' ' . __( 'The relay has answered since.', 'real-time-event-trigger' );
+			}
+		}
+		self::status_row( __( 'Last error', 'real-time-event-trigger' ), $error, 'rtet-status-error' );
+
+		if ( null !== $failure ) {
+			self::status_row( __( 'Browser tokens', 'real-time-event-trigger' ), RTET_Health::signing_failure_text( $failure ), 'rtet-status-tokens' );
+		}
+		/**
+		 * Fires at the end of the status table (print one <tr> per row), for features that add their own status.
+		 */
+		do_action( 'rtet_status_rows' );
 		echo '</tbody></table>';
 
-		if ( RTET_Settings::is_configured() ) {
+		echo '<details id="rtet-status-details" style="margin-top:1em"><summary>' . esc_html__( 'Details', 'real-time-event-trigger' ) . '</summary><table class="widefat striped" style="max-width:60em"><tbody>';
+		foreach ( self::raw_figures( $state, $waiting ) as $name => $value ) {
+			self::status_row( $name, $value, 'rtet-status-raw-' . sanitize_key( $name ) );
+		}
+		echo '</tbody></table></details>';
+
+		if ( $configured ) {
 			echo '<p><button type="button" class="button button-secondary" id="rtet_send_test">' . esc_html__( 'Send test event', 'real-time-event-trigger' ) . '</button></p>';
 			echo '<ul id="rtet_test_log" aria-live="polite"></ul>';
 		}
 	}
 
 	/**
-	 * `site_status_tests`: Site Health shows whether browsers can get tokens.
+	 * The figures behind the status: the stored state, the queue, the extension's stats for this worker.
 	 *
-	 * @param array $tests Tests.
-	 * @return array
+	 * @param array $state   RTET_Status::state().
+	 * @param array $waiting RTET_Status::waiting().
+	 * @return string[] Name => value as text.
 	 */
-	public static function site_status_tests( $tests ) {
-		$tests['direct']['rtet_token_signing'] = array(
-			'label' => __( 'Real-time events: browser tokens', 'real-time-event-trigger' ),
-			'test'  => array( __CLASS__, 'site_status_token_signing' ),
+	private static function raw_figures( array $state, array $waiting ) {
+		$figures = array(
+			'transport'     => RTET_Sender::transport(),
+			'relay_url'     => RTET_Settings::server_url(),
+			'browser_url'   => RTET_Settings::browser_url(),
+			'relay_up'      => null === $state['up'] ? 'unknown' : ( $state['up'] ? 'true' : 'false' ),
+			'relay_since'   => $state['since'] ? gmdate( 'c', $state['since'] ) : '',
+			'last_error'    => $state['error'],
+			'last_error_at' => $state['error_at'] ? gmdate( 'c', $state['error_at'] ) : '',
+			'waiting'       => (string) $waiting['count'],
+			'waiting_where' => $waiting['where'],
 		);
-		return $tests;
-	}
-
-	/**
-	 * The Site Health test: critical while the last attempt to sign a token failed.
-	 *
-	 * @return array
-	 */
-	public static function site_status_token_signing() {
-		$failure = RTET_Token::last_failure();
-		$result  = array(
-			'label'       => __( 'Browsers get tokens for real-time events', 'real-time-event-trigger' ),
-			'status'      => 'good',
-			'badge'       => array(
-				'label' => __( 'Real-time events', 'real-time-event-trigger' ),
-				'color' => 'blue',
-			),
-			'description' => '<p>' . esc_html__( 'The token endpoint signs tokens the relay accepts.', 'real-time-event-trigger' ) . '</p>',
-			'test'        => 'rtet_token_signing',
-		);
-		if ( null !== $failure ) {
-			$result['status']      = 'critical';
-			$result['label']       = __( 'Browsers cannot get tokens for real-time events', 'real-time-event-trigger' );
-			$result['badge']['color'] = 'red';
-			$result['description'] = '<p>' . esc_html( self::signing_failure_text( $failure ) ) . '</p>';
+		if ( RTET_Sender::extension_available() && function_exists( 'rtet_stats' ) ) {
+			foreach ( (array) rtet_stats() as $name => $value ) {
+				$figures[ 'extension.' . $name ] = is_scalar( $value ) || null === $value ? var_export( $value, true ) : (string) wp_json_encode( $value ); // phpcs:ignore WordPress.PHP.DevelopmentFunctions.error_log_var_export
+			}
 		}
-		return $result;
-	}
-
-	/**
-	 * A signing failure as one sentence.
-	 *
-	 * @param array $failure From RTET_Token::last_failure().
-	 * @return string
-	 */
-	private static function signing_failure_text( array $failure ) {
-		return sprintf(
-			/* translators: 1: date and time, 2: error message */
-			__( 'Since %1$s the rtet extension refuses to sign browser tokens, so no browser can subscribe: %2$s', 'real-time-event-trigger' ),
-			wp_date( 'Y-m-d H:i:s', (int) $failure['time'] ),
-			$failure['message']
-		);
+		return $figures;
 	}
 
 	/**

@@ -72,7 +72,10 @@ class RTET_Client {
 		 */
 		$anonymous = array_values( array_filter( (array) apply_filters( 'rtet_anonymous_channels', array( 'public' ) ), array( 'RTET_Protocol', 'is_channel' ) ) );
 		$settings  = array(
-			'tokenUrl'     => esc_url_raw( rest_url( RTET_REST::NS . '/token' ) ),
+			'tokenUrl'       => esc_url_raw( rest_url( RTET_REST::NS . '/token' ) ),
+			// Posts whose channels this page asks for; the token endpoint grants only those the user may read.
+			'posts'          => self::page_posts( $context ),
+			'commentNotices' => 'admin' === $context && (bool) RTET_Settings::value( 'admin_notices' ) && current_user_can( 'moderate_comments' ),
 			// Visitors connect here without a token; logged-in users get the URL with their token.
 			'url'          => RTET_Settings::browser_url(),
 			'anonymous'    => $anonymous,
@@ -94,6 +97,12 @@ class RTET_Client {
 				'newUser'       => __( 'New user registered: %1$s (%2$s)', 'real-time-event-trigger' ),
 				'viewUser'      => __( 'View user', 'real-time-event-trigger' ),
 				'dismissNotice' => __( 'Dismiss this notice.', 'real-time-event-trigger' ),
+				/* translators: %s: comment author's name */
+				'newComment'    => __( 'New comment by %s', 'real-time-event-trigger' ),
+				'readComment'   => __( 'Read it', 'real-time-event-trigger' ),
+				/* translators: 1: comment author's name, 2: post title */
+				'heldComment'   => __( 'A comment by %1$s on "%2$s" is waiting for moderation.', 'real-time-event-trigger' ),
+				'moderate'      => __( 'Moderate it', 'real-time-event-trigger' ),
 			),
 		);
 		/**
@@ -104,5 +113,40 @@ class RTET_Client {
 		 */
 		$settings = (array) apply_filters( 'rtet_client_settings', $settings, $context );
 		wp_add_inline_script( self::HANDLE, 'window.rtetSettings = ' . wp_json_encode( $settings ) . ';', 'before' );
+	}
+
+	/**
+	 * The posts this page asks channels for: on the front end the post being
+	 * read when its new comments are sent live (comments open and the event
+	 * on); in wp-admin the post being edited. A visitor's page that asks for
+	 * one fetches a token (an uncached REST request) instead of connecting
+	 * anonymously; pages that ask for none stay without any request to the site.
+	 *
+	 * @param string $context 'front' or 'admin'.
+	 * @return int[]
+	 */
+	private static function page_posts( $context ) {
+		$posts = array();
+		if ( 'front' === $context && is_singular() && RTET_Settings::event_enabled( 'comment_approved' ) ) {
+			$id = (int) get_queried_object_id();
+			if ( $id > 0 && comments_open( $id ) ) {
+				$posts[] = $id;
+			}
+		}
+		if ( 'admin' === $context && function_exists( 'get_current_screen' ) ) {
+			$screen = get_current_screen();
+			$post   = get_post();
+			if ( $screen && 'post' === $screen->base && $post instanceof WP_Post && current_user_can( 'edit_post', $post->ID ) ) {
+				$posts[] = (int) $post->ID;
+			}
+		}
+		/**
+		 * Filters the posts whose channels (`post.<ID>`, `post.<ID>.editors`) a page asks for.
+		 *
+		 * @param int[]  $posts   Post IDs.
+		 * @param string $context 'front' or 'admin'.
+		 */
+		$posts = (array) apply_filters( 'rtet_page_posts', $posts, $context );
+		return RTET_Channels::parse_post_ids( array_map( 'intval', $posts ) );
 	}
 }

@@ -39,10 +39,22 @@ class RTET_Plugin {
 		register_deactivation_hook( RTET_PLUGIN_FILE, array( __CLASS__, 'deactivate' ) );
 
 		add_action( 'init', array( __CLASS__, 'load_textdomain' ) );
+		// An upgrade by replacing the files runs no activation hook: bring stored data up to date on load.
+		add_action( 'plugins_loaded', array( __CLASS__, 'upgrade' ) );
 
 		// Built-in events.
 		add_action( 'wp_after_insert_post', array( 'RTET_Events', 'on_after_insert_post' ), 10, 4 );
 		add_action( 'user_register', array( 'RTET_Events', 'on_user_register' ), 10, 1 );
+
+		// Live comments: approved ones to the post's readers, held ones to moderators.
+		add_action( 'wp_insert_comment', array( 'RTET_Comments', 'on_insert_comment' ), 10, 2 );
+		add_action( 'transition_comment_status', array( 'RTET_Comments', 'on_transition_comment_status' ), 10, 3 );
+		add_action( 'shutdown', array( 'RTET_Comments', 'send_changed' ), 10 );
+		add_filter( 'render_block', array( 'RTET_Comments', 'mark_comments_title' ), 10, 2 );
+
+		// Editor awareness: a save reaches the others editing the post.
+		add_action( 'wp_after_insert_post', array( 'RTET_Editor', 'on_after_insert_post' ), 10, 4 );
+		add_action( 'enqueue_block_editor_assets', array( 'RTET_Editor', 'enqueue' ) );
 
 		// The HTTP fallback: events queued by a request go out after the response; undelivered ones are retried.
 		add_action( 'shutdown', array( 'RTET_Sender', 'flush_at_shutdown' ), PHP_INT_MAX );
@@ -59,7 +71,8 @@ class RTET_Plugin {
 		add_action( 'admin_menu', array( 'RTET_Admin', 'add_menu' ) );
 		add_action( 'admin_init', array( 'RTET_Admin', 'register_settings' ) );
 		add_action( 'admin_enqueue_scripts', array( 'RTET_Admin', 'enqueue' ) );
-		add_filter( 'site_status_tests', array( 'RTET_Admin', 'site_status_tests' ) );
+		add_filter( 'site_status_tests', array( 'RTET_Health', 'tests' ) );
+		add_filter( 'debug_information', array( 'RTET_Health', 'info' ) );
 		add_filter( 'plugin_action_links_' . plugin_basename( RTET_PLUGIN_FILE ), array( 'RTET_Admin', 'action_links' ) );
 	}
 
@@ -81,6 +94,16 @@ class RTET_Plugin {
 			update_option( RTET_Settings::OPTION, array_merge( RTET_Settings::defaults(), $stored ) );
 		}
 		RTET_Queue::install();
+	}
+
+	/**
+	 * `plugins_loaded`: brings the database up to date after an upgrade (the
+	 * retry queue's table, and events an older version left in its option).
+	 * One autoloaded option read when nothing is to do.
+	 */
+	public static function upgrade() {
+		RTET_Queue::install();
+		RTET_Settings::upgrade();
 	}
 
 	/**

@@ -11,6 +11,11 @@
  * dies while holding a lease loses nothing; the rows come back when the lease
  * runs out.
  *
+ * Plugin versions before the table kept undelivered events in the
+ * `rtet_pending_events` option; install() moves them into the table once,
+ * in one transaction that also deletes the option, so no event is lost or
+ * moved twice when several workers upgrade at the same time.
+ *
  * @package real-time-event-trigger
  */
 
@@ -24,8 +29,11 @@ class RTET_Queue {
 	/** Table name without the site's prefix. */
 	const TABLE = 'rtet_pending';
 
-	/** Schema version; a different stored version re-runs dbDelta(). */
-	const SCHEMA_VERSION = '1';
+	/** Schema version; a different stored version re-runs dbDelta() and the legacy migration. */
+	const SCHEMA_VERSION = '2';
+
+	/** The option in which plugin versions before the table kept undelivered events. */
+	const LEGACY_OPTION = 'rtet_pending_events';
 
 	/** Option holding the installed schema version. */
 	const SCHEMA_OPTION = 'rtet_queue_schema';
@@ -44,8 +52,10 @@ class RTET_Queue {
 	}
 
 	/**
-	 * Creates or updates the table when its schema is not the current one.
-	 * Cheap when it is: one autoloaded option.
+	 * Creates or updates the table when its schema is not the current one, and
+	 * moves the legacy option's events into it. Cheap when it is current: one
+	 * autoloaded option (RTET_Plugin calls this on every load, so an upgrade
+	 * by replacing the files, which runs no activation hook, migrates too).
 	 */
 	public static function install() {
 		if ( get_option( self::SCHEMA_OPTION ) === self::SCHEMA_VERSION ) {
@@ -67,7 +77,96 @@ class RTET_Queue {
   KEY claim_until (claim_until)
 ) {$charset};"
 		);
+		$moved = self::migrate_legacy_option();
+		if ( false === $moved ) {
+			// Not moved (a database error): the option stays, and the next load tries again.
+			return;
+		}
+		if ( $moved > 0 ) {
+			RTET_Sender::schedule_retry();
+		}
 		update_option( self::SCHEMA_OPTION, self::SCHEMA_VERSION, true );
+	}
+
+	/**
+	 * Moves the events of the legacy `rtet_pending_events` option into the
+	 * table, oldest first, and deletes the option, all in one transaction:
+	 * the option's row is read FOR UPDATE, so a second worker doing the same
+	 * waits, then finds no option and moves nothing. Entries that are not
+	 * events are dropped; expired ones are dropped by trim().
+	 *
+	 * @return int|false How many events were moved, or false when the database refused (nothing changed).
+	 */
+	public static function migrate_legacy_option() {
+		global $wpdb;
+		$wpdb->query( 'START TRANSACTION' ); // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+		$raw = $wpdb->get_var( $wpdb->prepare( "SELECT option_value FROM {$wpdb->options} WHERE option_name = %s FOR UPDATE", self::LEGACY_OPTION ) ); // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+		if ( null === $raw ) {
+			$wpdb->query( 'COMMIT' ); // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+			return '' === $wpdb->last_error ? 0 : false;
+		}
+		// Our own option, but read as data: no objects.
+		$items = is_serialized( $raw ) ? @unserialize( trim( $raw ), array( 'allowed_classes' => false ) ) : null; // phpcs:ignore WordPress.PHP.NoSilencedErrors,WordPress.PHP.DiscouragedPHPFunctions.serialize_unserialize
+		$moved = 0;
+		foreach ( is_array( $items ) ? $items : array() as $item ) {
+			if ( ! self::is_event_item( $item ) ) {
+				continue;
+			}
+			$item = array(
+				'id'       => $item['id'],
+				'event'    => $item['event'],
+				'data'     => $item['data'] ?? null,
+				'channels' => array_values( $item['channels'] ),
+				'time'     => $item['time'],
+			);
+			$ok   = $wpdb->insert( // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+				self::table(),
+				array(
+					'event_id'   => (string) $item['id'],
+					'item'       => wp_json_encode( $item ),
+					'created_at' => (int) $item['time'],
+				),
+				array( '%s', '%s', '%d' )
+			);
+			if ( false === $ok ) {
+				$wpdb->query( 'ROLLBACK' ); // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+				return false;
+			}
+			++$moved;
+		}
+		if ( false === $wpdb->delete( $wpdb->options, array( 'option_name' => self::LEGACY_OPTION ), array( '%s' ) ) ) { // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+			$wpdb->query( 'ROLLBACK' ); // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+			return false;
+		}
+		$wpdb->query( 'COMMIT' ); // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+
+		// The row went past delete_option(): forget it in the object cache too.
+		wp_cache_delete( self::LEGACY_OPTION, 'options' );
+		$alloptions = wp_load_alloptions( true );
+		if ( isset( $alloptions[ self::LEGACY_OPTION ] ) ) {
+			unset( $alloptions[ self::LEGACY_OPTION ] );
+			wp_cache_set( 'alloptions', $alloptions, 'options' );
+		}
+		if ( $moved > 0 ) {
+			self::trim();
+		}
+		return $moved;
+	}
+
+	/**
+	 * Whether a value is a queued event: id, event, channels and time of the right shapes.
+	 *
+	 * @param mixed $item Value.
+	 * @return bool
+	 */
+	private static function is_event_item( $item ) {
+		return is_array( $item )
+			&& isset( $item['id'], $item['event'], $item['channels'], $item['time'] )
+			&& RTET_Protocol::is_id( $item['id'] )
+			&& RTET_Protocol::is_event( $item['event'] )
+			&& is_array( $item['channels'] ) && array() !== $item['channels']
+			&& count( array_filter( $item['channels'], array( 'RTET_Protocol', 'is_channel' ) ) ) === count( $item['channels'] )
+			&& is_int( $item['time'] );
 	}
 
 	/**

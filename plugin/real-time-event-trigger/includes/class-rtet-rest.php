@@ -2,10 +2,14 @@
 /**
  * REST endpoints under `rtet/v1`:
  *
- * - `GET /token`: a subscriber token for whoever asks. A visitor gets
- *   `public`; a logged-in user (cookie plus `X-WP-Nonce`) also gets
- *   `user.<ID>` and `role.<role>` for each role. Tokens live 5 minutes. Pages
- *   never carry a token, so page caches are safe.
+ * - `GET /token[?posts=1,2]`: a subscriber token for whoever asks. A visitor
+ *   gets `public`; a logged-in user (cookie plus `X-WP-Nonce`) also gets
+ *   `user.<ID>`, `role.<role>` for each role and `cap.<capability>` for the
+ *   capabilities of RTET_Channels that they have. For each post in `posts`
+ *   the token grants `post.<ID>` when the asker may read it and
+ *   `post.<ID>.editors` when they may edit it (RTET_Channels). Tokens live
+ *   5 minutes. Pages never carry a token and this answer is never cached,
+ *   so page caches are safe.
  * - `POST /test`: the settings page's "Send test event" (manage_options).
  *
  * @package real-time-event-trigger
@@ -48,38 +52,15 @@ class RTET_REST {
 	}
 
 	/**
-	 * The channels a user may subscribe to.
-	 *
-	 * @param WP_User|null $user The user, or null for a visitor.
-	 * @return string[]
-	 */
-	public static function channels_for( $user ) {
-		$channels = array( 'public' );
-		if ( $user instanceof WP_User && $user->exists() ) {
-			$channels[] = 'user.' . (int) $user->ID;
-			foreach ( (array) $user->roles as $role ) {
-				if ( RTET_Protocol::is_channel( 'role.' . $role ) ) {
-					$channels[] = 'role.' . $role;
-				}
-			}
-		}
-		/**
-		 * Filters the channels a token grants.
-		 *
-		 * @param string[]     $channels Channels.
-		 * @param WP_User|null $user     The user, null for a visitor.
-		 */
-		return array_values( array_unique( (array) apply_filters( 'rtet_token_channels', $channels, $user ) ) );
-	}
-
-	/**
 	 * `GET /rtet/v1/token`.
 	 *
+	 * @param WP_REST_Request $request The request (`posts`: post IDs the page wants channels for).
 	 * @return WP_REST_Response|WP_Error
 	 */
-	public static function token() {
+	public static function token( $request ) {
 		$user     = is_user_logged_in() ? wp_get_current_user() : null;
-		$channels = self::channels_for( $user );
+		$posts    = $request instanceof WP_REST_Request ? RTET_Channels::parse_post_ids( $request->get_param( 'posts' ) ) : array();
+		$channels = RTET_Channels::for_user( $user, $posts );
 		$url      = RTET_Settings::browser_url();
 		if ( '' === $url ) {
 			return new WP_Error( 'rtet_not_configured', __( 'Real-time events are not configured.', 'real-time-event-trigger' ), array( 'status' => 503 ) );

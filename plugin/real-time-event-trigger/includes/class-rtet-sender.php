@@ -301,7 +301,7 @@ class RTET_Sender {
 	/**
 	 * Plans WP-Cron's retry of undelivered events, once.
 	 */
-	private static function schedule_retry() {
+	public static function schedule_retry() {
 		if ( ! wp_next_scheduled( self::RETRY_HOOK ) ) {
 			wp_schedule_single_event( time() + 60, self::RETRY_HOOK );
 		}
@@ -355,6 +355,7 @@ class RTET_Sender {
 			);
 			$code = is_wp_error( $response ) ? 0 : (int) wp_remote_retrieve_response_code( $response );
 			if ( 200 === $code ) {
+				RTET_Status::record( true );
 				continue;
 			}
 			$message = is_wp_error( $response ) ? $response->get_error_message() : wp_remote_retrieve_body( $response );
@@ -372,6 +373,7 @@ class RTET_Sender {
 			 * @param string   $channel The channel.
 			 */
 			do_action( 'rtet_event_failed', $error, $item, $channel );
+			RTET_Status::record( 0 !== $code, $error->get_error_message() );
 			if ( $retry ) {
 				// The relay is down or busy: the rest of this event's channels wait with it.
 				return $error;
@@ -384,9 +386,36 @@ class RTET_Sender {
 	 * WP-Cron: retry undelivered events.
 	 */
 	public static function retry_pending() {
-		if ( ! self::extension_available() ) {
-			self::flush( true );
+		// A worker still running the old code during an upgrade may have written the legacy option.
+		RTET_Queue::migrate_legacy_option();
+		if ( self::extension_available() ) {
+			self::hand_queue_to_extension();
+			return;
 		}
+		self::flush( true );
+	}
+
+	/**
+	 * Gives the events the HTTP fallback left in RTET_Queue (from before the
+	 * extension was installed, or from an older plugin version) to the
+	 * extension, with their ids, so the relay's dedupe still applies.
+	 */
+	private static function hand_queue_to_extension() {
+		if ( ! RTET_Settings::is_configured() ) {
+			return;
+		}
+		$claimed = RTET_Queue::claim();
+		foreach ( $claimed['items'] as $item ) {
+			if ( time() - (int) $item['time'] <= self::PENDING_TTL ) {
+				$sent = self::send( $item['event'], $item['data'] ?? null, $item['channels'], array( 'id' => (string) $item['id'] ) );
+				if ( is_wp_error( $sent ) ) {
+					// Refused by the extension: the relay would refuse it too, so it leaves the queue.
+					do_action( 'rtet_event_failed', $sent, $item, implode( ',', $item['channels'] ) );
+				}
+			}
+			RTET_Queue::remove( $item['row'] );
+		}
+		RTET_Queue::release( $claimed['claim'] );
 	}
 
 	/**

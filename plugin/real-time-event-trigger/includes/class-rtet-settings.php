@@ -23,7 +23,13 @@ class RTET_Settings {
 	const GROUP = 'rtet_settings_group';
 
 	/** Built-in events that can be switched on and off. */
-	const BUILT_IN_EVENTS = array( 'post_published', 'post_updated', 'user_registered' );
+	const BUILT_IN_EVENTS = array( 'post_published', 'post_updated', 'user_registered', 'comment_approved', 'comment_held', 'post_saved' );
+
+	/** The built-in events of plugin versions before comments and editor saves (RTET_Plugin::upgrade()). */
+	const FIRST_EVENTS = array( 'post_published', 'post_updated', 'user_registered' );
+
+	/** Settings format; RTET_Plugin::upgrade() brings older stored settings to it. */
+	const VERSION = 2;
 
 	/**
 	 * Defaults for every key.
@@ -42,8 +48,10 @@ class RTET_Settings {
 			'events'               => self::BUILT_IN_EVENTS,
 			// Toasts for post_published on the front end.
 			'toasts'               => true,
-			// Notices for user_registered in wp-admin (administrators only).
+			// Notices in wp-admin: user_registered to administrators, comment_held to moderators.
 			'admin_notices'        => true,
+			// The format of these settings.
+			'version'              => self::VERSION,
 		);
 	}
 
@@ -113,6 +121,26 @@ class RTET_Settings {
 			return __( 'No API key is set.', 'real-time-event-trigger' );
 		}
 		return RTET_Protocol::key_problem( $key );
+	}
+
+	/**
+	 * Brings stored settings of an older format up to this one: a site that
+	 * had every built-in event of its version on gets the new ones on too;
+	 * a site that had switched some off gets the new ones off, to switch on
+	 * in the settings page.
+	 */
+	public static function upgrade() {
+		$stored = get_option( self::OPTION, null );
+		if ( ! is_array( $stored ) || (int) ( $stored['version'] ?? 1 ) >= self::VERSION ) {
+			return;
+		}
+		$events = isset( $stored['events'] ) ? array_map( 'strval', (array) $stored['events'] ) : self::BUILT_IN_EVENTS;
+		if ( array() === array_diff( self::FIRST_EVENTS, $events ) ) {
+			$events = array_values( array_unique( array_merge( $events, self::BUILT_IN_EVENTS ) ) );
+		}
+		$stored['events']  = array_values( array_intersect( self::BUILT_IN_EVENTS, $events ) );
+		$stored['version'] = self::VERSION;
+		update_option( self::OPTION, $stored );
 	}
 
 	/**

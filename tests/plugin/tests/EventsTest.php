@@ -43,7 +43,7 @@ class EventsTest extends RTET_Test_Case {
 	private function events_for( $post_id ) {
 		$out = array();
 		foreach ( $this->sent as $s ) {
-			if ( 0 === strpos( $s[0], 'post_' ) && $s[2]['id'] === $post_id ) {
+			if ( in_array( $s[0], array( 'post_published', 'post_updated' ), true ) && $s[2]['id'] === $post_id ) {
 				$out[] = $s[0];
 			}
 		}

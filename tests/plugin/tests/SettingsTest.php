@@ -103,4 +103,22 @@ class SettingsTest extends RTET_Test_Case {
 		$this->assertSame( 'rtet_not_configured', $result->get_error_code() );
 		$this->assertSame( 503, rest_do_request( new WP_REST_Request( 'GET', '/rtet/v1/token' ) )->get_status() );
 	}
+
+	public function test_an_upgrade_switches_the_new_events_on_where_every_old_one_was_on_and_only_there() {
+		$old = RTET_Settings::get();
+		unset( $old['version'] );
+		update_option( RTET_Settings::OPTION, array_merge( $old, array( 'events' => RTET_Settings::FIRST_EVENTS ) ) );
+		RTET_Plugin::upgrade();
+		$this->assertSame( RTET_Settings::BUILT_IN_EVENTS, RTET_Settings::value( 'events' ) );
+		$this->assertSame( RTET_Settings::VERSION, RTET_Settings::value( 'version' ) );
+
+		update_option( RTET_Settings::OPTION, array_merge( $old, array( 'events' => array( 'post_published' ) ) ) );
+		RTET_Plugin::upgrade();
+		$this->assertSame( array( 'post_published' ), RTET_Settings::value( 'events' ), 'a site that chose stays as it chose' );
+
+		// Once upgraded, switching events off stays off.
+		$this->set_settings( array( 'events' => RTET_Settings::FIRST_EVENTS ) );
+		RTET_Plugin::upgrade();
+		$this->assertSame( RTET_Settings::FIRST_EVENTS, RTET_Settings::value( 'events' ) );
+	}
 }

@@ -14,10 +14,15 @@ class TokenEndpointTest extends RTET_Test_Case {
 	/**
 	 * Asks the endpoint as the current user (a REST request inside WordPress).
 	 *
+	 * @param mixed $posts The `posts` parameter (post IDs the page wants channels for), or null for none.
 	 * @return WP_REST_Response
 	 */
-	private static function ask() {
-		return rest_do_request( new WP_REST_Request( 'GET', '/rtet/v1/token' ) );
+	private static function ask( $posts = null ) {
+		$request = new WP_REST_Request( 'GET', '/rtet/v1/token' );
+		if ( null !== $posts ) {
+			$request->set_param( 'posts', $posts );
+		}
+		return rest_do_request( $request );
 	}
 
 	/**
@@ -41,10 +46,11 @@ class TokenEndpointTest extends RTET_Test_Case {
 	/**
 	 * Channels granted to the current user, checked against the token's own claims.
 	 *
+	 * @param mixed $posts The `posts` parameter, or null for none.
 	 * @return string[]
 	 */
-	private function granted() {
-		$res = self::ask();
+	private function granted( $posts = null ) {
+		$res = self::ask( $posts );
 		$this->assertSame( 200, $res->get_status(), wp_json_encode( $res->get_data() ) );
 		$body   = $res->get_data();
 		$claims = self::verified_claims( $body['token'] );
@@ -65,16 +71,139 @@ class TokenEndpointTest extends RTET_Test_Case {
 		$this->assertSame( array( 'public', 'user.' . $user->ID, 'role.subscriber' ), $this->granted() );
 	}
 
-	public function test_an_editor_gets_the_editor_role_channel_and_not_the_administrators() {
-		$user = self::create_user( 'editor' );
+	public function test_an_author_gets_no_capability_channel() {
+		$user = self::create_user( 'author' );
 		wp_set_current_user( $user->ID );
-		$this->assertSame( array( 'public', 'user.' . $user->ID, 'role.editor' ), $this->granted() );
+		$this->assertSame( array( 'public', 'user.' . $user->ID, 'role.author' ), $this->granted() );
 	}
 
-	public function test_an_administrator_gets_the_administrator_channel() {
+	public function test_an_editor_gets_the_editor_role_and_the_capability_channels_of_editors() {
+		$user = self::create_user( 'editor' );
+		wp_set_current_user( $user->ID );
+		$this->assertSame( array( 'public', 'user.' . $user->ID, 'role.editor', 'cap.moderate_comments', 'cap.edit_others_posts' ), $this->granted() );
+	}
+
+	public function test_an_administrator_gets_the_administrator_channel_and_every_capability_channel() {
 		$user = self::create_user( 'administrator' );
 		wp_set_current_user( $user->ID );
-		$this->assertSame( array( 'public', 'user.' . $user->ID, 'role.administrator' ), $this->granted() );
+		$this->assertSame(
+			array( 'public', 'user.' . $user->ID, 'role.administrator', 'cap.moderate_comments', 'cap.edit_others_posts', 'cap.manage_options', 'cap.list_users' ),
+			$this->granted()
+		);
+	}
+
+	/**
+	 * For every kind of user, each `cap.` and `post.` channel granted is one current_user_can() allows, and each one it allows is granted.
+	 */
+	public function test_every_role_gets_exactly_the_capability_and_post_channels_current_user_can_allows() {
+		$author  = self::create_user( 'author' );
+		$posts   = $this->posts_of_every_kind( $author->ID );
+		$ids     = array_values( $posts );
+		$checked = 0;
+		foreach ( array( null, 'subscriber', 'contributor', 'author', 'editor', 'administrator' ) as $role ) {
+			$user = null === $role ? null : ( 'author' === $role ? $author : self::create_user( $role ) );
+			wp_set_current_user( $user ? $user->ID : 0 );
+			$granted = $this->granted( implode( ',', $ids ) );
+			foreach ( RTET_Channels::CAPABILITIES as $cap ) {
+				$this->assertSame( current_user_can( $cap ), in_array( 'cap.' . $cap, $granted, true ), ( $role ?? 'visitor' ) . " and cap.$cap" );
+				++$checked;
+			}
+			foreach ( $posts as $kind => $id ) {
+				$post     = get_post( $id );
+				$readable = $user ? current_user_can( 'read_post', $id ) && ! post_password_required( $post ) : RTET_Events::is_public_post( $post );
+				$this->assertSame( $readable, in_array( "post.$id", $granted, true ), ( $role ?? 'visitor' ) . " reading the $kind post" );
+				$this->assertSame( (bool) $user && current_user_can( 'edit_post', $id ), in_array( "post.$id.editors", $granted, true ), ( $role ?? 'visitor' ) . " editing the $kind post" );
+				$checked += 2;
+			}
+		}
+		$this->assertSame( 6 * ( 4 + 2 * count( $posts ) ), $checked );
+	}
+
+	/**
+	 * One post of each kind that matters for who may read it, by `$author`.
+	 *
+	 * @param int $author Author's user ID.
+	 * @return int[] Kind => post ID.
+	 */
+	private function posts_of_every_kind( $author ) {
+		$make = static function ( $status, $extra = array() ) use ( $author ) {
+			return (int) wp_insert_post( array_merge( array( 'post_title' => "Token $status", 'post_status' => $status, 'post_author' => $author ), $extra ) );
+		};
+		return array(
+			'public'             => $make( 'publish' ),
+			'private'            => $make( 'private' ),
+			'draft'              => $make( 'draft' ),
+			'password-protected' => $make( 'publish', array( 'post_password' => 'secret' ) ),
+		);
+	}
+
+	public function test_a_visitor_gets_the_channel_of_a_public_post_and_not_of_a_private_draft_or_protected_one() {
+		$author = self::create_user( 'author' );
+		$posts  = $this->posts_of_every_kind( $author->ID );
+		$this->assertSame( array( 'public', 'post.' . $posts['public'] ), $this->granted( implode( ',', $posts ) ) );
+	}
+
+	public function test_a_subscriber_asking_for_a_private_post_gets_no_grant_for_it() {
+		$author = self::create_user( 'author' );
+		$posts  = $this->posts_of_every_kind( $author->ID );
+		$user   = self::create_user( 'subscriber' );
+		wp_set_current_user( $user->ID );
+		$granted = $this->granted( array( (string) $posts['private'], (string) $posts['public'] ) );
+		$this->assertNotContains( 'post.' . $posts['private'], $granted );
+		$this->assertNotContains( 'post.' . $posts['private'] . '.editors', $granted );
+		$this->assertContains( 'post.' . $posts['public'], $granted );
+		$this->assertNotContains( 'post.' . $posts['public'] . '.editors', $granted, 'readers are not told of saves' );
+	}
+
+	public function test_the_author_of_a_private_post_and_an_editor_get_its_channels() {
+		$author = self::create_user( 'author' );
+		$posts  = $this->posts_of_every_kind( $author->ID );
+		foreach ( array( $author, self::create_user( 'editor' ) ) as $user ) {
+			wp_set_current_user( $user->ID );
+			$granted = $this->granted( (string) $posts['private'] );
+			$this->assertContains( 'post.' . $posts['private'], $granted );
+			$this->assertContains( 'post.' . $posts['private'] . '.editors', $granted );
+		}
+	}
+
+	public function test_no_filter_can_grant_a_capability_or_post_channel_the_user_may_not_have() {
+		$author = self::create_user( 'author' );
+		$posts  = $this->posts_of_every_kind( $author->ID );
+		$user   = self::create_user( 'subscriber' );
+		wp_set_current_user( $user->ID );
+		$this->filter(
+			'rtet_token_channels',
+			static function ( $channels ) use ( $posts ) {
+				return array_merge( $channels, array( 'cap.manage_options', 'cap.edit_posts', 'role.administrator', 'user.1', 'post.' . $posts['private'], 'post.' . $posts['public'] . '.editors', 'post.x', 'team.blue' ) );
+			}
+		);
+		$this->assertSame( array( 'public', 'user.' . $user->ID, 'role.subscriber', 'team.blue' ), $this->granted() );
+	}
+
+	public function test_the_capability_list_is_filterable_and_still_checked() {
+		$user = self::create_user( 'author' );
+		wp_set_current_user( $user->ID );
+		$this->filter(
+			'rtet_capability_channels',
+			static function ( $caps ) {
+				return array_merge( $caps, array( 'publish_posts', 'manage_network' ) );
+			}
+		);
+		$granted = $this->granted();
+		$this->assertContains( 'cap.publish_posts', $granted );
+		$this->assertNotContains( 'cap.manage_network', $granted );
+	}
+
+	public function test_post_ids_are_bounded_and_anything_that_is_not_one_is_ignored() {
+		$ids = array();
+		for ( $i = 0; $i < RTET_Channels::MAX_POSTS + 5; $i++ ) {
+			$ids[] = (int) wp_insert_post( array( 'post_title' => "Many $i", 'post_status' => 'publish' ) );
+		}
+		$granted = $this->granted( 'x,-1,0,1e3,' . implode( ',', $ids ) );
+		$posts   = preg_grep( '/^post\./', $granted );
+		$this->assertCount( RTET_Channels::MAX_POSTS, $posts );
+		$this->assertSame( 'post.' . $ids[0], reset( $posts ) );
+		$this->assertSame( array( 'public' ), $this->granted( array( array( 1 ), 'post.1' ) ) );
 	}
 
 	public function test_a_role_whose_channel_name_would_be_too_long_is_left_out() {
@@ -118,6 +247,15 @@ class TokenEndpointTest extends RTET_Test_Case {
 		$this->assertSame( 3600, $claims['exp'] - $claims['iat'] );
 	}
 
+	public function test_over_http_a_visitor_asking_for_a_public_post_gets_its_channel_uncached() {
+		$id  = (int) wp_insert_post( array( 'post_title' => 'Over HTTP', 'post_status' => 'publish' ) );
+		$res = wp_remote_get( add_query_arg( 'posts', (string) $id, rest_url( 'rtet/v1/token' ) ) );
+		$this->assertSame( 200, wp_remote_retrieve_response_code( $res ) );
+		$this->assertStringContainsString( 'no-store', wp_remote_retrieve_header( $res, 'cache-control' ) );
+		$body = json_decode( wp_remote_retrieve_body( $res ), true );
+		$this->assertSame( array( 'public', 'post.' . $id ), self::verified_claims( $body['token'] )['channels'] );
+	}
+
 	public function test_over_http_a_logged_out_request_gets_public_and_is_not_cached() {
 		$res = wp_remote_get( rest_url( 'rtet/v1/token' ) );
 		$this->assertSame( 200, wp_remote_retrieve_response_code( $res ) );
@@ -132,11 +270,13 @@ class TokenEndpointTest extends RTET_Test_Case {
 			$this->markTestSkipped( 'rtet.so is not built' );
 		}
 		delete_option( RTET_Token::FAILURE_OPTION );
-		$this->assertSame( 'good', RTET_Admin::site_status_token_signing()['status'] );
+		$this->assertSame( 'good', RTET_Health::test_token_signing()['status'] );
 
-		// A filter grants a channel the protocol does not allow: the extension refuses to sign it.
+		// A filter grants so many channels that the token would be over the relay's size limit: the extension refuses to sign it.
 		$refuse = static function ( $channels ) {
-			$channels[] = 'not a channel';
+			for ( $i = 0; $i < 100; $i++ ) {
+				$channels[] = 'team.' . str_repeat( 'x', 60 ) . $i;
+			}
 			return $channels;
 		};
 		add_filter( 'rtet_token_channels', $refuse );
@@ -154,12 +294,12 @@ class TokenEndpointTest extends RTET_Test_Case {
 		$this->assertArrayNotHasKey( 'token', (array) $res->get_data() );
 		$this->assertStringContainsString( 'could not sign a token', (string) file_get_contents( $tmp ) );
 		unlink( $tmp );
-		$health = RTET_Admin::site_status_token_signing();
+		$health = RTET_Health::test_token_signing();
 		$this->assertSame( 'critical', $health['status'] );
 		$this->assertStringContainsString( 'refuses to sign browser tokens', $health['description'] );
 
 		// The next token the extension signs clears it.
 		$this->assertSame( 200, self::ask()->get_status() );
-		$this->assertSame( 'good', RTET_Admin::site_status_token_signing()['status'] );
+		$this->assertSame( 'good', RTET_Health::test_token_signing()['status'] );
 	}
 }

@@ -3,10 +3,12 @@
  *
  * One dependency-free file. A visitor connects to the relay without a token
  * and subscribes to the anonymous channels (`public`). A logged-in user's
- * client fetches a subscriber token from the site (GET
- * /wp-json/rtet/v1/token, with the REST nonce), subscribes to every channel
- * the token grants, sends a fresh token (`auth`) before the old one expires,
- * and reuses a still-valid token when it reconnects. Reconnects wait a random
+ * client, and a visitor's on a page that wants post channels (`posts`: the
+ * post whose live comments it shows), fetches a subscriber token from the
+ * site (GET /wp-json/rtet/v1/token?posts=ID, with the REST nonce for a
+ * logged-in user; the site grants only the post channels the user may
+ * read), subscribes to every channel the token grants, sends a fresh token
+ * (`auth`) before the old one expires, and reuses a still-valid token when it reconnects. Reconnects wait a random
  * time up to an exponentially growing ceiling ("full jitter"), so the tabs a
  * relay restart disconnected at once come back spread out; each channel
  * resumes with `since` so nothing published during a disconnect is missed. When the relay cannot replay
@@ -25,6 +27,15 @@
  * - `rtet.disconnected` / `rtet:disconnected` the connection dropped: {code, reason, retryIn}
  * - `rtet.resync` / `rtet:resync`           events on {channel} may have been missed: refetch what you show
  * - `rtet.token` / `rtet:token`             a fresh token was sent on the open connection: {expires}
+ *
+ * Built-in displays: a toast for `post_published` and for `comment_approved`
+ * (front end, when toasts are on); for `comment_approved` the comment count
+ * of that post is updated in every element marked
+ * `data-rtet-comment-count="<post ID>"` and the comments title block
+ * (`data-rtet-comments-title`); an admin notice for `user_registered` and
+ * for `comment_held` (wp-admin). Themes and plugins that show comments
+ * themselves listen to `rtet.comment_approved` ({id, post, author, excerpt,
+ * link, date, count, count_title}) through wp.hooks.
  *
  * Public API: `window.rtet.start()`, `window.rtet.stop()`, `window.rtet.status()`.
  * The client stops on `pagehide` and starts again when a page comes back from the bfcache.
@@ -66,6 +77,19 @@
 		return typeof name === 'string' && CHANNEL_PATTERN.test( name );
 	}
 
+	/** The most posts one page asks channels for (RTET_Channels::MAX_POSTS; tests/js checks the two agree). */
+	var MAX_POSTS = 20;
+
+	/**
+	 * Whether a value is a post ID.
+	 *
+	 * @param {*} id Value.
+	 * @return {boolean} True for a positive integer.
+	 */
+	function isPostId( id ) {
+		return typeof id === 'number' && id > 0 && Math.floor( id ) === id;
+	}
+
 	var reconnectMin = clamp( raw.reconnect && raw.reconnect.min, 1000, 250, 60000 );
 	var settings = {
 		tokenUrl: typeof raw.tokenUrl === 'string' ? raw.tokenUrl : '',
@@ -75,6 +99,8 @@
 		context: raw.context === 'admin' ? 'admin' : 'front',
 		toasts: !! raw.toasts,
 		adminNotices: !! raw.adminNotices,
+		commentNotices: !! raw.commentNotices,
+		posts: Array.isArray( raw.posts ) ? raw.posts.filter( isPostId ).slice( 0, MAX_POSTS ) : [],
 		reconnectMin: reconnectMin,
 		reconnectMax: clamp( raw.reconnect && raw.reconnect.max, 30000, reconnectMin, 300000 ),
 		i18n: raw.i18n || {},
@@ -150,7 +176,19 @@
 	 * @return {boolean} True without a REST nonce.
 	 */
 	function anonymous() {
-		return ! settings.nonce && !! settings.url && settings.anonymous.length > 0;
+		return ! settings.nonce && settings.posts.length === 0 && !! settings.url && settings.anonymous.length > 0;
+	}
+
+	/**
+	 * The token endpoint's URL, with the posts this page wants channels for.
+	 *
+	 * @return {string} URL.
+	 */
+	function tokenUrl() {
+		if ( settings.posts.length === 0 ) {
+			return settings.tokenUrl;
+		}
+		return settings.tokenUrl + ( settings.tokenUrl.indexOf( '?' ) === -1 ? '?' : '&' ) + 'posts=' + settings.posts.join( ',' );
 	}
 
 	/**
@@ -160,11 +198,19 @@
 	 * @return {Promise<Object>} {url, token, channels, expires, lifetime, expiresAt}
 	 */
 	function credentials() {
+		var visitor = { url: settings.url, token: null, channels: settings.anonymous.slice(), expires: 0, lifetime: 0, expiresAt: Infinity };
 		if ( anonymous() ) {
-			return Promise.resolve( { url: settings.url, token: null, channels: settings.anonymous.slice(), expires: 0, lifetime: 0, expiresAt: Infinity } );
+			return Promise.resolve( visitor );
 		}
 		if ( token && token.token && token.expiresAt - Date.now() > REFRESH_MIN + Math.min( REFRESH_MARGIN, token.lifetime * 0.2 ) ) {
 			return Promise.resolve( token );
+		}
+		if ( ! settings.nonce && settings.url && settings.anonymous.length > 0 ) {
+			// A visitor's page that wants post channels: without a token it still gets the anonymous ones.
+			return fetchToken().catch( function ( e ) {
+				logError( e );
+				return visitor;
+			} );
 		}
 		return fetchToken();
 	}
@@ -181,7 +227,7 @@
 			headers[ 'X-WP-Nonce' ] = settings.nonce;
 		}
 		return window
-			.fetch( settings.tokenUrl, { credentials: 'same-origin', cache: 'no-store', headers: headers } )
+			.fetch( tokenUrl(), { credentials: 'same-origin', cache: 'no-store', headers: headers } )
 			.then( function ( res ) {
 				if ( res.status === 403 && settings.nonce && ! withoutNonce ) {
 					// The nonce expired (a page open for a day): continue as a visitor.
@@ -414,10 +460,21 @@
 		fire( evt.event.replace( /[^a-zA-Z0-9_.-]/g, '_' ), evt, [ evt.data, evt ], true );
 		try {
 			if ( evt.event === 'post_published' && settings.context === 'front' && settings.toasts ) {
-				showToast( evt.data || {} );
+				showToast( t( 'newPost', String( ( evt.data && evt.data.title ) || '' ) ), evt.data && evt.data.link, t( 'readPost' ) );
 			}
 			if ( evt.event === 'user_registered' && settings.context === 'admin' && settings.adminNotices ) {
-				showNotice( evt.data || {} );
+				var user = evt.data || {};
+				showNotice( t( 'newUser', String( user.login || '' ), String( user.email || '' ) ), user.edit_link, t( 'viewUser' ) );
+			}
+			if ( evt.event === 'comment_approved' && /^post\.[0-9]+$/.test( evt.channel ) ) {
+				showCommentCount( evt.data || {} );
+				if ( settings.context === 'front' && settings.toasts ) {
+					showToast( t( 'newComment', String( ( evt.data && evt.data.author ) || '' ) ), evt.data && evt.data.link, t( 'readComment' ) );
+				}
+			}
+			if ( evt.event === 'comment_held' && settings.context === 'admin' && settings.commentNotices ) {
+				var held = evt.data || {};
+				showNotice( t( 'heldComment', String( held.author || '' ), String( held.post_title || '' ) ), held.moderate_link, t( 'moderate' ) );
 			}
 		} catch ( e ) {
 			logError( e );
@@ -527,19 +584,44 @@
 	}
 
 	/**
-	 * Shows a text-only, dismissable toast for a published post.
+	 * Updates the comment count of a post wherever the page shows it: elements
+	 * marked `data-rtet-comment-count="<post ID>"` get the number, the
+	 * comments title block (`data-rtet-comments-title="<post ID>"`) its text.
 	 *
-	 * @param {Object} post {id, title, link, ...}
+	 * @param {Object} comment {post, count, count_title}
 	 */
-	function showToast( post ) {
+	function showCommentCount( comment ) {
+		var post = Number( comment.post );
+		var count = Number( comment.count );
+		if ( ! isPostId( post ) || ! isFinite( count ) || count < 0 ) {
+			return;
+		}
+		Array.prototype.forEach.call( document.querySelectorAll( '[data-rtet-comment-count="' + post + '"]' ), function ( el ) {
+			el.textContent = String( count );
+		} );
+		if ( typeof comment.count_title === 'string' && comment.count_title ) {
+			Array.prototype.forEach.call( document.querySelectorAll( '[data-rtet-comments-title="' + post + '"]' ), function ( el ) {
+				el.textContent = comment.count_title;
+			} );
+		}
+	}
+
+	/**
+	 * Shows a text-only, dismissable toast.
+	 *
+	 * @param {string} message  Text.
+	 * @param {*}      href     Link URL (http or https only), or nothing.
+	 * @param {string} linkText Link text.
+	 */
+	function showToast( message, href, linkText ) {
 		var region = liveRegion( 'rtet-toasts', 'rtet-toasts', document.body );
 		var toast = document.createElement( 'div' );
 		toast.className = 'rtet-toast';
 		var text = document.createElement( 'p' );
 		text.className = 'rtet-toast__text';
-		text.textContent = t( 'newPost', String( post.title || '' ) );
+		text.textContent = message;
 		toast.appendChild( text );
-		var link = safeLink( post.link, t( 'readPost' ) );
+		var link = safeLink( href, linkText );
 		if ( link ) {
 			link.className = 'rtet-toast__link';
 			toast.appendChild( link );
@@ -559,18 +641,20 @@
 	}
 
 	/**
-	 * Shows administrators a dismissable admin notice for a new user.
+	 * Shows a dismissable, text-only admin notice.
 	 *
-	 * @param {Object} user {login, email, edit_link, ...}
+	 * @param {string} message  Text.
+	 * @param {*}      href     Link URL (http or https only), or nothing.
+	 * @param {string} linkText Link text.
 	 */
-	function showNotice( user ) {
+	function showNotice( message, href, linkText ) {
 		var parent = document.querySelector( '#wpbody-content' ) || document.body;
 		var region = liveRegion( 'rtet-admin-notices', 'rtet-admin-notices', parent );
 		var notice = document.createElement( 'div' );
 		notice.className = 'notice notice-info rtet-notice';
 		var p = document.createElement( 'p' );
-		p.textContent = t( 'newUser', String( user.login || '' ), String( user.email || '' ) ) + ' ';
-		var link = safeLink( user.edit_link, t( 'viewUser' ) );
+		p.textContent = message + ' ';
+		var link = safeLink( href, linkText );
 		if ( link ) {
 			p.appendChild( link );
 		}
