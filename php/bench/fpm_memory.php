@@ -7,20 +7,26 @@
 //   none       no extension: the same page encodes the same payloads and sends nothing
 //   rtet-up    rtet_send_event() to a relay started here (rtet.so; ini settings as a site has them)
 //   rtet-down  rtet_send_event() with nothing listening at the relay URL (events go to the spool)
+//   rtet-burst rtet-up, but each warm-up request sends 500 events (a bulk import: 10,000 in
+//              all), so the end shows whether a worker keeps the memory of a burst
 //   curl       one blocking HTTP POST per event to the relay's /api/send-event with PHP's curl,
 //              a new handle (so connection) per event: the HTTP fallback's way, wp_remote_post()
 //              without WordPress around it
 //   redis      PUBLISH per event through phpredis on a pconnect()ed connection (REDIS_SOCK)
-// Each worker's VmRSS and RssAnon (/proc/PID/status) is read from outside: before its first
-// request, after a warm-up (20 requests over the pool) and at the end. Prints one markdown
-// row per method with the mean over the 2 workers. FPM_MEMORY_SMAPS=DIR also saves each
-// worker's /proc/PID/smaps at the end to DIR as METHOD-PID.smaps.
+// Each worker's VmRSS, RssAnon, RssFile (/proc/PID/status) and private memory
+// (/proc/PID/smaps_rollup) is read from outside: before
+// its first request, after a warm-up (20 requests over the pool) and at the end. Prints one
+// markdown row per method with the means over the 2 workers, and what a worker holds at the
+// end over one that served the same requests without any extension (method none). RTET_EXT_BASELINE=PATH (another build of
+// rtet.so) adds a row for each rtet method with that build, just before the row of RTET_EXT. FPM_MEMORY_SMAPS=DIR also saves each
+// worker's /proc/PID/smaps at the end to DIR as METHOD[-baseline]-PID.smaps.
 declare(strict_types=1);
 
 require __DIR__ . '/../tests/lib.php';
 
 const WORKERS = 2;
 const WARMUP = 20;
+const BURST = 500;
 const PAGE = <<<'PHP'
 <?php
 parse_str($_SERVER['QUERY_STRING'] ?? '', $q);
@@ -34,6 +40,7 @@ for ($i = 0; $i < $k; $i++) {
             break;
         case 'rtet-up':
         case 'rtet-down':
+        case 'rtet-burst':
             $ok += rtet_send_event('post.updated', $data) !== '';
             break;
         case 'curl':
@@ -64,28 +71,38 @@ echo json_encode(['pid' => getmypid(), 'ok' => $ok]);
 PHP;
 
 $requests = (int)($argv[1] ?? 400);
-$methods = array_slice($argv, 2) ?: ['none', 'rtet-up', 'rtet-down', 'curl', 'redis'];
+$methods = array_slice($argv, 2) ?: ['none', 'rtet-up', 'rtet-down', 'rtet-burst', 'curl', 'redis'];
 
-/** [VmRSS kB, RssAnon kB] of a process. */
+/**
+ * [VmRSS, RssAnon, RssFile, private] of a process, in kB. Private (Private_Clean +
+ * Private_Dirty of /proc/PID/smaps_rollup) is the memory no other process maps: what one
+ * more worker costs. RssFile counts pages of files (code of the PHP binary, rtet.so, libc...)
+ * that every worker maps from the same page cache.
+ */
 function rss_of(int $pid): array {
     $s = (string)file_get_contents("/proc/$pid/status");
-    check(preg_match('/^VmRSS:\s+(\d+) kB/m', $s, $a) === 1 && preg_match('/^RssAnon:\s+(\d+) kB/m', $s, $b) === 1, "status of $pid");
-    return [(int)$a[1], (int)$b[1]];
+    $out = [];
+    foreach (['VmRSS', 'RssAnon', 'RssFile'] as $field) {
+        check(preg_match("/^$field:\\s+(\\d+) kB/m", $s, $m) === 1, "$field of $pid");
+        $out[] = (int)$m[1];
+    }
+    $r = (string)file_get_contents("/proc/$pid/smaps_rollup");
+    check(preg_match('/^Private_Clean:\s+(\d+) kB/m', $r, $c) === 1 && preg_match('/^Private_Dirty:\s+(\d+) kB/m', $r, $d) === 1, "smaps_rollup of $pid");
+    $out[] = (int)$c[1] + (int)$d[1];
+    return $out;
 }
 
 /** The mean over $pids of rss_of(). */
 function mean_rss(array $pids): array {
-    $sum = [0, 0];
+    $sum = [0, 0, 0, 0];
     foreach ($pids as $pid) {
-        [$v, $a] = rss_of($pid);
-        $sum[0] += $v;
-        $sum[1] += $a;
+        foreach (rss_of($pid) as $i => $kb) $sum[$i] += $kb;
     }
-    return [$sum[0] / count($pids), $sum[1] / count($pids)];
+    return array_map(fn($kb) => $kb / count($pids), $sum);
 }
 
-function run_method(string $method, int $requests): string {
-    $ext = getenv('RTET_EXT');
+/** Runs one method; returns [requests, events, RSS idle, after warm-up, at end] (RSS as mean_rss()). */
+function run_method(string $method, int $requests, string $ext, string $label): array {
     $relay = null;
     $query = ['method' => $method];
     $ini = [];
@@ -95,8 +112,9 @@ function run_method(string $method, int $requests): string {
             break;
         case 'rtet-up':
         case 'rtet-down':
+        case 'rtet-burst':
             $extensions = ["extension=$ext"];
-            if ($method === 'rtet-up') {
+            if ($method !== 'rtet-down') {
                 $relay = new Relay('127.0.0.1:0', ['--publishes-per-sec', '1000000']);
             }
             $ini = ['rtet.relay_url' => $relay ? $relay->url() : 'ws://' . unused_addr(), 'rtet.api_key' => KEY, 'rtet.spool_dir' => tmpdir()];
@@ -119,10 +137,10 @@ function run_method(string $method, int $requests): string {
     $pids = wait_until(fn() => count($fpm->workerPids()) === WORKERS ? $fpm->workerPids() : null, 'php-fpm forked its workers');
     $idle = mean_rss($pids);
     $events = 0;
-    $batch = function (int $from, int $to) use ($fpm, $query, $pids, &$events) {
+    $batch = function (int $from, int $to) use ($fpm, $query, $pids, &$events, $method) {
         $qs = [];
         for ($r = $from; $r < $to; $r++) {
-            $k = 1 + ($r * 3) % 5;
+            $k = $method === 'rtet-burst' && $r < WARMUP ? BURST : 1 + ($r * 3) % 5;
             $events += $k;
             $qs[] = $query + ['r' => $r, 'k' => $k];
         }
@@ -137,20 +155,30 @@ function run_method(string $method, int $requests): string {
     $end = mean_rss($pids);
     if (($dir = getenv('FPM_MEMORY_SMAPS')) !== false && $dir !== '') {
         // For finding what the memory is: each worker's mappings at the end.
-        foreach ($pids as $pid) copy("/proc/$pid/smaps", "$dir/$method-$pid.smaps");
+        foreach ($pids as $pid) copy("/proc/$pid/smaps", "$dir/$label-$pid.smaps");
     }
     check_eq($pids, $fpm->workerPids(), 'the same workers served every request');
     check_eq('', (string)@file_get_contents("{$fpm->dir}/php-error.log"), "nothing in the workers' PHP error log");
     $fpm->quit();
     $relay?->kill();
-    $mb = fn(float $kb) => sprintf('%.2f', $kb / 1024);
-    $gain = fn(float $kb) => sprintf('%+.2f', $kb / 1024);
-    return "| $method | " . ($requests + WARMUP) . " | $events | {$mb($idle[0])} | {$mb($warm[0])} | {$mb($end[0])} | "
-        . "**{$gain($end[0] - $idle[0])}** | {$gain($end[0] - $warm[0])} | {$gain($end[1] - $idle[1])} | {$gain($end[1] - $warm[1])} |";
+    return [$requests + WARMUP, $events, $idle, $warm, $end];
 }
 
-echo "| method | requests | events | VmRSS idle MiB | after warm-up | at end | VmRSS gain (end − idle) | end − warm-up | RssAnon gain (end − idle) | RssAnon end − warm-up |\n";
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+$baseline = (string)getenv('RTET_EXT_BASELINE');
+$results = [];
 foreach ($methods as $m) {
-    echo run_method($m, $requests), "\n";
+    if ($baseline !== '' && str_starts_with($m, 'rtet')) {
+        $results["$m, baseline"] = run_method($m, $requests, $baseline, "$m-baseline");
+    }
+    $results[$m] = run_method($m, $requests, (string)getenv('RTET_EXT'), $m);
+}
+$mb = fn(float $kb) => sprintf('%.2f', $kb / 1024);
+$gain = fn(float $kb) => sprintf('%+.2f', $kb / 1024);
+$none = $results['none'][4] ?? null;
+echo "| method | requests | events | VmRSS idle MiB | after warm-up | at end | gain (end − idle) | end − warm-up | **VmRSS over no extension** (end) | RssAnon over no extension | RssFile over no extension | private over no extension |\n";
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+foreach ($results as $label => [$n, $events, $idle, $warm, $end]) {
+    $over = fn(int $i) => $none === null ? 'n/a' : $gain($end[$i] - $none[$i]);
+    echo "| $label | $n | $events | {$mb($idle[0])} | {$mb($warm[0])} | {$mb($end[0])} | {$gain($end[0] - $idle[0])} | "
+        . "{$gain($end[0] - $warm[0])} | **{$over(0)}** | {$over(1)} | {$over(2)} | {$over(3)} |\n";
 }

@@ -6,7 +6,8 @@
 # unix socket; relays on free loopback ports) and prints a markdown table, the machine,
 # the load average and the command. Everything it started is stopped at the end.
 #   php/bench/fpm_memory.sh [REQUESTS] [METHOD...]     (default 400; all methods)
-# CARGO_TARGET_DIR picks the build (default ./target); RTET_NO_BUILD=1 skips cargo.
+# CARGO_TARGET_DIR picks the build (default ./target); RTET_NO_BUILD=1 skips cargo;
+# RTET_EXT_BASELINE=PATH/librtet.so adds rows of another build (before/after in one run).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -55,4 +56,4 @@ echo "Machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}'
   "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r);" \
   "$(/usr/sbin/php-fpm8.2 -n -v | head -1 | cut -d' ' -f1-3), $(redis-server --version | grep -o 'v=[^ ]*' | sed 's/v=/Redis /')"
 echo "Load average (1 min): $LOAD0 at start, $LOAD1 at end"
-echo "Command: CARGO_TARGET_DIR=$CARGO_TARGET_DIR php/bench/fpm_memory.sh $N $*"
+echo "Command: ${RTET_EXT_BASELINE:+RTET_EXT_BASELINE=$RTET_EXT_BASELINE }CARGO_TARGET_DIR=$CARGO_TARGET_DIR php/bench/fpm_memory.sh $N $*"

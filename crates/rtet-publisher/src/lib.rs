@@ -134,13 +134,14 @@ impl MemQueue {
     pub fn pop_front(&mut self) -> Option<Event> {
         let ev = self.events.pop_front()?;
         self.bytes -= ev.frame.len();
+        shrink_when_empty(&mut self.events);
         Some(ev)
     }
 
-    /// Takes every event out, oldest first.
+    /// Takes every event out, oldest first, and the queue's memory with them.
     pub fn take_all(&mut self) -> Vec<Event> {
         self.bytes = 0;
-        self.events.drain(..).collect()
+        std::mem::take(&mut self.events).into()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -152,6 +153,21 @@ impl MemQueue {
         self.events.len() >= cfg.queue_limit
             || (!self.events.is_empty() && self.bytes + frame_len > cfg.queue_limit_bytes)
     }
+}
+
+/// Slots a drained queue keeps: a request's few events fit without the
+/// queue growing again, while what a burst made it grow to is given back.
+const IDLE_SLOTS: usize = 64;
+
+/// Gives back a drained queue's memory beyond [`IDLE_SLOTS`], so that one
+/// burst does not stay in a long-lived php-fpm worker for the rest of its
+/// life. Returns whether there was such memory (the queue held a burst).
+pub(crate) fn shrink_when_empty<T>(q: &mut VecDeque<T>) -> bool {
+    if q.is_empty() && q.capacity() > IDLE_SLOTS {
+        q.shrink_to(IDLE_SLOTS);
+        return true;
+    }
+    false
 }
 
 impl From<Vec<Event>> for MemQueue {

@@ -22,6 +22,7 @@ use rtet_protocol::{ErrorCode, ServerFrame};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
@@ -58,7 +59,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
     let s = shared.clone();
     let result = std::panic::catch_unwind(AssertUnwindSafe(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
+            .enable_io()
+            .enable_time()
             .build();
         match rt {
             Ok(rt) => rt.block_on(main_loop(s)),
@@ -165,6 +167,36 @@ fn tls_connector(cfg: &crate::Config) -> Result<Option<native_tls::TlsConnector>
         .map_err(|e| Error::Tls(format!("cannot set up TLS: {e}")))
 }
 
+/// Buffers of the connection to the relay, sized for what it carries. The
+/// relay sends a publisher only acks, nacks and pings, each well under a
+/// kilobyte, and tungstenite allocates and zeroes its whole read buffer up
+/// front: 4 KiB instead of its default 128 KiB, which would be most of what
+/// the sender holds in a php-fpm worker. Frames go out once 16 KiB have
+/// gathered, or at the flush that ends each batch. A frame from the relay
+/// larger than the protocol's frame limit is refused, not buffered.
+fn ws_config() -> WebSocketConfig {
+    let max = rtet_protocol::Limits::default().max_frame_bytes;
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+/// Returns the allocator's free memory to the system, after a burst has
+/// been delivered. The events' frames of a burst were allocated by the PHP
+/// thread and freed here; glibc keeps such memory in its free lists unless
+/// it sits at the very top of the heap, so without this a worker would keep
+/// the size of its largest burst for the rest of its life.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only gives free pages back; it takes the
+    // allocator's own locks and touches no memory that is in use.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn describe(e: &tungstenite::Error) -> String {
     match e {
         tungstenite::Error::Http(resp) => {
@@ -202,7 +234,8 @@ impl State {
         } else {
             Some(Connector::Plain)
         };
-        let attempt = tokio_tungstenite::connect_async_tls_with_config(req, None, true, connector);
+        let attempt =
+            tokio_tungstenite::connect_async_tls_with_config(req, Some(ws_config()), true, connector);
         match tokio::time::timeout(cfg.connect_timeout, attempt).await {
             Ok(Ok((ws, _resp))) => Ok(ws),
             Ok(Err(e)) => Err(Error::Connect(format!(
@@ -383,6 +416,10 @@ impl State {
                 if let Some(ev) = pos.and_then(|p| self.inflight.remove(p)) {
                     shared.c.acked.fetch_add(1, Ordering::Relaxed);
                     self.event_done(&ev);
+                    drop(ev);
+                    if crate::shrink_when_empty(&mut self.inflight) {
+                        release_freed_memory();
+                    }
                 }
                 None
             }
@@ -433,6 +470,7 @@ impl State {
         }
         let sent = self.inflight.len();
         let events: Vec<Event> = self.inflight.drain(..).chain(q.mem.take_all()).collect();
+        crate::shrink_when_empty(&mut self.inflight);
         let first = events.iter().map(|e| e.at_us).min().unwrap_or(0);
         let frames = events.iter().map(|e| e.frame.as_str());
         match crate::spool::create(
