@@ -640,6 +640,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_drained_queue_gives_back_what_a_burst_made_it_grow_to() {
+        let mut q = MemQueue::default();
+        for n in 0..10_000 {
+            q.push_back(Event::new(n.to_string(), "public".into(), "{}".into()));
+        }
+        assert!(q.events.capacity() >= 10_000);
+        let mut popped = 0;
+        while q.pop_front().is_some() {
+            popped += 1;
+        }
+        assert_eq!((popped, q.bytes), (10_000, 0));
+        assert!(q.events.capacity() <= IDLE_SLOTS, "{}", q.events.capacity());
+
+        for n in 0..10_000 {
+            q.push_back(Event::new(n.to_string(), "public".into(), "{}".into()));
+        }
+        assert_eq!(q.take_all().len(), 10_000);
+        assert_eq!(q.events.capacity(), 0);
+    }
+
+    #[test]
     fn hand_written_frames_parse_as_the_protocol_says() {
         let text = publish_frame(
             "01JD",

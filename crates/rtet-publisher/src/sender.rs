@@ -234,8 +234,12 @@ impl State {
         } else {
             Some(Connector::Plain)
         };
-        let attempt =
-            tokio_tungstenite::connect_async_tls_with_config(req, Some(ws_config()), true, connector);
+        let attempt = tokio_tungstenite::connect_async_tls_with_config(
+            req,
+            Some(ws_config()),
+            true,
+            connector,
+        );
         match tokio::time::timeout(cfg.connect_timeout, attempt).await {
             Ok(Ok((ws, _resp))) => Ok(ws),
             Ok(Err(e)) => Err(Error::Connect(format!(
