@@ -30,6 +30,20 @@ const BURST = 500;
 const PAGE = <<<'PHP'
 <?php
 parse_str($_SERVER['QUERY_STRING'] ?? '', $q);
+if (isset($q['barrier'])) {
+    // The last request of each worker (see Fpm::everyWorker()): rtet waits until what the
+    // worker sent is delivered (up to $q['flush'] seconds), so the end is measured after it.
+    touch($q['barrier'] . '/' . getmypid());
+    $deadline = microtime(true) + 20;
+    while (count(glob($q['barrier'] . '/*')) < (int)$q['want'] && microtime(true) < $deadline) usleep(1000);
+    $out = ['pid' => getmypid()];
+    if (function_exists('rtet_flush')) {
+        $out['flushed'] = rtet_flush((float)$q['flush']);
+        $out['stats'] = rtet_stats();
+    }
+    echo json_encode($out);
+    exit;
+}
 $k = (int)$q['k'];
 $ok = 0;
 for ($i = 0; $i < $k; $i++) {
@@ -101,7 +115,10 @@ function mean_rss(array $pids): array {
     return array_map(fn($kb) => $kb / count($pids), $sum);
 }
 
-/** Runs one method; returns [requests, events, RSS idle, after warm-up, at end] (RSS as mean_rss()). */
+/**
+ * Runs one method; returns [requests, events, RSS idle, after warm-up, at end (RSS as
+ * mean_rss()), events rtet held at the end: spooled, relay down (null without rtet)].
+ */
 function run_method(string $method, int $requests, string $ext, string $label): array {
     $relay = null;
     $query = ['method' => $method];
@@ -152,6 +169,14 @@ function run_method(string $method, int $requests, string $ext, string $label): 
     $batch(0, WARMUP);
     $warm = mean_rss($pids);
     $batch(WARMUP, WARMUP + $requests);
+    // Last, one request per worker; with rtet it flushes (relay up) and reports the counters.
+    $up = str_starts_with($method, 'rtet') && $method !== 'rtet-down';
+    $held = null;
+    foreach ($fpm->everyWorker(WORKERS, ['flush' => $up ? 20 : 0]) as $a) {
+        if (!isset($a['stats'])) continue;
+        check_eq($up, $a['flushed'], "worker {$a['pid']}: everything delivered (relay up) or not (down): " . json_encode($a['stats']));
+        $held = ($held ?? 0) + $a['stats']['queued'];
+    }
     $end = mean_rss($pids);
     if (($dir = getenv('FPM_MEMORY_SMAPS')) !== false && $dir !== '') {
         // For finding what the memory is: each worker's mappings at the end.
@@ -161,7 +186,7 @@ function run_method(string $method, int $requests, string $ext, string $label): 
     check_eq('', (string)@file_get_contents("{$fpm->dir}/php-error.log"), "nothing in the workers' PHP error log");
     $fpm->quit();
     $relay?->kill();
-    return [$requests + WARMUP, $events, $idle, $warm, $end];
+    return [$requests + WARMUP, $events, $idle, $warm, $end, $held];
 }
 
 $baseline = (string)getenv('RTET_EXT_BASELINE');
@@ -175,10 +200,10 @@ foreach ($methods as $m) {
 $mb = fn(float $kb) => sprintf('%.2f', $kb / 1024);
 $gain = fn(float $kb) => sprintf('%+.2f', $kb / 1024);
 $none = $results['none'][4] ?? null;
-echo "| method | requests | events | VmRSS idle MiB | after warm-up | at end | gain (end − idle) | end − warm-up | **VmRSS over no extension** (end) | RssAnon over no extension | RssFile over no extension | private over no extension |\n";
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-foreach ($results as $label => [$n, $events, $idle, $warm, $end]) {
+echo "| method | requests | events | held at end | VmRSS idle MiB | after warm-up | at end | gain (end − idle) | end − warm-up | **VmRSS over no extension** (end) | RssAnon over no extension | RssFile over no extension | private over no extension |\n";
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+foreach ($results as $label => [$n, $events, $idle, $warm, $end, $held]) {
     $over = fn(int $i) => $none === null ? 'n/a' : $gain($end[$i] - $none[$i]);
-    echo "| $label | $n | $events | {$mb($idle[0])} | {$mb($warm[0])} | {$mb($end[0])} | {$gain($end[0] - $idle[0])} | "
+    echo "| $label | $n | $events | " . ($held ?? '') . " | {$mb($idle[0])} | {$mb($warm[0])} | {$mb($end[0])} | {$gain($end[0] - $idle[0])} | "
         . "{$gain($end[0] - $warm[0])} | **{$over(0)}** | {$over(1)} | {$over(2)} | {$over(3)} |\n";
 }
