@@ -161,13 +161,11 @@ const IDLE_SLOTS: usize = 64;
 
 /// Gives back a drained queue's memory beyond [`IDLE_SLOTS`], so that one
 /// burst does not stay in a long-lived php-fpm worker for the rest of its
-/// life. Returns whether there was such memory (the queue held a burst).
-pub(crate) fn shrink_when_empty<T>(q: &mut VecDeque<T>) -> bool {
+/// life.
+pub(crate) fn shrink_when_empty<T>(q: &mut VecDeque<T>) {
     if q.is_empty() && q.capacity() > IDLE_SLOTS {
         q.shrink_to(IDLE_SLOTS);
-        return true;
     }
-    false
 }
 
 impl From<Vec<Event>> for MemQueue {

@@ -196,7 +196,7 @@ fn ws_config() -> WebSocketConfig {
 /// here; glibc keeps such memory in its free lists unless it sits at the
 /// very top of the heap, so without this a worker would keep the size of
 /// its largest burst for the rest of its life. It runs on this thread, never
-/// on a PHP call's path, and takes a few microseconds on a small heap.
+/// on a PHP call's path.
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only gives free pages back; it takes the
