@@ -14,12 +14,15 @@
 //              without WordPress around it
 //   redis      PUBLISH per event through phpredis on a pconnect()ed connection (REDIS_SOCK)
 // Each worker's VmRSS, RssAnon, RssFile (/proc/PID/status) and private memory
-// (/proc/PID/smaps_rollup) is read from outside: before
-// its first request, after a warm-up (20 requests over the pool) and at the end. Prints one
-// markdown row per method with the means over the 2 workers, and what a worker holds at the
-// end over one that served the same requests without any extension (method none). RTET_EXT_BASELINE=PATH (another build of
-// rtet.so) adds a row for each rtet method with that build, just before the row of RTET_EXT. FPM_MEMORY_SMAPS=DIR also saves each
-// worker's /proc/PID/smaps at the end to DIR as METHOD[-baseline]-PID.smaps.
+// (/proc/PID/smaps_rollup) is read from outside: before its first request, after a warm-up
+// (20 requests over the pool) and at the end, after one last request per worker in which
+// rtet flushes (relay up: everything must be acked). Prints one markdown row per method
+// with the means over the 2 workers, and what a worker holds at the end over one that
+// served the same requests without any extension (method none).
+//   RTET_EXT_BASELINE=PATH  another build of rtet.so: adds a row for each rtet method with
+//                           it, just before the row of RTET_EXT (before/after in one run)
+//   FPM_MEMORY_SMAPS=DIR    also saves each worker's /proc/PID/smaps at the end, as
+//                           DIR/METHOD[-baseline]-PID.smaps
 declare(strict_types=1);
 
 require __DIR__ . '/../tests/lib.php';
