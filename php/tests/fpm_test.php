@@ -9,115 +9,8 @@ const WORKERS = 3;
 const REQUESTS = 300;
 const PARALLEL = 6;
 
-/** A php-fpm master started in the foreground with its own ini and pool, on a unix socket. */
-final class Fpm {
-    public $proc;
-    public int $pid;
-    public string $sock;
-    public string $script;
-    public string $dir;
-    public ?int $exitCode = null;
-
-    public function __construct(array $ini, int $workers, string $processControlTimeout = '30s') {
-        $bin = getenv('RTET_PHP_FPM') ?: '/usr/sbin/php-fpm8.2';
-        check(is_executable($bin), "php-fpm at $bin");
-        $d = $this->dir = tmpdir();
-        $this->sock = "$d/fpm.sock";
-        $this->script = "$d/www/index.php";
-        mkdir("$d/www");
-        file_put_contents($this->script, self::SCRIPT);
-        $lines = ['extension=' . getenv('RTET_EXT'), 'display_errors=stderr', 'log_errors=1', "error_log=$d/php-error.log"];
-        foreach ($ini as $k => $v) $lines[] = "$k=$v";
-        file_put_contents("$d/php.ini", implode("\n", $lines) . "\n");
-        $user = posix_getuid() === 0 ? "user = root\ngroup = root\n" : '';
-        // process_control_timeout: how long a SIGQUIT (graceful stop) lets workers finish
-        // before the master sends SIGTERM; with php-fpm's default 0 it follows at once, and a
-        // worker ended by SIGTERM never runs module shutdown, so it cannot wait for acks. The
-        // same holds for SIGTERM/SIGINT to the master (fast stop). What a killed worker still
-        // had is safe only where it was already on disk (see the last test).
-        file_put_contents("$d/php-fpm.conf", "[global]\npid = $d/fpm.pid\nerror_log = $d/fpm.log\ndaemonize = no\n"
-            . "process_control_timeout = $processControlTimeout\n\n[rtet]\n{$user}listen = {$this->sock}\npm = static\n"
-            . "pm.max_children = $workers\ncatch_workers_output = yes\n");
-        $cmd = [$bin, '-F', '-c', "$d/php.ini", '-y', "$d/php-fpm.conf"];
-        if (posix_getuid() === 0) $cmd[] = '-R';
-        // No scan dir: only our php.ini, not Debian's conf.d.
-        $env = array_merge(getenv(), ['PHP_INI_SCAN_DIR' => '']);
-        $this->proc = proc_open($cmd, [0 => ['file', '/dev/null', 'r'], 1 => ['file', "$d/fpm.out", 'a'], 2 => ['file', "$d/fpm.out", 'a']], $pipes, null, $env);
-        check(is_resource($this->proc), 'php-fpm starts');
-        $this->pid = proc_get_status($this->proc)['pid'];
-        $GLOBALS['__cleanup'][] = fn() => $this->kill();
-        // Ready when the master's socket accepts a connection.
-        wait_until(function () {
-            check($this->running(), 'php-fpm is running: ' . $this->logs());
-            $s = @stream_socket_client("unix://{$this->sock}", $errno, $err, 1);
-            if ($s === false) return false;
-            fclose($s);
-            return true;
-        }, 'php-fpm accepts connections');
-    }
-
-    public function running(): bool {
-        if ($this->exitCode !== null || !is_resource($this->proc)) return false;
-        $st = proc_get_status($this->proc);
-        if (!$st['running']) {
-            $this->exitCode = $st['exitcode'];
-            return false;
-        }
-        return true;
-    }
-
-    public function logs(): string {
-        return @file_get_contents("{$this->dir}/fpm.out") . @file_get_contents("{$this->dir}/fpm.log") . @file_get_contents("{$this->dir}/php-error.log");
-    }
-
-    /** FastCGI params for one GET of the pool's script with this query. */
-    public function params(array $query): array {
-        $qs = http_build_query($query);
-        return [
-            'GATEWAY_INTERFACE' => 'FastCGI/1.0', 'REQUEST_METHOD' => 'GET', 'SERVER_PROTOCOL' => 'HTTP/1.1',
-            'SCRIPT_FILENAME' => $this->script, 'SCRIPT_NAME' => '/index.php', 'REQUEST_URI' => "/index.php?$qs",
-            'QUERY_STRING' => $qs, 'CONTENT_LENGTH' => '0', 'REMOTE_ADDR' => '127.0.0.1', 'SERVER_NAME' => 'localhost',
-        ];
-    }
-
-    /** Runs the requests ($parallel in flight) and returns each answer's decoded JSON body. */
-    public function run(array $queries, int $parallel): array {
-        $answers = FastCgi::many("unix://{$this->sock}", array_map(fn($q) => $this->params($q), $queries), $parallel);
-        return array_map(function ($a) {
-            [$body, $stderr, $status] = $a;
-            check($status === 0, "request exit status 0: $body $stderr");
-            $j = json_decode($body, true);
-            check(is_array($j), "JSON answer: $body $stderr");
-            return $j;
-        }, $answers);
-    }
-
-    /** One request to each of $n workers at once: each waits until all $n arrived, so each lands on another worker. */
-    public function everyWorker(int $n, array $query): array {
-        $dir = tmpdir();
-        return $this->run(array_fill(0, $n, $query + ['barrier' => $dir, 'want' => $n]), $n);
-    }
-
-    /** SIGQUIT (graceful stop) and wait for the master to exit; returns its exit code. */
-    /** Stops php-fpm: SIGQUIT is the graceful stop, SIGTERM the fast one. */
-    public function quit(int $signal = SIGQUIT): int {
-        posix_kill($this->pid, $signal);
-        wait_until(fn() => !$this->running(), "php-fpm exits after signal $signal: " . $this->logs(), 60.0);
-        proc_close($this->proc);
-        return $this->exitCode;
-    }
-
-    public function kill(): void {
-        if ($this->running()) {
-            posix_kill($this->pid, SIGTERM);
-            $deadline = microtime(true) + 10;
-            while ($this->running() && microtime(true) < $deadline) usleep(10000);
-            if ($this->running()) posix_kill($this->pid, SIGKILL);
-        }
-        if (is_resource($this->proc)) proc_close($this->proc);
-    }
-
-    const SCRIPT = <<<'PHP'
+/** The pool's index.php: sends an event or reports its worker's stats, as the query asks. */
+const FPM_SCRIPT = <<<'PHP'
 <?php
 parse_str($_SERVER['QUERY_STRING'] ?? '', $q);
 if (isset($q['barrier'])) {
@@ -144,7 +37,6 @@ switch ($q['op'] ?? '') {
         echo json_encode(['error' => 'unknown op']);
 }
 PHP;
-}
 
 function publisher_metrics(Relay $r): array {
     $m = $r->metrics();
@@ -178,7 +70,7 @@ function check_in_worker_order(array $got, array $answers): void {
 test('php-fpm: one publisher connection per worker across requests; no event lost or doubled, also at a graceful stop', function () {
     $relay = new Relay();
     $spool = tmpdir();
-    $fpm = new Fpm(['rtet.relay_url' => $relay->url(), 'rtet.api_key' => KEY, 'rtet.spool_dir' => $spool], WORKERS);
+    $fpm = new Fpm(['rtet.relay_url' => $relay->url(), 'rtet.api_key' => KEY, 'rtet.spool_dir' => $spool], WORKERS, FPM_SCRIPT);
     check_eq(0.0, publisher_metrics($relay)['accepted'], 'no publisher connection before the first request (module startup connects nothing)');
 
     // First, one request on every worker at once, then many requests, several in flight.
@@ -255,7 +147,7 @@ function stopped_while_down(int $signal, string $processControlTimeout): void {
     $addr = unused_addr();
     $spool = tmpdir();
     $fpm = new Fpm(['rtet.relay_url' => "ws://$addr", 'rtet.api_key' => KEY, 'rtet.spool_dir' => $spool,
-        'rtet.shutdown_timeout_ms' => 200, 'rtet.reconnect_max_ms' => 100], WORKERS, $processControlTimeout);
+        'rtet.shutdown_timeout_ms' => 200, 'rtet.reconnect_max_ms' => 100], WORKERS, FPM_SCRIPT, $processControlTimeout);
     $queries = [];
     for ($n = 0; $n < 60; $n++) $queries[] = ['op' => 'send', 'n' => $n, 'channel' => 'spool'];
     $answers = array_merge($fpm->everyWorker(WORKERS, ['op' => 'send', 'n' => -1, 'channel' => 'spool']), $fpm->run($queries, PARALLEL));

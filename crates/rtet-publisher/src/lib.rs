@@ -134,13 +134,14 @@ impl MemQueue {
     pub fn pop_front(&mut self) -> Option<Event> {
         let ev = self.events.pop_front()?;
         self.bytes -= ev.frame.len();
+        shrink_when_empty(&mut self.events);
         Some(ev)
     }
 
-    /// Takes every event out, oldest first.
+    /// Takes every event out, oldest first, and the queue's memory with them.
     pub fn take_all(&mut self) -> Vec<Event> {
         self.bytes = 0;
-        self.events.drain(..).collect()
+        std::mem::take(&mut self.events).into()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -151,6 +152,19 @@ impl MemQueue {
     fn full_for(&self, frame_len: usize, cfg: &Config) -> bool {
         self.events.len() >= cfg.queue_limit
             || (!self.events.is_empty() && self.bytes + frame_len > cfg.queue_limit_bytes)
+    }
+}
+
+/// Slots a drained queue keeps: a request's few events fit without the
+/// queue growing again, while what a burst made it grow to is given back.
+const IDLE_SLOTS: usize = 64;
+
+/// Gives back a drained queue's memory beyond [`IDLE_SLOTS`], so that one
+/// burst does not stay in a long-lived php-fpm worker for the rest of its
+/// life.
+pub(crate) fn shrink_when_empty<T>(q: &mut VecDeque<T>) {
+    if q.is_empty() && q.capacity() > IDLE_SLOTS {
+        q.shrink_to(IDLE_SLOTS);
     }
 }
 
@@ -622,6 +636,27 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drained_queue_gives_back_what_a_burst_made_it_grow_to() {
+        let mut q = MemQueue::default();
+        for n in 0..10_000 {
+            q.push_back(Event::new(n.to_string(), "public".into(), "{}".into()));
+        }
+        assert!(q.events.capacity() >= 10_000);
+        let mut popped = 0;
+        while q.pop_front().is_some() {
+            popped += 1;
+        }
+        assert_eq!((popped, q.bytes), (10_000, 0));
+        assert!(q.events.capacity() <= IDLE_SLOTS, "{}", q.events.capacity());
+
+        for n in 0..10_000 {
+            q.push_back(Event::new(n.to_string(), "public".into(), "{}".into()));
+        }
+        assert_eq!(q.take_all().len(), 10_000);
+        assert_eq!(q.events.capacity(), 0);
+    }
 
     #[test]
     fn hand_written_frames_parse_as_the_protocol_says() {

@@ -22,6 +22,7 @@ use rtet_protocol::{ErrorCode, ServerFrame};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
@@ -44,7 +45,13 @@ struct State {
     files: HashMap<u64, Track>,
     next_file: u64,
     tls: Option<native_tls::TlsConnector>,
+    /// Events acked since the allocator last gave free memory back.
+    acked_since_release: usize,
 }
+
+/// After this many acked events, the next time nothing is in flight the
+/// allocator's free memory goes back to the system (see [`release_freed_memory`]).
+const RELEASE_EVERY: usize = 1024;
 
 enum End {
     /// The process is ending.
@@ -58,7 +65,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
     let s = shared.clone();
     let result = std::panic::catch_unwind(AssertUnwindSafe(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
+            .enable_io()
+            .enable_time()
             .build();
         match rt {
             Ok(rt) => rt.block_on(main_loop(s)),
@@ -86,6 +94,7 @@ async fn main_loop(shared: Arc<Shared>) {
         files: HashMap::new(),
         next_file: 1,
         tls,
+        acked_since_release: 0,
     };
     let min = shared.cfg.reconnect_min.max(Duration::from_millis(1));
     let max = shared.cfg.reconnect_max.max(min);
@@ -165,6 +174,38 @@ fn tls_connector(cfg: &crate::Config) -> Result<Option<native_tls::TlsConnector>
         .map_err(|e| Error::Tls(format!("cannot set up TLS: {e}")))
 }
 
+/// Buffers of the connection to the relay, sized for what it carries. The
+/// relay sends a publisher only acks, nacks and pings, each well under a
+/// kilobyte, and tungstenite allocates and zeroes its whole read buffer up
+/// front: 4 KiB instead of its default 128 KiB, which would be most of what
+/// the sender holds in a php-fpm worker. Frames go out once 16 KiB have
+/// gathered, or at the flush that ends each batch. A frame from the relay
+/// larger than the protocol's frame limit is refused, not buffered.
+fn ws_config() -> WebSocketConfig {
+    let max = rtet_protocol::Limits::default().max_frame_bytes;
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+/// Returns the allocator's free memory to the system, once a burst (or
+/// [`RELEASE_EVERY`] events in all) has been delivered and nothing is in
+/// flight. The events' frames were allocated by the PHP thread and freed
+/// here; glibc keeps such memory in its free lists unless it sits at the
+/// very top of the heap, so without this a worker would keep the size of
+/// its largest burst for the rest of its life. It runs on this thread, never
+/// on a PHP call's path.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only gives free pages back; it takes the
+    // allocator's own locks and touches no memory that is in use.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn describe(e: &tungstenite::Error) -> String {
     match e {
         tungstenite::Error::Http(resp) => {
@@ -202,7 +243,12 @@ impl State {
         } else {
             Some(Connector::Plain)
         };
-        let attempt = tokio_tungstenite::connect_async_tls_with_config(req, None, true, connector);
+        let attempt = tokio_tungstenite::connect_async_tls_with_config(
+            req,
+            Some(ws_config()),
+            true,
+            connector,
+        );
         match tokio::time::timeout(cfg.connect_timeout, attempt).await {
             Ok(Ok((ws, _resp))) => Ok(ws),
             Ok(Err(e)) => Err(Error::Connect(format!(
@@ -383,6 +429,13 @@ impl State {
                 if let Some(ev) = pos.and_then(|p| self.inflight.remove(p)) {
                     shared.c.acked.fetch_add(1, Ordering::Relaxed);
                     self.event_done(&ev);
+                    drop(ev);
+                    self.acked_since_release += 1;
+                    crate::shrink_when_empty(&mut self.inflight);
+                    if self.inflight.is_empty() && self.acked_since_release >= RELEASE_EVERY {
+                        release_freed_memory();
+                        self.acked_since_release = 0;
+                    }
                 }
                 None
             }
@@ -433,6 +486,7 @@ impl State {
         }
         let sent = self.inflight.len();
         let events: Vec<Event> = self.inflight.drain(..).chain(q.mem.take_all()).collect();
+        crate::shrink_when_empty(&mut self.inflight);
         let first = events.iter().map(|e| e.at_us).min().unwrap_or(0);
         let frames = events.iter().map(|e| e.frame.as_str());
         match crate::spool::create(

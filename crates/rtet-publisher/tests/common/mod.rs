@@ -202,6 +202,11 @@ impl Silent {
         let addr = listener.local_addr().expect("local addr");
         Silent { listener, addr }
     }
+
+    /// The listening socket, for a server of the test's own.
+    pub fn into_listener(self) -> std::net::TcpListener {
+        self.listener
+    }
 }
 
 /// A port on 127.0.0.1 held by a bound socket that does not listen: a
