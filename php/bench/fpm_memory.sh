@@ -23,7 +23,6 @@ export RTET_RELAY_BIN=$CARGO_TARGET_DIR/release/rtet-relay
 [[ -f $RTET_EXT && -x $RTET_RELAY_BIN ]] || { echo "missing $RTET_EXT or $RTET_RELAY_BIN" >&2; exit 1; }
 
 TMP=$(mktemp -d)
-export REDIS_SOCK=$TMP/redis.sock
 REDIS_PID=
 cleanup() {
   if [[ -n $REDIS_PID ]]; then kill "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/dev/null || true; fi
@@ -32,20 +31,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-# redis-server cannot listen on TCP port 0 (a free port): a unix socket only. It logs
-# "...ready to accept connections..." once the socket is listening.
-mkfifo "$TMP/redis.out"
-redis-server --port 0 --unixsocket "$REDIS_SOCK" --save '' --appendonly no --daemonize no \
-  >"$TMP/redis.out" 2>&1 &
-REDIS_PID=$!
-exec {REDIS_OUT}<"$TMP/redis.out"
-while IFS= read -r line <&"$REDIS_OUT"; do
-  echo "$line" >>"$TMP/redis.log"
-  [[ ${line,,} == *"ready to accept connections"* ]] && break
-done
-[[ -S $REDIS_SOCK ]] || { cat "$TMP/redis.log" >&2; exit 1; }
-cat <&"$REDIS_OUT" >>"$TMP/redis.log" &   # keep draining its output
-exec {REDIS_OUT}<&-
+source php/bench/redis.sh
+start_redis "$TMP" || exit 1
 
 load() { cut -d' ' -f1 /proc/loadavg; }
 LOAD0=$(load)

@@ -26,7 +26,6 @@ export RTET_RELAY_BIN=$CARGO_TARGET_DIR/release/rtet-relay
 [[ -f $EXT && -x $RTET_RELAY_BIN ]] || { echo "missing $EXT or $RTET_RELAY_BIN" >&2; exit 1; }
 
 TMP=$(mktemp -d)
-export REDIS_SOCK=$TMP/redis.sock
 REDIS_PID= SITE_PID= SITE_IN=
 cleanup() {
   # The site helper tears its servers down when its stdin closes or on SIGTERM (both,
@@ -39,20 +38,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-# redis-server cannot listen on TCP port 0 (a free port), so it listens on a unix socket only.
-# It logs "...ready to accept connections..." once the socket is listening.
-mkfifo "$TMP/redis.out"
-redis-server --port 0 --unixsocket "$REDIS_SOCK" --save '' --appendonly no --daemonize no \
-  >"$TMP/redis.out" 2>&1 &
-REDIS_PID=$!
-exec {REDIS_OUT}<"$TMP/redis.out"
-while IFS= read -r line <&"$REDIS_OUT"; do
-  echo "$line" >>"$TMP/redis.log"
-  [[ ${line,,} == *"ready to accept connections"* ]] && break
-done
-[[ -S $REDIS_SOCK ]] || { cat "$TMP/redis.log" >&2; exit 1; }
-cat <&"$REDIS_OUT" >>"$TMP/redis.log" &   # keep draining its output
-exec {REDIS_OUT}<&-
+source php/bench/redis.sh
+start_redis "$TMP" || exit 1
 
 # The WordPress site for the wp_remote_post method: one JSON line once it is up.
 echo "==> starting a WordPress site (scripts/site/wp-bench-site.mjs)" >&2
