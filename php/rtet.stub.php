@@ -80,10 +80,17 @@ namespace {
     /**
      * An HS256 subscriber token (claims sub, channels, iat, exp) signed with the configured key.
      *
+     * $presence adds the presence claims (docs/protocol.md, "Presence"):
+     * ['presence' => [channels where the holder is a member],
+     *  'presence_counts' => [channels whose counts the holder sees],
+     *  'info' => ['name' => display name, 'avatar' => http(s) URL]],
+     * checked by the relay's own rules before signing.
+     *
      * @param string[] $channels
+     * @param array{presence?: string[], presence_counts?: string[], info?: array{name?: string, avatar?: string}}|null $presence
      * @throws \Rtet\Exception INVALID_NAME, NOT_CONFIGURED, INVALID_ARGUMENT, TOO_LARGE
      */
-    function rtet_sign_token(array $channels, string $subject = '', int $ttl = 300): string {}
+    function rtet_sign_token(array $channels, string $subject = '', int $ttl = 300, ?array $presence = null): string {}
 
     /**
      * Counters of the current relay's sender: connected, queued, sent, acked, nacked,

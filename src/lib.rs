@@ -273,26 +273,35 @@ pub fn rtet_flush(timeout: f64) -> PhpResult<bool> {
 /// A subscriber token (HS256 JWT) for `$channels`, signed with the configured key.
 #[php_function]
 #[php(defaults(subject = "".to_string(), ttl = 300))]
-pub fn rtet_sign_token(channels: &ZendHashTable, subject: String, ttl: i64) -> PhpResult<String> {
-    Ok(sign_token(channels, subject, ttl)?)
+pub fn rtet_sign_token(
+    channels: &ZendHashTable,
+    subject: String,
+    ttl: i64,
+    presence: Option<&ZendHashTable>,
+) -> PhpResult<String> {
+    Ok(sign_token(channels, subject, ttl, presence)?)
 }
 
-fn sign_token(channels: &ZendHashTable, subject: String, ttl: i64) -> Result<String> {
+fn sign_token(
+    channels: &ZendHashTable,
+    subject: String,
+    ttl: i64,
+    presence: Option<&ZendHashTable>,
+) -> Result<String> {
     let min = MIN_TOKEN_TTL.as_secs();
     if ttl < 0 || ttl.unsigned_abs() < min {
         return Err(Error::arg(format!("ttl must be at least {min} second(s)")));
     }
-    let mut list = Vec::new();
-    for (_, c) in channels {
-        let c = string_arg("a channel", c)?;
-        validate_channel(&c).map_err(|e| Error::name(e.to_string()))?;
-        list.push(c);
-    }
+    let list = channel_list("a channel", channels)?;
     let key = state()
         .config()
         .map(|c| c.api_key)
         .ok_or_else(Error::not_configured)?;
-    let claims = rtet_protocol::Claims::new(subject, list, Duration::from_secs(ttl.unsigned_abs()));
+    let mut claims =
+        rtet_protocol::Claims::new(subject, list, Duration::from_secs(ttl.unsigned_abs()));
+    if let Some(presence) = presence {
+        presence_claims(presence, &mut claims)?;
+    }
     let token = rtet_protocol::token::sign(key.as_bytes(), &claims)
         .map_err(|e| Error::internal(e.to_string()))?;
     let max = rtet_protocol::Limits::default().max_token_bytes;
@@ -303,6 +312,59 @@ fn sign_token(channels: &ZendHashTable, subject: String, ttl: i64) -> Result<Str
         )));
     }
     Ok(token)
+}
+
+/// A PHP list of channel names, each checked.
+fn channel_list(what: &str, list: &ZendHashTable) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (_, c) in list {
+        let c = string_arg(what, c)?;
+        validate_channel(&c).map_err(|e| Error::name(e.to_string()))?;
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// The presence claims of `rtet_sign_token()`'s fourth argument:
+/// `['presence' => [channels], 'presence_counts' => [channels],
+/// 'info' => ['name' => ..., 'avatar' => ...]]`, checked by the relay's own
+/// rule ([`rtet_protocol::Claims::check_presence`]) before anything is signed,
+/// so a token the relay would refuse is never made.
+fn presence_claims(options: &ZendHashTable, claims: &mut rtet_protocol::Claims) -> Result<()> {
+    for (k, v) in options {
+        let key = k.to_string();
+        let list = || {
+            v.array()
+                .ok_or_else(|| Error::arg(format!("presence option {key} must be an array")))
+        };
+        match key.as_str() {
+            "presence" => claims.presence = channel_list("a presence channel", list()?)?,
+            "presence_counts" => {
+                claims.presence_counts = channel_list("a presence_counts channel", list()?)?
+            }
+            "info" => {
+                let mut info = rtet_protocol::token::MemberInfo::default();
+                for (field, value) in list()? {
+                    match field.to_string().as_str() {
+                        "name" => info.name = string_arg("info name", value)?,
+                        "avatar" => info.avatar = Some(string_arg("info avatar", value)?),
+                        other => {
+                            return Err(Error::arg(format!(
+                                "unknown info field {other:?}: only name and avatar"
+                            )))
+                        }
+                    }
+                }
+                claims.info = Some(info);
+            }
+            other => {
+                return Err(Error::arg(format!(
+                    "unknown presence option {other:?}: presence, presence_counts or info"
+                )))
+            }
+        }
+    }
+    claims.check_presence().map_err(Error::arg)
 }
 
 /// Counters of the current relay's publisher.

@@ -131,6 +131,35 @@ test('tokens are HS256 JWTs with the documented claims', function () {
     expect_code(Rtet\Exception::TOO_LARGE, fn() => rtet_sign_token($many), 'too many channels');
 });
 
+test('tokens carry presence claims, checked by the relay\'s rules before signing', function () {
+    rtet_configure('ws://127.0.0.1:9', KEY, ['spool_dir' => tmpdir(), 'shutdown_timeout_ms' => 0]);
+    $b64 = fn($x) => base64_decode(strtr($x, '-_', '+/'));
+    $claims = fn($t) => json_decode($b64(explode('.', $t)[1]), true);
+    $t = rtet_sign_token(['user.7'], '7', 300, [
+        'presence' => ['post.42.editors'],
+        'presence_counts' => ['post.42'],
+        'info' => ['name' => 'Alice', 'avatar' => 'https://example.test/a.png'],
+    ]);
+    $c = $claims($t);
+    check_eq(['post.42.editors'], $c['presence'], 'presence');
+    check_eq(['post.42'], $c['presence_counts'], 'presence_counts');
+    check_eq(['name' => 'Alice', 'avatar' => 'https://example.test/a.png'], $c['info'], 'info');
+    check_eq(['sub', 'channels', 'iat', 'exp', 'presence', 'presence_counts', 'info'], array_keys($c), 'claim order (as the vectors sign)');
+    // Without presence claims the token is the one a caller without the argument gets.
+    $plain = $claims(rtet_sign_token(['public'], '', 300, []));
+    check_eq(['sub', 'channels', 'iat', 'exp'], array_keys($plain), 'no empty presence claims');
+    expect_code(Rtet\Exception::INVALID_ARGUMENT,
+        fn() => rtet_sign_token(['public'], '7', 300, ['info' => ['name' => 'x', 'avatar' => 'javascript:alert(1)']]), 'javascript: avatar', 'avatar');
+    expect_code(Rtet\Exception::INVALID_ARGUMENT,
+        fn() => rtet_sign_token(['public'], '7', 300, ['info' => ['name' => str_repeat('n', 65)]]), 'long name');
+    expect_code(Rtet\Exception::INVALID_NAME,
+        fn() => rtet_sign_token(['public'], '7', 300, ['presence' => ['bad channel']]), 'bad presence channel');
+    expect_code(Rtet\Exception::INVALID_ARGUMENT,
+        fn() => rtet_sign_token(['public'], '7', 300, ['members' => ['x']]), 'unknown option', 'members');
+    expect_code(Rtet\Exception::INVALID_ARGUMENT,
+        fn() => rtet_sign_token(['public'], '7', 300, ['info' => ['email' => 'a@b']]), 'unknown info field', 'email');
+});
+
 test('stats and phpinfo never show the key', function () {
     rtet_configure('ws://127.0.0.1:9', KEY, ['spool_dir' => tmpdir(), 'shutdown_timeout_ms' => 0]);
     $s = rtet_stats();

@@ -53,6 +53,8 @@ $invalid = [
     [$E::INVALID_NAME, fn() => rtet_sign_token(['leak', 'bad channel'])],
     [$E::INVALID_ARGUMENT, fn() => rtet_sign_token(['leak'], 'sub', 0)],
     [$E::TOO_LARGE, fn() => rtet_sign_token(array_map(fn($k) => "channel.$k", range(1, 400)))],
+    [$E::INVALID_ARGUMENT, fn() => rtet_sign_token(['leak'], 's', 60, ['info' => ['name' => 'n', 'avatar' => 'data:x']])],
+    [$E::INVALID_NAME, fn() => rtet_sign_token(['leak'], 's', 60, ['presence' => ['ok', 'bad channel']])],
     [$E::INVALID_ARGUMENT, fn() => rtet_flush(-1.0)],
     [$E::INVALID_ARGUMENT, fn() => rtet_configure('nope', KEY)],
     [$E::INVALID_ARGUMENT, fn() => rtet_configure($a['url1'], KEY, ['queue_limit' => 0])],
@@ -175,7 +177,8 @@ for ($i = 0; $i < $n; $i++) {
         $try_invalid(intdiv($i, 7));
     }
     if ($i % 50 === 0) {
-        $t = rtet_sign_token(['leak', "user.$i"], "sub-$i", 60 + $i % 100);
+        $t = rtet_sign_token(['leak', "user.$i"], "sub-$i", 60 + $i % 100,
+            $i % 100 === 0 ? ['presence' => ["post.$i"], 'info' => ['name' => "User $i", 'avatar' => "https://example.test/$i.png"]] : null);
         if (count(explode('.', $t)) !== 3) $problem("token $t");
         $tokens++;
         $s = rtet_stats();
