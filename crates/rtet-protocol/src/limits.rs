@@ -17,44 +17,46 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(300);
 pub const MIN_TOKEN_TTL: Duration = Duration::from_secs(1);
 
 /// Every limit the relay enforces and publishers respect. `Default` gives the
-/// protocol's documented defaults; the relay makes each one configurable.
+/// protocol's documented defaults (the one place they are written: the
+/// relay's `--help` and the docs' tables are derived from or tested against
+/// it); the relay makes each one configurable.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// Largest WebSocket frame or HTTP publish body, in bytes. Default 64 KiB.
+    /// Largest WebSocket frame or HTTP publish body, in bytes.
     pub max_frame_bytes: usize,
-    /// Largest subscriber token, in bytes. Default 4 KiB.
+    /// Largest subscriber token, in bytes.
     pub max_token_bytes: usize,
-    /// Subscriptions one connection may hold. Default 64.
+    /// Subscriptions one connection may hold.
     pub max_subscriptions: usize,
-    /// Frames per second a subscriber may send, sustained. Default 20.
+    /// Frames per second a subscriber may send, sustained.
     pub client_frames_per_sec: u32,
-    /// Frames a subscriber may send in a burst. Default 50.
+    /// Frames a subscriber may send in a burst.
     pub client_frames_burst: u32,
-    /// Publishes per second for one publisher key. Default 10,000.
+    /// Publishes per second for one publisher key.
     pub publishes_per_sec_per_key: u32,
-    /// Open connections from one client IP. Default 1,000.
+    /// Open connections from one client IP.
     pub connections_per_ip: usize,
-    /// Events kept per channel. Default 1,000.
+    /// Events kept per channel.
     pub history_events: usize,
-    /// Age after which history events are dropped. Default 10 minutes.
+    /// Age after which history events are dropped.
     pub history_age: Duration,
-    /// Frames queued for one subscriber before the slow-consumer policy applies. Default 4,096.
+    /// Frames queued for one subscriber before the slow-consumer policy applies.
     pub subscriber_queue_frames: usize,
-    /// How long an acked (channel, id) pair is remembered for dedupe. Default 10 minutes.
+    /// How long an acked (channel, id) pair is remembered for dedupe.
     pub dedupe_window: Duration,
-    /// A subscriber must send its first frame within this. Default 10 s.
+    /// A subscriber must send its first frame within this.
     pub first_frame_timeout: Duration,
-    /// Interval between pings from the relay. Default 25 s.
+    /// Interval between pings from the relay.
     pub ping_interval: Duration,
-    /// A connection that answers no ping for this long is closed. Default 60 s.
+    /// A connection that answers no ping for this long is closed.
     pub dead_peer_timeout: Duration,
-    /// Clock leeway when checking token expiry, at most 60 s. Default 60 s.
+    /// Clock leeway when checking token expiry, at most 60 s.
     pub token_leeway: Duration,
-    /// How deep an event's `data` may nest arrays and objects. Default 64.
+    /// How deep an event's `data` may nest arrays and objects.
     /// Clients parse events recursively; a deeper value would crash them.
     pub max_data_depth: usize,
     /// Presence members listed per channel; beyond it every subscriber of the
-    /// channel is shown counts only. Default 100.
+    /// channel is shown counts only.
     pub max_presence_members: usize,
 }
 
