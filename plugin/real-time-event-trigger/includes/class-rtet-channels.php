@@ -156,6 +156,30 @@ class RTET_Channels {
 	}
 
 	/**
+	 * The channels on which a token makes its holder a presence member: the
+	 * editors' channel of each post the user has open in the block editor
+	 * (`editing`) and may edit. Visitors are never members.
+	 *
+	 * @param WP_User|null $user    The user, or null for a visitor.
+	 * @param int[]        $editing Posts the page has open in the editor.
+	 * @return string[]
+	 */
+	public static function presence_for_user( $user, array $editing ) {
+		$user = $user instanceof WP_User && $user->exists() ? $user : null;
+		if ( ! $user ) {
+			return array();
+		}
+		$channels = array();
+		foreach ( $editing as $post_id ) {
+			$channel = self::post_editors( $post_id );
+			if ( self::may_subscribe( $channel, $user ) ) {
+				$channels[] = $channel;
+			}
+		}
+		return array_values( array_unique( $channels ) );
+	}
+
+	/**
 	 * Whether a user may subscribe to a channel of the plugin's families; channels of other names are the filters' business.
 	 *
 	 * @param string       $channel Channel.

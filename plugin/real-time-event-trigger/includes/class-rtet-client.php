@@ -75,6 +75,8 @@ class RTET_Client {
 			'tokenUrl'       => esc_url_raw( rest_url( RTET_REST::NS . '/token' ) ),
 			// Posts whose channels this page asks for; the token endpoint grants only those the user may read.
 			'posts'          => self::page_posts( $context ),
+			// The post open in the block editor: its other editors see this user by presence.
+			'editing'        => self::editing_post( $context ),
 			'commentNotices' => 'admin' === $context && (bool) RTET_Settings::value( 'admin_notices' ) && current_user_can( 'moderate_comments' ),
 			// Visitors connect here without a token; logged-in users get the URL with their token.
 			'url'          => RTET_Settings::browser_url(),
@@ -113,6 +115,25 @@ class RTET_Client {
 		 */
 		$settings = (array) apply_filters( 'rtet_client_settings', $settings, $context );
 		wp_add_inline_script( self::HANDLE, 'window.rtetSettings = ' . wp_json_encode( $settings ) . ';', 'before' );
+	}
+
+	/**
+	 * The post this page has open in the block editor, when the user may edit
+	 * it and save notices are on (editor awareness); 0 on any other page.
+	 *
+	 * @param string $context 'front' or 'admin'.
+	 * @return int
+	 */
+	private static function editing_post( $context ) {
+		if ( 'admin' !== $context || ! function_exists( 'get_current_screen' ) || ! RTET_Settings::event_enabled( 'post_saved' ) ) {
+			return 0;
+		}
+		$screen = get_current_screen();
+		$post   = get_post();
+		if ( ! $screen || 'post' !== $screen->base || ! $screen->is_block_editor() || ! $post instanceof WP_Post || ! current_user_can( 'edit_post', $post->ID ) ) {
+			return 0;
+		}
+		return (int) $post->ID;
 	}
 
 	/**
