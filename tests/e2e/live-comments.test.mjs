@@ -10,7 +10,9 @@
  *   a notice with a link to the new revision at once;
  * - two editors in the block editor on one post see each other's name
  *   ("Alice is also editing"); a second tab of one of them is no one new;
- *   when one closes the page, the other's notice goes away.
+ *   when one closes the page, the other's notice goes away;
+ * - with the readers badge on, visitors of a public post see "N people
+ *   reading" and never who (not even the editor who has it open).
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -247,6 +249,35 @@ for (const extension of extensionBuilt ? [true, false] : [false]) {
       await bpage.close();
       await waitAlsoEditing(apage, null);
       await Promise.all([actx.close(), bctx.close()]);
+    });
+
+    it('with the readers badge on, visitors of a post see how many are reading and never who', async () => {
+      const setBadge = (on) => site.wpEval(`$s = get_option( 'rtet_settings' ); $s['readers_badge'] = ${on ? 'true' : 'false'}; update_option( 'rtet_settings', $s );`);
+      const post = await publishPost(rest, `Read together ${uniq()}`, { comment_status: 'closed' });
+      const alice = await createUser(rest, 'editor');
+      const aliceName = `Alice ${uniq()}`;
+      await rest.post(`/wp/v2/users/${alice.id}`, { name: aliceName });
+      await setBadge(true);
+      try {
+        const actx = await newContext(browser);
+        await login(actx, site, alice.username, alice.password);
+        const apage = await openEditor(actx, site, post.id);
+        const v1ctx = await newContext(browser);
+        const v2ctx = await newContext(browser);
+        const v1 = await openConnected(v1ctx, site, `/?p=${post.id}`);
+        const v2 = await openConnected(v2ctx, site, `/?p=${post.id}`);
+        // Alice's editor page reads the post's channel too: three are reading.
+        for (const v of [v1, v2]) {
+          await v.locator(`.rtet-readers[data-rtet-readers="${post.id}"]`, { hasText: '3 people reading' }).waitFor({ state: 'visible', timeout: SEE_TIMEOUT });
+        }
+        await apage.close();
+        await v1.locator('.rtet-readers', { hasText: '2 people reading' }).waitFor({ state: 'visible', timeout: SEE_TIMEOUT });
+        assert.equal(await v1.evaluate((id) => window.rtet.members(`post.${id}`).length, post.id), 0);
+        assert.ok(!(await v1.content()).includes(aliceName), 'no editor\'s name on a visitor\'s page');
+        await Promise.all([actx.close(), v1ctx.close(), v2ctx.close()]);
+      } finally {
+        await setBadge(false);
+      }
     });
   });
 }

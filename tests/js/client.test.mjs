@@ -281,6 +281,38 @@ echo json_encode( array( 'post' => $post, 'users' => $users ) );`, { password: '
     closePage(a);
   });
 
+  it('with the readers badge on, a visitor on a public post sees how many are reading and never who', async () => {
+    const setBadge = (on) => site.wpEval(`$s = get_option( 'rtet_settings' ); $s['readers_badge'] = ${on ? 'true' : 'false'}; update_option( 'rtet_settings', $s );`);
+    const made = JSON.parse((await site.wpEval(`
+$id = wp_insert_post( array( 'post_title' => 'Readers', 'post_status' => 'publish', 'comment_status' => 'closed' ) );
+echo json_encode( array( 'id' => $id, 'path' => wp_parse_url( get_permalink( $id ), PHP_URL_PATH ) ) );`)).trim().split('\n').pop());
+    const off = await openPage(site, { path: made.path });
+    assert.equal(off.settings.readersBadge, false, 'off by default');
+    assert.deepEqual(off.settings.posts, [], 'the page asks for no post channel: comments are closed and the badge is off');
+    closePage(off);
+
+    await setBadge(true);
+    try {
+      const badge = (page) => Array.from(page.win.document.querySelectorAll(`[data-rtet-readers="${made.id}"]`), (el) => el.textContent);
+      const v1 = await openPage(site, { path: made.path });
+      assert.equal(v1.settings.readersBadge, true);
+      assert.deepEqual(v1.settings.posts, [made.id]);
+      await until('one reader', () => badge(v1).join() === '1 person reading');
+      const v2 = await openPage(site, { path: made.path });
+      await until('two readers on both pages', () => badge(v1).join() === '2 people reading' && badge(v2).join() === '2 people reading');
+      closePage(v2);
+      await until('one reader again', () => badge(v1).join() === '1 person reading');
+      assert.ok(v1.presence.length > 0, 'the counts came as presence frames');
+      for (const p of v1.presence) {
+        assert.deepEqual(Object.keys(p).sort(), ['anonymous', 'channel', 'member_count', 'type'], `no identity in ${JSON.stringify(p)}`);
+      }
+      assert.equal(v1.win.document.querySelectorAll('.rtet-readers').length, 1, 'one badge');
+      closePage(v1);
+    } finally {
+      await setBadge(false);
+    }
+  });
+
   describe('a logged-in user', () => {
     let cookie;
     let userId;

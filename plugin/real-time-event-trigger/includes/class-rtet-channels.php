@@ -180,6 +180,19 @@ class RTET_Channels {
 	}
 
 	/**
+	 * The readers' channels whose counts a token shows (the readers badge):
+	 * `post.<ID>` of each post the page asked for and the token grants.
+	 *
+	 * @param string[] $channels Channels the token grants.
+	 * @param int[]    $post_ids Posts the page asked channels for.
+	 * @return string[]
+	 */
+	public static function reader_counts( array $channels, array $post_ids ) {
+		$wanted = array_map( array( __CLASS__, 'post' ), $post_ids );
+		return array_values( array_intersect( $wanted, $channels ) );
+	}
+
+	/**
 	 * Whether a user may subscribe to a channel of the plugin's families; channels of other names are the filters' business.
 	 *
 	 * @param string       $channel Channel.

@@ -84,6 +84,7 @@ class RTET_Client {
 			'nonce'        => $logged_in ? wp_create_nonce( 'wp_rest' ) : '',
 			'context'      => $context,
 			'toasts'       => 'front' === $context && (bool) RTET_Settings::value( 'toasts' ),
+			'readersBadge' => 'front' === $context && (bool) RTET_Settings::value( 'readers_badge' ),
 			'adminNotices' => 'admin' === $context && (bool) RTET_Settings::value( 'admin_notices' ) && current_user_can( 'list_users' ),
 			'reconnect'    => array(
 				'min' => 1000,
@@ -105,6 +106,10 @@ class RTET_Client {
 				/* translators: 1: comment author's name, 2: post title */
 				'heldComment'   => __( 'A comment by %1$s on "%2$s" is waiting for moderation.', 'real-time-event-trigger' ),
 				'moderate'      => __( 'Moderate it', 'real-time-event-trigger' ),
+				/* translators: %s: how many people are reading this post (one) */
+				'readersOne'    => __( '%s person reading', 'real-time-event-trigger' ),
+				/* translators: %s: how many people are reading this post (more than one) */
+				'readersMany'   => __( '%s people reading', 'real-time-event-trigger' ),
 			),
 		);
 		/**
@@ -139,7 +144,7 @@ class RTET_Client {
 	/**
 	 * The posts this page asks channels for: on the front end the post being
 	 * read when its new comments are sent live (comments open and the event
-	 * on); in wp-admin the post being edited. A visitor's page that asks for
+	 * on) or the readers badge is on (a public post); in wp-admin the post being edited. A visitor's page that asks for
 	 * one fetches a token (an uncached REST request) instead of connecting
 	 * anonymously; pages that ask for none stay without any request to the site.
 	 *
@@ -152,6 +157,12 @@ class RTET_Client {
 			$id = (int) get_queried_object_id();
 			if ( $id > 0 && comments_open( $id ) ) {
 				$posts[] = $id;
+			}
+		}
+		if ( 'front' === $context && is_singular() && RTET_Settings::value( 'readers_badge' ) ) {
+			$post = get_post( (int) get_queried_object_id() );
+			if ( $post instanceof WP_Post && RTET_Events::is_public_post( $post ) ) {
+				$posts[] = (int) $post->ID;
 			}
 		}
 		if ( 'admin' === $context && function_exists( 'get_current_screen' ) ) {

@@ -10,7 +10,9 @@
  *   `post.<ID>.editors` when they may edit it (RTET_Channels). Tokens live
  *   5 minutes. `editing=ID` (the block editor's page asks it) makes a user
  *   who may edit that post a presence member of `post.<ID>.editors`, shown
- *   to the other editors with their display name and avatar only.
+ *   to the other editors with their display name and avatar only. With the
+ *   readers badge on, every `post.<ID>` granted is also in `presence_counts`:
+ *   the page is shown how many are reading, never who.
  *   Pages never carry a token and this answer is never cached,
  *   so page caches are safe.
  * - `POST /test`: the settings page's "Send test event" (manage_options).
@@ -83,6 +85,10 @@ class RTET_REST {
 			'presence' => $presence,
 			'info'     => RTET_Token::member_info( $user ),
 		);
+		$counts = RTET_Settings::value( 'readers_badge' ) ? RTET_Channels::reader_counts( $channels, $posts ) : array();
+		if ( array() !== $counts ) {
+			$claims['presence_counts'] = $counts;
+		}
 		$issued = RTET_Token::issue( $channels, $user ? (string) $user->ID : '', $ttl, $claims );
 		if ( is_wp_error( $issued ) ) {
 			$issued->add_data( array( 'status' => 503 ) );

@@ -205,6 +205,44 @@ class TokenEndpointTest extends RTET_Test_Case {
 		}
 	}
 
+	/**
+	 * The readers badge: off, no token shows counts; on, a page's token shows
+	 * the counts of each post it asked for and may read, and never makes
+	 * anyone a member there (no identity on a reader's page); with both signers.
+	 */
+	public function test_with_the_readers_badge_on_a_reader_is_shown_the_counts_of_the_post_and_no_one_is_listed() {
+		$author = self::create_user( 'author' );
+		$posts  = $this->posts_of_every_kind( $author->ID );
+		$asked  = implode( ',', $posts );
+		foreach ( array( 'extension', 'fallback' ) as $signer ) {
+			if ( 'fallback' === $signer ) {
+				$this->use_http_fallback();
+			} elseif ( ! RTET_Sender::extension_available() ) {
+				continue;
+			}
+			$this->set_settings( array( 'readers_badge' => false ) );
+			wp_set_current_user( 0 );
+			$this->assertArrayNotHasKey( 'presence_counts', self::verified_claims( self::ask( $asked )->get_data()['token'] ), "$signer: off by default" );
+
+			$this->set_settings( array( 'readers_badge' => true ) );
+			$claims = self::verified_claims( self::ask( $asked )->get_data()['token'] );
+			$this->assertSame( array( 'sub', 'channels', 'iat', 'exp', 'presence_counts' ), array_keys( $claims ), "$signer: a visitor" );
+			$this->assertSame( array( 'post.' . $posts['public'] ), $claims['presence_counts'], "$signer: only the post the visitor may read" );
+
+			wp_set_current_user( self::create_user( 'subscriber' )->ID );
+			$claims = self::verified_claims( self::ask( $asked )->get_data()['token'] );
+			$this->assertSame( array( 'sub', 'channels', 'iat', 'exp', 'presence_counts' ), array_keys( $claims ), "$signer: a subscriber is counted, never listed" );
+			$this->assertSame( array( 'post.' . $posts['public'] ), $claims['presence_counts'], $signer );
+
+			// The author in the editor: a member of the editors' channel only, counted on the readers' one.
+			wp_set_current_user( $author->ID );
+			$claims = self::verified_claims( self::ask( (string) $posts['draft'], (string) $posts['draft'] )->get_data()['token'] );
+			$this->assertSame( array( 'post.' . $posts['draft'] . '.editors' ), $claims['presence'], $signer );
+			$this->assertSame( array( 'post.' . $posts['draft'] ), $claims['presence_counts'], $signer );
+			$this->assertSame( array( 'sub', 'channels', 'iat', 'exp', 'presence', 'presence_counts', 'info' ), array_keys( $claims ), "$signer: the signers' order" );
+		}
+	}
+
 	public function test_a_visitor_gets_the_channel_of_a_public_post_and_not_of_a_private_draft_or_protected_one() {
 		$author = self::create_user( 'author' );
 		$posts  = $this->posts_of_every_kind( $author->ID );

@@ -37,6 +37,12 @@
  * user a presence member of `post.<ID>.editors`; `window.rtet.members(channel)`
  * gives the member list the client keeps for a channel.
  *
+ * Readers badge (front end, when on in the settings): on a public post's
+ * page the token shows the counts of `post.<ID>` (`presence_counts`), and
+ * "N people reading" is written into every element marked
+ * `data-rtet-readers="<post ID>"`, or into a badge the client adds when the
+ * theme has none. Counts only: nobody's identity reaches a reader's page.
+ *
  * Built-in displays: a toast for `post_published` and for `comment_approved`
  * (front end, when toasts are on); for `comment_approved` the comment count
  * of that post is updated in every element marked
@@ -107,6 +113,7 @@
 		nonce: typeof raw.nonce === 'string' ? raw.nonce : '',
 		context: raw.context === 'admin' ? 'admin' : 'front',
 		toasts: !! raw.toasts,
+		readersBadge: !! raw.readersBadge,
 		adminNotices: !! raw.adminNotices,
 		commentNotices: !! raw.commentNotices,
 		posts: Array.isArray( raw.posts ) ? raw.posts.filter( isPostId ).slice( 0, MAX_POSTS ) : [],
@@ -268,6 +275,7 @@
 						p.members[ m.sub ] = m.info;
 					} );
 				}
+				showReaders( name, p );
 				var detail = { channel: name, member_count: p.member_count, anonymous: p.anonymous };
 				if ( p.members ) {
 					detail.members = members( name );
@@ -297,6 +305,7 @@
 			case 'presence_count':
 				p.member_count = Number( frame.member_count ) || 0;
 				p.anonymous = Number( frame.anonymous ) || 0;
+				showReaders( name, p );
 				fire( 'presence_count', { channel: name, member_count: p.member_count, anonymous: p.anonymous } );
 				return;
 		}
@@ -685,6 +694,34 @@
 			}
 		}
 		return region;
+	}
+
+	/**
+	 * Shows "N people reading" for a post this page asked for, when the
+	 * readers badge is on: everyone subscribed to `post.<ID>`, counted.
+	 *
+	 * @param {string} name Channel.
+	 * @param {Object} p    {member_count, anonymous}
+	 */
+	function showReaders( name, p ) {
+		var m = /^post\.([1-9][0-9]*)$/.exec( name );
+		if ( ! settings.readersBadge || ! m || settings.posts.indexOf( Number( m[ 1 ] ) ) === -1 ) {
+			return;
+		}
+		var n = p.member_count + p.anonymous;
+		var text = t( n === 1 ? 'readersOne' : 'readersMany', String( n ) );
+		var marked = document.querySelectorAll( '[data-rtet-readers="' + m[ 1 ] + '"]' );
+		if ( marked.length === 0 ) {
+			var badge = document.createElement( 'div' );
+			badge.className = 'rtet-readers';
+			badge.setAttribute( 'data-rtet-readers', m[ 1 ] );
+			badge.setAttribute( 'role', 'status' );
+			document.body.appendChild( badge );
+			marked = [ badge ];
+		}
+		Array.prototype.forEach.call( marked, function ( el ) {
+			el.textContent = text;
+		} );
 	}
 
 	/**
