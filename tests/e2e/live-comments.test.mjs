@@ -7,7 +7,12 @@
  *   open page of that post (toast and comment count) and not on another
  *   post's page;
  * - two editors in the block editor on one post: one saves, the other sees
- *   a notice with a link to the new revision at once.
+ *   a notice with a link to the new revision at once;
+ * - two editors in the block editor on one post see each other's name
+ *   ("Alice is also editing"); a second tab of one of them is no one new;
+ *   when one closes the page, the other's notice goes away;
+ * - with the readers badge on, visitors of a public post see "N people
+ *   reading" and never who (not even the editor who has it open).
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,6 +24,22 @@ import {
 /** The events of one name a page received so far. */
 function received(page, event) {
   return page.evaluate((name) => window.__rtet.events.filter((e) => e.event === name), event);
+}
+
+/** The text of the "also editing" notice a page shows, or null when it shows none. */
+function alsoEditing(page) {
+  return page.evaluate(() => {
+    const n = window.wp.data.select('core/notices').getNotices().find((x) => x.id === 'rtet-also-editing');
+    return n ? n.content : null;
+  });
+}
+
+/** Waits until the page's "also editing" notice reads `text` (null: until it has none). */
+function waitAlsoEditing(page, text) {
+  return page.waitForFunction((want) => {
+    const n = window.wp.data.select('core/notices').getNotices().find((x) => x.id === 'rtet-also-editing');
+    return (n ? n.content : null) === want;
+  }, text, { timeout: SEE_TIMEOUT });
 }
 
 /** Opens the block editor for a post and waits until its client has subscribed. */
@@ -177,6 +198,86 @@ for (const extension of extensionBuilt ? [true, false] : [false]) {
         post.id, { timeout: SEE_TIMEOUT });
       assert.deepEqual(await received(vpage, 'post_saved'), []);
       await Promise.all([actx.close(), bctx.close(), visitor.close()]);
+    });
+
+    it('two editors on one post see each other by name; a second tab is no one new; when one leaves, the other\'s notice goes away', async () => {
+      const post = await rest.post('/wp/v2/posts', { title: `Presence draft ${uniq()}`, content: 'Start', status: 'draft' });
+      const alice = await createUser(rest, 'editor');
+      const bob = await createUser(rest, 'editor');
+      const aliceName = `Alice ${uniq()}`;
+      const bobName = `Bob ${uniq()}`;
+      await rest.post(`/wp/v2/users/${alice.id}`, { name: aliceName });
+      await rest.post(`/wp/v2/users/${bob.id}`, { name: bobName });
+      const actx = await newContext(browser);
+      const bctx = await newContext(browser);
+      await login(actx, site, alice.username, alice.password);
+      await login(bctx, site, bob.username, bob.password);
+
+      const apage = await openEditor(actx, site, post.id);
+      const bpage = await openEditor(bctx, site, post.id);
+      await waitAlsoEditing(apage, `${bobName} is also editing this post.`);
+      await waitAlsoEditing(bpage, `${aliceName} is also editing this post.`);
+      await apage.locator('.components-notice', { hasText: `${bobName} is also editing this post.` }).waitFor({ state: 'visible', timeout: SEE_TIMEOUT });
+
+      // Alice in a second tab: Bob still sees her once, and she does not see herself.
+      const apage2 = await openEditor(actx, site, post.id);
+      await waitAlsoEditing(apage2, `${bobName} is also editing this post.`);
+      assert.equal(await alsoEditing(bpage), `${aliceName} is also editing this post.`);
+      assert.deepEqual(
+        await bpage.evaluate((ch) => window.rtet.members(ch).map((m) => Object.keys(m.info).sort()), `post.${post.id}.editors`),
+        [['avatar', 'name'], ['avatar', 'name']],
+        'each member carries a name and an avatar, nothing else',
+      );
+      // Closing one of Alice's tabs is no leave: when Carol joins after it, Bob still lists Alice.
+      await apage2.close();
+      const carol = await createUser(rest, 'editor');
+      const cctx = await newContext(browser);
+      await login(cctx, site, carol.username, carol.password);
+      const cpage = await openEditor(cctx, site, post.id);
+      const channel = `post.${post.id}.editors`;
+      await bpage.waitForFunction(([ch, sub]) => window.rtet.members(ch).some((m) => m.sub === sub), [channel, String(carol.id)], { timeout: SEE_TIMEOUT });
+      assert.deepEqual(
+        (await bpage.evaluate((ch) => window.rtet.members(ch).map((m) => m.sub), channel)).sort(),
+        [String(alice.id), String(bob.id), String(carol.id)].sort(),
+      );
+      assert.match(await alsoEditing(bpage), / are also editing this post\.$/);
+      assert.ok((await alsoEditing(bpage)).includes(aliceName));
+      await cctx.close();
+      await waitAlsoEditing(bpage, `${aliceName} is also editing this post.`);
+
+      // Bob closes the page: Alice's notice goes away.
+      await bpage.close();
+      await waitAlsoEditing(apage, null);
+      await Promise.all([actx.close(), bctx.close()]);
+    });
+
+    it('with the readers badge on, visitors of a post see how many are reading and never who', async () => {
+      const setBadge = (on) => site.wpEval(`$s = get_option( 'rtet_settings' ); $s['readers_badge'] = ${on ? 'true' : 'false'}; update_option( 'rtet_settings', $s );`);
+      const post = await publishPost(rest, `Read together ${uniq()}`, { comment_status: 'closed' });
+      const alice = await createUser(rest, 'editor');
+      const aliceName = `Alice ${uniq()}`;
+      await rest.post(`/wp/v2/users/${alice.id}`, { name: aliceName });
+      await setBadge(true);
+      try {
+        const actx = await newContext(browser);
+        await login(actx, site, alice.username, alice.password);
+        const apage = await openEditor(actx, site, post.id);
+        const v1ctx = await newContext(browser);
+        const v2ctx = await newContext(browser);
+        const v1 = await openConnected(v1ctx, site, `/?p=${post.id}`);
+        const v2 = await openConnected(v2ctx, site, `/?p=${post.id}`);
+        // Alice's editor page reads the post's channel too: three are reading.
+        for (const v of [v1, v2]) {
+          await v.locator(`.rtet-readers[data-rtet-readers="${post.id}"]`, { hasText: '3 people reading' }).waitFor({ state: 'visible', timeout: SEE_TIMEOUT });
+        }
+        await apage.close();
+        await v1.locator('.rtet-readers', { hasText: '2 people reading' }).waitFor({ state: 'visible', timeout: SEE_TIMEOUT });
+        assert.equal(await v1.evaluate((id) => window.rtet.members(`post.${id}`).length, post.id), 0);
+        assert.ok(!(await v1.content()).includes(aliceName), 'no editor\'s name on a visitor\'s page');
+        await Promise.all([actx.close(), v1ctx.close(), v2ctx.close()]);
+      } finally {
+        await setBadge(false);
+      }
     });
   });
 }

@@ -71,6 +71,11 @@ async function openPage(site, { cookie = '', override = {}, path = '/' } = {}) {
   on('disconnected', (d) => page.disconnected.push(d));
   on('token', () => { page.tokens++; });
   on('resync', () => { page.resync++; });
+  page.presence = [];
+  for (const name of ['presence', 'join', 'leave', 'presence_count']) on(name, (d) => page.presence.push({ type: name, ...d }));
+  page.hooks = [];
+  // wp.hooks as WordPress loads it before the client: the client fires its actions through doAction.
+  win.wp = { hooks: { doAction: (name, ...args) => page.hooks.push([name, ...args]) } };
   win.rtetSettings = settings;
   win.eval(CLIENT);
   openPages.add(page);
@@ -228,6 +233,84 @@ echo json_encode( array( 'id' => $pub, 'path' => wp_parse_url( get_permalink( $p
     await until('connected', () => other.connected === 1);
     assert.deepEqual(other.sent.filter((f) => f.type === 'subscribe').map((f) => f.channel), ['public']);
     closePage(other);
+  });
+
+  it('in the block editor, editors of a post see each other join and leave; a second tab is no one new; a reader sees no one', async () => {
+    const made = JSON.parse((await site.wpEval(`
+$post = wp_insert_post( array( 'post_title' => 'Presence', 'post_status' => 'publish' ) );
+$users = array();
+foreach ( array( 'Alice', 'Bob' ) as $name ) {
+	$login = strtolower( $name ) . '_' . wp_generate_password( 8, false );
+	$users[] = array( 'id' => wp_insert_user( array( 'user_login' => $login, 'user_pass' => $args['password'], 'user_email' => $login . '@example.test', 'role' => 'editor', 'display_name' => $name ) ), 'login' => $login );
+}
+echo json_encode( array( 'post' => $post, 'users' => $users ) );`, { password: 'pw-presence-1' })).trim().split('\n').pop());
+    const [alice, bob] = await Promise.all(made.users.map((u) => login(site, u.login, 'pw-presence-1')));
+    const channel = `post.${made.post}.editors`;
+    const editing = { posts: [made.post], editing: made.post };
+    const [aliceId, bobId] = made.users.map((u) => String(u.id));
+    const subs = (page) => Array.from(page.win.rtet.members(channel), (m) => m.sub);
+
+    const a = await openPage(site, { cookie: alice, override: editing });
+    await until('alice connected', () => a.connected === 1);
+    assert.equal(new URL(a.fetched[0]).searchParams.get('editing'), String(made.post));
+    await until('alice sees herself', () => subs(a).join() === aliceId);
+    assert.deepEqual(a.win.rtet.members(channel)[0].info.name, 'Alice');
+
+    const b = await openPage(site, { cookie: bob, override: editing });
+    await until('bob sees both', () => subs(b).sort().join() === [aliceId, bobId].sort().join());
+    await until('alice sees bob join', () => a.presence.some((p) => p.type === 'join' && p.members.some((m) => m.sub === bobId && m.info.name === 'Bob')));
+    assert.ok(a.hooks.some(([name, d]) => name === 'rtet.join' && d.channel === channel), 'wp.hooks action rtet.join');
+
+    // A reader of the post (no `editing`) is no member and is shown no one.
+    const reader = await openPage(site, { cookie: bob, override: { posts: [made.post] } });
+    await until('reader connected', () => reader.connected === 1);
+    // Bob's second tab as an editor: no one new for Alice; closing it is no leave.
+    const b2 = await openPage(site, { cookie: bob, override: editing });
+    await until('second tab sees both', () => subs(b2).length === 2);
+    closePage(b2);
+    closePage(b);
+    await until('alice sees bob leave', () => a.presence.some((p) => p.type === 'leave' && p.subs.includes(bobId)));
+    assert.equal(a.presence.filter((p) => p.type === 'join').length, 1, 'one join for Bob, whatever his tabs');
+    assert.equal(a.presence.filter((p) => p.type === 'leave').length, 1, 'one leave, when his last tab closed');
+    assert.deepEqual(subs(a), [aliceId]);
+    assert.ok(a.hooks.some(([name, d]) => name === 'rtet.leave' && d.subs.includes(bobId)), 'wp.hooks action rtet.leave');
+    // Bob's reading page stays open: outside the editor he is no member, and is shown no presence.
+    assert.ok(reader.sent.some((f) => f.type === 'subscribe' && f.channel === channel), 'an editor reading the post gets its editors\' channel for save notices');
+    assert.deepEqual(reader.presence, [], 'and no presence on it');
+    closePage(reader);
+    closePage(a);
+  });
+
+  it('with the readers badge on, a visitor on a public post sees how many are reading and never who', async () => {
+    const setBadge = (on) => site.wpEval(`$s = get_option( 'rtet_settings' ); $s['readers_badge'] = ${on ? 'true' : 'false'}; update_option( 'rtet_settings', $s );`);
+    const made = JSON.parse((await site.wpEval(`
+$id = wp_insert_post( array( 'post_title' => 'Readers', 'post_status' => 'publish', 'comment_status' => 'closed' ) );
+echo json_encode( array( 'id' => $id, 'path' => wp_parse_url( get_permalink( $id ), PHP_URL_PATH ) ) );`)).trim().split('\n').pop());
+    const off = await openPage(site, { path: made.path });
+    assert.equal(off.settings.readersBadge, false, 'off by default');
+    assert.deepEqual(off.settings.posts, [], 'the page asks for no post channel: comments are closed and the badge is off');
+    closePage(off);
+
+    await setBadge(true);
+    try {
+      const badge = (page) => Array.from(page.win.document.querySelectorAll(`[data-rtet-readers="${made.id}"]`), (el) => el.textContent);
+      const v1 = await openPage(site, { path: made.path });
+      assert.equal(v1.settings.readersBadge, true);
+      assert.deepEqual(v1.settings.posts, [made.id]);
+      await until('one reader', () => badge(v1).join() === '1 person reading');
+      const v2 = await openPage(site, { path: made.path });
+      await until('two readers on both pages', () => badge(v1).join() === '2 people reading' && badge(v2).join() === '2 people reading');
+      closePage(v2);
+      await until('one reader again', () => badge(v1).join() === '1 person reading');
+      assert.ok(v1.presence.length > 0, 'the counts came as presence frames');
+      for (const p of v1.presence) {
+        assert.deepEqual(Object.keys(p).sort(), ['anonymous', 'channel', 'member_count', 'type'], `no identity in ${JSON.stringify(p)}`);
+      }
+      assert.equal(v1.win.document.querySelectorAll('.rtet-readers').length, 1, 'one badge');
+      closePage(v1);
+    } finally {
+      await setBadge(false);
+    }
   });
 
   describe('a logged-in user', () => {

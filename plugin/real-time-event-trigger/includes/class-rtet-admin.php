@@ -209,6 +209,12 @@ class RTET_Admin {
 			checked( (bool) RTET_Settings::value( 'admin_notices' ), true, false ),
 			esc_html__( 'Show notices in wp-admin: a new user to administrators, a comment waiting for moderation to moderators', 'real-time-event-trigger' )
 		);
+		printf(
+			'<br /><label><input type="checkbox" name="%1$s[readers_badge]" value="1" %2$s /> %3$s</label>',
+			esc_attr( RTET_Settings::OPTION ),
+			checked( (bool) RTET_Settings::value( 'readers_badge' ), true, false ),
+			esc_html__( 'Show how many people are reading a public post ("3 people reading"): a count only, never who', 'real-time-event-trigger' )
+		);
 		echo '</fieldset>';
 	}
 

@@ -156,6 +156,43 @@ class RTET_Channels {
 	}
 
 	/**
+	 * The channels on which a token makes its holder a presence member: the
+	 * editors' channel of each post the user has open in the block editor
+	 * (`editing`) and may edit. Visitors are never members.
+	 *
+	 * @param WP_User|null $user    The user, or null for a visitor.
+	 * @param int[]        $editing Posts the page has open in the editor.
+	 * @return string[]
+	 */
+	public static function presence_for_user( $user, array $editing ) {
+		$user = $user instanceof WP_User && $user->exists() ? $user : null;
+		if ( ! $user ) {
+			return array();
+		}
+		$channels = array();
+		foreach ( $editing as $post_id ) {
+			$channel = self::post_editors( $post_id );
+			if ( self::may_subscribe( $channel, $user ) ) {
+				$channels[] = $channel;
+			}
+		}
+		return array_values( array_unique( $channels ) );
+	}
+
+	/**
+	 * The readers' channels whose counts a token shows (the readers badge):
+	 * `post.<ID>` of each post the page asked for and the token grants.
+	 *
+	 * @param string[] $channels Channels the token grants.
+	 * @param int[]    $post_ids Posts the page asked channels for.
+	 * @return string[]
+	 */
+	public static function reader_counts( array $channels, array $post_ids ) {
+		$wanted = array_map( array( __CLASS__, 'post' ), $post_ids );
+		return array_values( array_intersect( $wanted, $channels ) );
+	}
+
+	/**
 	 * Whether a user may subscribe to a channel of the plugin's families; channels of other names are the filters' business.
 	 *
 	 * @param string       $channel Channel.

@@ -75,6 +75,8 @@ class RTET_Client {
 			'tokenUrl'       => esc_url_raw( rest_url( RTET_REST::NS . '/token' ) ),
 			// Posts whose channels this page asks for; the token endpoint grants only those the user may read.
 			'posts'          => self::page_posts( $context ),
+			// The post open in the block editor: its other editors see this user by presence.
+			'editing'        => self::editing_post( $context ),
 			'commentNotices' => 'admin' === $context && (bool) RTET_Settings::value( 'admin_notices' ) && current_user_can( 'moderate_comments' ),
 			// Visitors connect here without a token; logged-in users get the URL with their token.
 			'url'          => RTET_Settings::browser_url(),
@@ -82,6 +84,7 @@ class RTET_Client {
 			'nonce'        => $logged_in ? wp_create_nonce( 'wp_rest' ) : '',
 			'context'      => $context,
 			'toasts'       => 'front' === $context && (bool) RTET_Settings::value( 'toasts' ),
+			'readersBadge' => 'front' === $context && (bool) RTET_Settings::value( 'readers_badge' ),
 			'adminNotices' => 'admin' === $context && (bool) RTET_Settings::value( 'admin_notices' ) && current_user_can( 'list_users' ),
 			'reconnect'    => array(
 				'min' => 1000,
@@ -103,6 +106,10 @@ class RTET_Client {
 				/* translators: 1: comment author's name, 2: post title */
 				'heldComment'   => __( 'A comment by %1$s on "%2$s" is waiting for moderation.', 'real-time-event-trigger' ),
 				'moderate'      => __( 'Moderate it', 'real-time-event-trigger' ),
+				/* translators: %s: how many people are reading this post (one) */
+				'readersOne'    => __( '%s person reading', 'real-time-event-trigger' ),
+				/* translators: %s: how many people are reading this post (more than one) */
+				'readersMany'   => __( '%s people reading', 'real-time-event-trigger' ),
 			),
 		);
 		/**
@@ -116,9 +123,28 @@ class RTET_Client {
 	}
 
 	/**
+	 * The post this page has open in the block editor, when the user may edit
+	 * it and save notices are on (editor awareness); 0 on any other page.
+	 *
+	 * @param string $context 'front' or 'admin'.
+	 * @return int
+	 */
+	private static function editing_post( $context ) {
+		if ( 'admin' !== $context || ! function_exists( 'get_current_screen' ) || ! RTET_Settings::event_enabled( 'post_saved' ) ) {
+			return 0;
+		}
+		$screen = get_current_screen();
+		$post   = get_post();
+		if ( ! $screen || 'post' !== $screen->base || ! $screen->is_block_editor() || ! $post instanceof WP_Post || ! current_user_can( 'edit_post', $post->ID ) ) {
+			return 0;
+		}
+		return (int) $post->ID;
+	}
+
+	/**
 	 * The posts this page asks channels for: on the front end the post being
 	 * read when its new comments are sent live (comments open and the event
-	 * on); in wp-admin the post being edited. A visitor's page that asks for
+	 * on) or the readers badge is on (a public post); in wp-admin the post being edited. A visitor's page that asks for
 	 * one fetches a token (an uncached REST request) instead of connecting
 	 * anonymously; pages that ask for none stay without any request to the site.
 	 *
@@ -131,6 +157,12 @@ class RTET_Client {
 			$id = (int) get_queried_object_id();
 			if ( $id > 0 && comments_open( $id ) ) {
 				$posts[] = $id;
+			}
+		}
+		if ( 'front' === $context && is_singular() && RTET_Settings::value( 'readers_badge' ) ) {
+			$post = get_post( (int) get_queried_object_id() );
+			if ( $post instanceof WP_Post && RTET_Events::is_public_post( $post ) ) {
+				$posts[] = (int) $post->ID;
 			}
 		}
 		if ( 'admin' === $context && function_exists( 'get_current_screen' ) ) {

@@ -10,6 +10,11 @@
  * WordPress's Heartbeat; this adds the moment of the save, which Heartbeat
  * does not report.
  *
+ * Who else has the post open comes from the relay's presence on the same
+ * channel: the token endpoint makes the user a member when the block
+ * editor's page asks (`editing`, RTET_Client), and rtet-editor.js shows
+ * "Alice is also editing this post." for the other members.
+ *
  * @package real-time-event-trigger
  */
 
@@ -97,9 +102,13 @@ class RTET_Editor {
 					'user' => get_current_user_id(),
 					'i18n' => array(
 						/* translators: %s: the name of the user who saved */
-						'saved'        => __( '%s just saved this post. Your unsaved changes would overwrite theirs: look at their version before you save.', 'real-time-event-trigger' ),
-						'someone'      => __( 'Someone', 'real-time-event-trigger' ),
-						'viewRevision' => __( 'View their revision', 'real-time-event-trigger' ),
+						'saved'           => __( '%s just saved this post. Your unsaved changes would overwrite theirs: look at their version before you save.', 'real-time-event-trigger' ),
+						'someone'         => __( 'Someone', 'real-time-event-trigger' ),
+						'viewRevision'    => __( 'View their revision', 'real-time-event-trigger' ),
+						/* translators: %s: the name of another user editing this post */
+						'alsoEditing'     => __( '%s is also editing this post.', 'real-time-event-trigger' ),
+						/* translators: %s: the names of other users editing this post, comma-separated */
+						'alsoEditingMany' => __( '%s are also editing this post.', 'real-time-event-trigger' ),
 					),
 				)
 			) . ';',

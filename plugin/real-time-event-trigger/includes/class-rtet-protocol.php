@@ -33,6 +33,12 @@ class RTET_Protocol {
 	/** The largest subscriber token the relay accepts, in bytes. */
 	const MAX_TOKEN_BYTES = 4096;
 
+	/** The longest `info.name` of a presence member, in characters. */
+	const MEMBER_NAME_MAX_CHARS = 64;
+
+	/** The longest `info.avatar` URL of a presence member, in bytes. */
+	const MEMBER_AVATAR_MAX_BYTES = 512;
+
 	/** The shortest API key the relay accepts. */
 	const MIN_KEY_LENGTH = 32;
 

@@ -8,7 +8,12 @@
  *   capabilities of RTET_Channels that they have. For each post in `posts`
  *   the token grants `post.<ID>` when the asker may read it and
  *   `post.<ID>.editors` when they may edit it (RTET_Channels). Tokens live
- *   5 minutes. Pages never carry a token and this answer is never cached,
+ *   5 minutes. `editing=ID` (the block editor's page asks it) makes a user
+ *   who may edit that post a presence member of `post.<ID>.editors`, shown
+ *   to the other editors with their display name and avatar only. With the
+ *   readers badge on, every `post.<ID>` granted is also in `presence_counts`:
+ *   the page is shown how many are reading, never who.
+ *   Pages never carry a token and this answer is never cached,
  *   so page caches are safe.
  * - `POST /test`: the settings page's "Send test event" (manage_options).
  *
@@ -61,6 +66,8 @@ class RTET_REST {
 		$user     = is_user_logged_in() ? wp_get_current_user() : null;
 		$posts    = $request instanceof WP_REST_Request ? RTET_Channels::parse_post_ids( $request->get_param( 'posts' ) ) : array();
 		$channels = RTET_Channels::for_user( $user, $posts );
+		$editing  = $request instanceof WP_REST_Request ? RTET_Channels::parse_post_ids( $request->get_param( 'editing' ) ) : array();
+		$presence = array_values( array_intersect( RTET_Channels::presence_for_user( $user, $editing ), $channels ) );
 		$url      = RTET_Settings::browser_url();
 		if ( '' === $url ) {
 			return new WP_Error( 'rtet_not_configured', __( 'Real-time events are not configured.', 'real-time-event-trigger' ), array( 'status' => 503 ) );
@@ -74,7 +81,15 @@ class RTET_REST {
 		 */
 		$ttl    = (int) apply_filters( 'rtet_token_ttl', RTET_Token::TTL, $user );
 		$ttl    = max( RTET_Token::MIN_TTL, min( 3600, $ttl ) );
-		$issued = RTET_Token::issue( $channels, $user ? (string) $user->ID : '', $ttl );
+		$claims = array() === $presence ? array() : array(
+			'presence' => $presence,
+			'info'     => RTET_Token::member_info( $user ),
+		);
+		$counts = RTET_Settings::value( 'readers_badge' ) ? RTET_Channels::reader_counts( $channels, $posts ) : array();
+		if ( array() !== $counts ) {
+			$claims['presence_counts'] = $counts;
+		}
+		$issued = RTET_Token::issue( $channels, $user ? (string) $user->ID : '', $ttl, $claims );
 		if ( is_wp_error( $issued ) ) {
 			$issued->add_data( array( 'status' => 503 ) );
 			return $issued;

@@ -50,6 +50,8 @@ class RTET_Settings {
 			'toasts'               => true,
 			// Notices in wp-admin: user_registered to administrators, comment_held to moderators.
 			'admin_notices'        => true,
+			// "N people reading" on a public post: counts from the relay's presence, never who.
+			'readers_badge'        => false,
 			// The format of these settings.
 			'version'              => self::VERSION,
 		);
@@ -237,7 +239,7 @@ class RTET_Settings {
 			$events        = isset( $input['events'] ) ? array_map( 'strval', (array) $input['events'] ) : array();
 			$out['events'] = array_values( array_intersect( self::BUILT_IN_EVENTS, $events ) );
 		}
-		foreach ( array( 'toasts', 'admin_notices' ) as $flag ) {
+		foreach ( array( 'toasts', 'admin_notices', 'readers_badge' ) as $flag ) {
 			if ( isset( $input['_form'] ) || array_key_exists( $flag, $input ) ) {
 				$out[ $flag ] = ! empty( $input[ $flag ] );
 			}

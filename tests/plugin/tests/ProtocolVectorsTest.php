@@ -52,6 +52,8 @@ class ProtocolVectorsTest extends RTET_Test_Case {
 		$this->assertSame( $limits['min_api_key_length'], RTET_Protocol::MIN_KEY_LENGTH );
 		$this->assertSame( $limits['token_default_ttl_secs'], RTET_Token::TTL );
 		$this->assertSame( $limits['history_age_secs'], RTET_Sender::PENDING_TTL, 'the retry queue keeps events as long as the relay\'s history' );
+		$this->assertSame( $limits['member_name_max_chars'], RTET_Protocol::MEMBER_NAME_MAX_CHARS );
+		$this->assertSame( $limits['member_avatar_max_bytes'], RTET_Protocol::MEMBER_AVATAR_MAX_BYTES );
 	}
 
 	public function test_the_http_fallback_refuses_an_event_over_the_frame_limit_and_takes_one_at_it() {

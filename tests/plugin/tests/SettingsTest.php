@@ -42,6 +42,22 @@ class SettingsTest extends RTET_Test_Case {
 		$this->assertFalse( RTET_Settings::value( 'toasts' ), 'an unticked box is stored as off' );
 	}
 
+	public function test_the_readers_badge_is_off_by_default_and_switched_on_by_its_box_on_the_settings_page() {
+		$this->assertFalse( RTET_Settings::defaults()['readers_badge'] );
+		ob_start();
+		RTET_Admin::field_display();
+		$html = (string) ob_get_clean();
+		$this->assertMatchesRegularExpression( '/<input type="checkbox" name="' . preg_quote( RTET_Settings::OPTION, '/' ) . '\[readers_badge\]" value="1"\s*\/>/', $html, 'an unticked box' );
+		$this->assertStringContainsString( 'never who', $html );
+		$this->submit( array( 'readers_badge' => '1' ) );
+		$this->assertTrue( RTET_Settings::value( 'readers_badge' ) );
+		ob_start();
+		RTET_Admin::field_display();
+		$this->assertStringContainsString( 'name="' . RTET_Settings::OPTION . "[readers_badge]\" value=\"1\"  checked='checked'", (string) ob_get_clean() );
+		$this->submit( array() );
+		$this->assertFalse( RTET_Settings::value( 'readers_badge' ), 'unticked, it is off again' );
+	}
+
 	public function test_a_rejected_relay_url_keeps_the_old_value_and_is_shown_escaped() {
 		$before = RTET_Settings::server_url();
 		$attack = 'http://x/"><script>alert(1)</script>';

@@ -14,13 +14,17 @@ class TokenEndpointTest extends RTET_Test_Case {
 	/**
 	 * Asks the endpoint as the current user (a REST request inside WordPress).
 	 *
-	 * @param mixed $posts The `posts` parameter (post IDs the page wants channels for), or null for none.
+	 * @param mixed $posts   The `posts` parameter (post IDs the page wants channels for), or null for none.
+	 * @param mixed $editing The `editing` parameter (the post open in the block editor), or null for none.
 	 * @return WP_REST_Response
 	 */
-	private static function ask( $posts = null ) {
+	private static function ask( $posts = null, $editing = null ) {
 		$request = new WP_REST_Request( 'GET', '/rtet/v1/token' );
 		if ( null !== $posts ) {
 			$request->set_param( 'posts', $posts );
+		}
+		if ( null !== $editing ) {
+			$request->set_param( 'editing', $editing );
 		}
 		return rest_do_request( $request );
 	}
@@ -135,6 +139,108 @@ class TokenEndpointTest extends RTET_Test_Case {
 			'draft'              => $make( 'draft' ),
 			'password-protected' => $make( 'publish', array( 'post_password' => 'secret' ) ),
 		);
+	}
+
+	/**
+	 * The claims of the token the current user gets on the block editor's page of `$post`.
+	 *
+	 * @param int $post Post ID.
+	 * @return array
+	 */
+	private function editor_page_claims( $post ) {
+		$res = self::ask( (string) $post, (string) $post );
+		$this->assertSame( 200, $res->get_status(), wp_json_encode( $res->get_data() ) );
+		return self::verified_claims( $res->get_data()['token'] );
+	}
+
+	/**
+	 * Editor awareness: on the block editor's page, only users who may edit
+	 * the post become presence members of its editors' channel, and others
+	 * see of them a display name and an avatar URL, nothing else; with both signers.
+	 */
+	public function test_only_users_who_may_edit_a_post_are_members_of_its_editors_presence_with_name_and_avatar_only() {
+		foreach ( array( 'extension', 'fallback' ) as $signer ) {
+			if ( 'fallback' === $signer ) {
+				$this->use_http_fallback();
+			} elseif ( ! RTET_Sender::extension_available() ) {
+				continue;
+			}
+			$author = self::create_user( 'author' );
+			$post   = (int) wp_insert_post( array( 'post_title' => 'Shared', 'post_status' => 'draft', 'post_author' => $author->ID ) );
+			// Straight into the table, as a plugin or an import could write it: with a control character.
+			global $wpdb;
+			$wpdb->update( $wpdb->users, array( 'display_name' => "Zo\u{00eb} \u{00c5}lander\x07" . str_repeat( 'x', 100 ) ), array( 'ID' => $author->ID ) );
+			clean_user_cache( $author->ID );
+			$author = get_user_by( 'id', $author->ID );
+			wp_set_current_user( $author->ID );
+			$claims = $this->editor_page_claims( $post );
+			$this->assertSame( array( 'sub', 'channels', 'iat', 'exp', 'presence', 'info' ), array_keys( $claims ), $signer );
+			$this->assertSame( array( "post.$post.editors" ), $claims['presence'], $signer );
+			$this->assertSame( array( 'name', 'avatar' ), array_keys( $claims['info'] ), "$signer: name and avatar, nothing else" );
+			$this->assertSame( RTET_Protocol::MEMBER_NAME_MAX_CHARS, mb_strlen( $claims['info']['name'] ), "$signer: the name is cut to the relay's limit" );
+			$this->assertStringStartsWith( "Zo\u{00eb} \u{00c5}lander x", $claims['info']['name'], "$signer: a control character is no part of the name" );
+			$this->assertSame( get_avatar_url( $author->ID, array( 'size' => 48 ) ), $claims['info']['avatar'], $signer );
+			$this->assertMatchesRegularExpression( '#^https?://#', $claims['info']['avatar'], $signer );
+
+			$editor = self::create_user( 'editor' );
+			wp_set_current_user( $editor->ID );
+			$this->assertSame( array( "post.$post.editors" ), $this->editor_page_claims( $post )['presence'], "$signer: an editor may edit others' posts" );
+
+			// Asked for, not granted: a subscriber, and an author of another post.
+			foreach ( array( 'subscriber', 'author' ) as $role ) {
+				wp_set_current_user( self::create_user( $role )->ID );
+				$claims = $this->editor_page_claims( $post );
+				$this->assertArrayNotHasKey( 'presence', $claims, "$signer: $role" );
+				$this->assertArrayNotHasKey( 'info', $claims, "$signer: $role" );
+				$this->assertNotContains( "post.$post.editors", $claims['channels'], "$signer: $role" );
+			}
+			// A visitor is never a member.
+			wp_set_current_user( 0 );
+			$published = (int) wp_insert_post( array( 'post_title' => 'Public', 'post_status' => 'publish', 'post_author' => $author->ID ) );
+			$this->assertSame( array( 'sub', 'channels', 'iat', 'exp' ), array_keys( $this->editor_page_claims( $published ) ), "$signer: visitor" );
+			// The author reading the post, not editing it, is no member either.
+			wp_set_current_user( $author->ID );
+			$res = self::ask( (string) $post );
+			$this->assertArrayNotHasKey( 'presence', self::verified_claims( $res->get_data()['token'] ), "$signer: not in the editor" );
+		}
+	}
+
+	/**
+	 * The readers badge: off, no token shows counts; on, a page's token shows
+	 * the counts of each post it asked for and may read, and never makes
+	 * anyone a member there (no identity on a reader's page); with both signers.
+	 */
+	public function test_with_the_readers_badge_on_a_reader_is_shown_the_counts_of_the_post_and_no_one_is_listed() {
+		$author = self::create_user( 'author' );
+		$posts  = $this->posts_of_every_kind( $author->ID );
+		$asked  = implode( ',', $posts );
+		foreach ( array( 'extension', 'fallback' ) as $signer ) {
+			if ( 'fallback' === $signer ) {
+				$this->use_http_fallback();
+			} elseif ( ! RTET_Sender::extension_available() ) {
+				continue;
+			}
+			$this->set_settings( array( 'readers_badge' => false ) );
+			wp_set_current_user( 0 );
+			$this->assertArrayNotHasKey( 'presence_counts', self::verified_claims( self::ask( $asked )->get_data()['token'] ), "$signer: off by default" );
+
+			$this->set_settings( array( 'readers_badge' => true ) );
+			$claims = self::verified_claims( self::ask( $asked )->get_data()['token'] );
+			$this->assertSame( array( 'sub', 'channels', 'iat', 'exp', 'presence_counts' ), array_keys( $claims ), "$signer: a visitor" );
+			$this->assertSame( array( 'post.' . $posts['public'] ), $claims['presence_counts'], "$signer: only the post the visitor may read" );
+
+			wp_set_current_user( self::create_user( 'subscriber' )->ID );
+			$claims = self::verified_claims( self::ask( $asked )->get_data()['token'] );
+			$this->assertSame( array( 'sub', 'channels', 'iat', 'exp', 'presence_counts' ), array_keys( $claims ), "$signer: a subscriber is counted, never listed" );
+			$this->assertSame( array( 'post.' . $posts['public'] ), $claims['presence_counts'], $signer );
+
+			// The author in the editor: a member of the editors' channel only, counted on the readers' one.
+			wp_set_current_user( $author->ID );
+			$claims = self::verified_claims( self::ask( (string) $posts['draft'], (string) $posts['draft'] )->get_data()['token'] );
+			$this->assertSame( array( 'post.' . $posts['draft'] . '.editors' ), $claims['presence'], $signer );
+			$this->assertSame( array( 'post.' . $posts['draft'] ), $claims['presence_counts'], $signer );
+			$this->assertSame( array( 'sub', 'channels', 'iat', 'exp', 'presence', 'presence_counts', 'info' ), array_keys( $claims ), "$signer: the signers' order" );
+		}
 	}
 
 	public function test_a_visitor_gets_the_channel_of_a_public_post_and_not_of_a_private_draft_or_protected_one() {

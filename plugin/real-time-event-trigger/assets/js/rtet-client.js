@@ -27,6 +27,21 @@
  * - `rtet.disconnected` / `rtet:disconnected` the connection dropped: {code, reason, retryIn}
  * - `rtet.resync` / `rtet:resync`           events on {channel} may have been missed: refetch what you show
  * - `rtet.token` / `rtet:token`             a fresh token was sent on the open connection: {expires}
+ * - `rtet.presence` / `rtet:presence`       the whole presence state of a channel:
+ *                                           {channel, members: [{sub, info}] (members only), member_count, anonymous}
+ * - `rtet.join` / `rtet:join`               members joined: {channel, members: [{sub, info}]}
+ * - `rtet.leave` / `rtet:leave`             members left: {channel, subs}
+ * - `rtet.presence_count` / `rtet:presence_count` the counts changed: {channel, member_count, anonymous}
+ *
+ * In the block editor (`editing`: the post open there) the token makes the
+ * user a presence member of `post.<ID>.editors`; `window.rtet.members(channel)`
+ * gives the member list the client keeps for a channel.
+ *
+ * Readers badge (front end, when on in the settings): on a public post's
+ * page the token shows the counts of `post.<ID>` (`presence_counts`), and
+ * "N people reading" is written into every element marked
+ * `data-rtet-readers="<post ID>"`, or into a badge the client adds when the
+ * theme has none. Counts only: nobody's identity reaches a reader's page.
  *
  * Built-in displays: a toast for `post_published` and for `comment_approved`
  * (front end, when toasts are on); for `comment_approved` the comment count
@@ -98,9 +113,11 @@
 		nonce: typeof raw.nonce === 'string' ? raw.nonce : '',
 		context: raw.context === 'admin' ? 'admin' : 'front',
 		toasts: !! raw.toasts,
+		readersBadge: !! raw.readersBadge,
 		adminNotices: !! raw.adminNotices,
 		commentNotices: !! raw.commentNotices,
 		posts: Array.isArray( raw.posts ) ? raw.posts.filter( isPostId ).slice( 0, MAX_POSTS ) : [],
+		editing: isPostId( raw.editing ) ? raw.editing : 0,
 		reconnectMin: reconnectMin,
 		reconnectMax: clamp( raw.reconnect && raw.reconnect.max, 30000, reconnectMin, 300000 ),
 		i18n: raw.i18n || {},
@@ -114,6 +131,7 @@
 	var ws = null;
 	var token = null; // {url, token (null: anonymous), channels, expires, lifetime, expiresAt}
 	var channels = {}; // name -> {epoch, seq, subscribed, resyncing}
+	var presence = {}; // name -> {members: {sub: info} | null, member_count, anonymous}
 	var attempt = 0;
 	var running = false;
 	var reconnectTimer = null;
@@ -180,15 +198,117 @@
 	}
 
 	/**
-	 * The token endpoint's URL, with the posts this page wants channels for.
+	 * The token endpoint's URL, with the posts this page wants channels for
+	 * and the post it has open in the block editor.
 	 *
 	 * @return {string} URL.
 	 */
 	function tokenUrl() {
-		if ( settings.posts.length === 0 ) {
+		var query = [];
+		if ( settings.posts.length > 0 ) {
+			query.push( 'posts=' + settings.posts.join( ',' ) );
+		}
+		if ( settings.editing ) {
+			query.push( 'editing=' + settings.editing );
+		}
+		if ( query.length === 0 ) {
 			return settings.tokenUrl;
 		}
-		return settings.tokenUrl + ( settings.tokenUrl.indexOf( '?' ) === -1 ? '?' : '&' ) + 'posts=' + settings.posts.join( ',' );
+		return settings.tokenUrl + ( settings.tokenUrl.indexOf( '?' ) === -1 ? '?' : '&' ) + query.join( '&' );
+	}
+
+	/**
+	 * Members from a frame: [{sub, info}] with a string sub; others dropped.
+	 *
+	 * @param {*} list Frame value.
+	 * @return {Array} Members.
+	 */
+	function memberList( list ) {
+		return ( Array.isArray( list ) ? list : [] ).filter( function ( m ) {
+			return m && typeof m.sub === 'string' && m.sub !== '';
+		} ).map( function ( m ) {
+			var info = m.info && typeof m.info === 'object' ? m.info : {};
+			var out = {};
+			if ( typeof info.name === 'string' ) {
+				out.name = info.name;
+			}
+			if ( typeof info.avatar === 'string' && /^https?:\/\//i.test( info.avatar ) ) {
+				out.avatar = info.avatar;
+			}
+			return { sub: m.sub, info: out };
+		} );
+	}
+
+	/**
+	 * The members the client holds for a channel.
+	 *
+	 * @param {string} name Channel.
+	 * @return {Array} [{sub, info}] sorted by sub; empty when none are known.
+	 */
+	function members( name ) {
+		var p = presence[ name ];
+		if ( ! p || ! p.members ) {
+			return [];
+		}
+		return Object.keys( p.members ).sort().map( function ( sub ) {
+			return { sub: sub, info: p.members[ sub ] };
+		} );
+	}
+
+	/**
+	 * Handles a presence frame (`presence`, `join`, `leave`, `presence_count`)
+	 * for a channel this client subscribes to.
+	 *
+	 * @param {Object} frame Frame.
+	 */
+	function handlePresence( frame ) {
+		var name = frame.channel;
+		var p = presence[ name ] || ( presence[ name ] = { members: null, member_count: 0, anonymous: 0 } );
+		switch ( frame.type ) {
+			case 'presence':
+				p.member_count = Number( frame.member_count ) || 0;
+				p.anonymous = Number( frame.anonymous ) || 0;
+				p.members = null;
+				if ( Array.isArray( frame.members ) ) {
+					p.members = {};
+					memberList( frame.members ).forEach( function ( m ) {
+						p.members[ m.sub ] = m.info;
+					} );
+				}
+				showReaders( name, p );
+				var detail = { channel: name, member_count: p.member_count, anonymous: p.anonymous };
+				if ( p.members ) {
+					detail.members = members( name );
+				}
+				fire( 'presence', detail );
+				return;
+			case 'join':
+				var joined = memberList( frame.members );
+				if ( p.members ) {
+					joined.forEach( function ( m ) {
+						p.members[ m.sub ] = m.info;
+					} );
+				}
+				fire( 'join', { channel: name, members: joined } );
+				return;
+			case 'leave':
+				var subs = ( Array.isArray( frame.subs ) ? frame.subs : [] ).filter( function ( sub ) {
+					return typeof sub === 'string';
+				} );
+				if ( p.members ) {
+					subs.forEach( function ( sub ) {
+						delete p.members[ sub ];
+					} );
+				}
+				fire( 'leave', { channel: name, subs: subs } );
+				return;
+			case 'presence_count':
+				p.member_count = Number( frame.member_count ) || 0;
+				p.anonymous = Number( frame.anonymous ) || 0;
+				showReaders( name, p );
+				fire( 'presence_count', { channel: name, member_count: p.member_count, anonymous: p.anonymous } );
+				return;
+		}
 	}
 
 	/**
@@ -361,6 +481,8 @@
 			channels[ name ].retried = false;
 			channels[ name ].since = null;
 		} );
+		// The relay sends each channel's whole presence again after subscribing.
+		presence = {};
 	}
 
 	/**
@@ -426,6 +548,14 @@
 					st.seq = seq;
 				}
 				deliver( frame );
+				return;
+			case 'presence':
+			case 'join':
+			case 'leave':
+			case 'presence_count':
+				if ( st ) {
+					handlePresence( frame );
+				}
 				return;
 			case 'error':
 				if ( frame.code === 'forbidden' && st ) {
@@ -564,6 +694,34 @@
 			}
 		}
 		return region;
+	}
+
+	/**
+	 * Shows "N people reading" for a post this page asked for, when the
+	 * readers badge is on: everyone subscribed to `post.<ID>`, counted.
+	 *
+	 * @param {string} name Channel.
+	 * @param {Object} p    {member_count, anonymous}
+	 */
+	function showReaders( name, p ) {
+		var m = /^post\.([1-9][0-9]*)$/.exec( name );
+		if ( ! settings.readersBadge || ! m || settings.posts.indexOf( Number( m[ 1 ] ) ) === -1 ) {
+			return;
+		}
+		var n = p.member_count + p.anonymous;
+		var text = t( n === 1 ? 'readersOne' : 'readersMany', String( n ) );
+		var marked = document.querySelectorAll( '[data-rtet-readers="' + m[ 1 ] + '"]' );
+		if ( marked.length === 0 ) {
+			var badge = document.createElement( 'div' );
+			badge.className = 'rtet-readers';
+			badge.setAttribute( 'data-rtet-readers', m[ 1 ] );
+			badge.setAttribute( 'role', 'status' );
+			document.body.appendChild( badge );
+			marked = [ badge ];
+		}
+		Array.prototype.forEach.call( marked, function ( el ) {
+			el.textContent = text;
+		} );
 	}
 
 	/**
@@ -715,7 +873,7 @@
 		return { running: running, connected: !! ( ws && ws.readyState === 1 ), channels: out };
 	}
 
-	window.rtet = { start: start, stop: stop, status: status };
+	window.rtet = { start: start, stop: stop, status: status, members: members };
 
 	window.addEventListener( 'pagehide', stop );
 	window.addEventListener( 'pageshow', function ( e ) {

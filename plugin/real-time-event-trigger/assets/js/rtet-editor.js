@@ -7,6 +7,12 @@
  * at once, with a link to their revision, before this user overwrites it.
  * Saves by this same user (another tab) are not announced.
  *
+ * Who else has the post open: the token makes this user a presence member
+ * of `post.<ID>.editors` (docs/protocol.md "Presence"); the other members
+ * are shown in one core info notice ("Alice is also editing"), updated on
+ * `rtet.presence` / `rtet.join` / `rtet.leave` and removed when the last
+ * one leaves. Members are users, so this user's other tabs are no one new.
+ *
  * Settings: `window.rtetEditor` = {post, user, i18n}.
  *
  * @package real-time-event-trigger
@@ -55,5 +61,44 @@
 		} );
 	}
 
+	var channel = 'post.' + post + '.editors';
+	var NOTICE = 'rtet-also-editing';
+	var shown = '';
+
+	/**
+	 * Shows who else is editing, or removes the notice when no one is.
+	 *
+	 * @param {Object} change {channel}
+	 */
+	function onPresence( change ) {
+		if ( ! change || change.channel !== channel || ! window.rtet || ! window.rtet.members ) {
+			return;
+		}
+		var names = window.rtet.members( channel ).filter( function ( m ) {
+			return m.sub !== String( user );
+		} ).map( function ( m ) {
+			return m.info && m.info.name ? m.info.name : i18n.someone;
+		} );
+		var text = '';
+		if ( names.length === 1 ) {
+			text = fill( i18n.alsoEditing, names[ 0 ] );
+		} else if ( names.length > 1 ) {
+			text = fill( i18n.alsoEditingMany, names.join( ', ' ) );
+		}
+		if ( text === shown ) {
+			return;
+		}
+		shown = text;
+		var notices = wp.data.dispatch( 'core/notices' );
+		if ( text === '' ) {
+			notices.removeNotice( NOTICE );
+			return;
+		}
+		notices.createInfoNotice( text, { id: NOTICE, isDismissible: true } );
+	}
+
 	wp.hooks.addAction( 'rtet.post_saved', 'rtet-editor', onSaved );
+	[ 'rtet.presence', 'rtet.join', 'rtet.leave' ].forEach( function ( name ) {
+		wp.hooks.addAction( name, 'rtet-editor', onPresence );
+	} );
 }( window ) );
