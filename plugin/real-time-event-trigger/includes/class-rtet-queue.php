@@ -119,15 +119,7 @@ class RTET_Queue {
 				'channels' => array_values( $item['channels'] ),
 				'time'     => $item['time'],
 			);
-			$ok   = $wpdb->insert( // phpcs:ignore WordPress.DB.DirectDatabaseQuery
-				self::table(),
-				array(
-					'event_id'   => (string) $item['id'],
-					'item'       => wp_json_encode( $item ),
-					'created_at' => (int) $item['time'],
-				),
-				array( '%s', '%s', '%d' )
-			);
+			$ok = self::insert( $item );
 			if ( false === $ok ) {
 				$wpdb->query( 'ROLLBACK' ); // phpcs:ignore WordPress.DB.DirectDatabaseQuery
 				return false;
@@ -151,6 +143,25 @@ class RTET_Queue {
 			self::trim();
 		}
 		return $moved;
+	}
+
+	/**
+	 * Stores one event as a row of the queue.
+	 *
+	 * @param array $item Event: id, event, data, channels, time.
+	 * @return int|false Rows inserted, or false on a database error.
+	 */
+	private static function insert( array $item ) {
+		global $wpdb;
+		return $wpdb->insert( // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+			self::table(),
+			array(
+				'event_id'   => (string) $item['id'],
+				'item'       => wp_json_encode( $item ),
+				'created_at' => (int) $item['time'],
+			),
+			array( '%s', '%s', '%d' )
+		);
 	}
 
 	/**
@@ -188,17 +199,8 @@ class RTET_Queue {
 			return;
 		}
 		self::install();
-		global $wpdb;
 		foreach ( $items as $item ) {
-			$wpdb->insert( // phpcs:ignore WordPress.DB.DirectDatabaseQuery
-				self::table(),
-				array(
-					'event_id'   => (string) $item['id'],
-					'item'       => wp_json_encode( $item ),
-					'created_at' => (int) $item['time'],
-				),
-				array( '%s', '%s', '%d' )
-			);
+			self::insert( $item );
 		}
 		self::trim();
 	}
