@@ -25,6 +25,14 @@ fn chown(path: &Path, uid: u32) {
     std::os::unix::fs::lchown(path, Some(uid), None).expect("chown");
 }
 
+/// Creates `parent/name` with exactly `mode` (the umask does not apply).
+fn dir_with_mode(parent: &Path, name: &str, mode: u32) -> std::path::PathBuf {
+    let dir = parent.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    dir
+}
+
 /// Writes a well-formed spool file for `cfg`'s relay into `dir`: an event a
 /// site never sent, pointing its users to a phishing page.
 fn plant(dir: &Path, cfg: &Config) -> std::path::PathBuf {
@@ -72,9 +80,7 @@ fn assert_refused(relay: &Relay, cfg: Config, planted: &Path, reason: &str) {
 fn a_spool_directory_others_can_write_is_refused() {
     let relay = Relay::start(relay_config());
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("shared");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let dir = dir_with_mode(tmp.path(), "shared", 0o777);
     let cfg = publisher_config(relay.addr, &dir);
     let planted = plant(&dir, &cfg);
     assert_refused(&relay, cfg, &planted, "writable by group or others");
@@ -123,9 +129,7 @@ fn a_spool_directory_of_another_user_is_refused() {
 fn a_spool_file_that_is_a_link_is_not_followed() {
     let relay = Relay::start(relay_config());
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("spool");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let dir = dir_with_mode(tmp.path(), "spool", 0o700);
     let outside = tmp.path().join("outside");
     std::fs::create_dir(&outside).unwrap();
     let cfg = publisher_config(relay.addr, &dir);
@@ -138,9 +142,7 @@ fn a_spool_file_that_is_a_link_is_not_followed() {
 fn a_spool_file_others_can_write_is_not_sent() {
     let relay = Relay::start(relay_config());
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("spool");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let dir = dir_with_mode(tmp.path(), "spool", 0o700);
     let cfg = publisher_config(relay.addr, &dir);
     let planted = plant(&dir, &cfg);
     std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o666)).unwrap();
@@ -151,9 +153,7 @@ fn a_spool_file_others_can_write_is_not_sent() {
 fn a_spool_file_of_another_user_is_not_sent() {
     let relay = Relay::start(relay_config());
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("spool");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let dir = dir_with_mode(tmp.path(), "spool", 0o700);
     let cfg = publisher_config(relay.addr, &dir);
     let planted = plant(&dir, &cfg);
     if is_root() {
