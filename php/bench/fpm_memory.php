@@ -13,16 +13,20 @@
 //              a new handle (so connection) per event: the HTTP fallback's way, wp_remote_post()
 //              without WordPress around it
 //   redis      PUBLISH per event through phpredis on a pconnect()ed connection (REDIS_SOCK)
-// Each worker's VmRSS, RssAnon, RssFile (/proc/PID/status) and private memory
-// (/proc/PID/smaps_rollup) is read from outside: before its first request, after a warm-up
-// (20 requests over the pool) and at the end, after one last request per worker in which
-// rtet flushes (relay up: everything must be acked). Prints one markdown row per method
-// with the means over the 2 workers, and what a worker holds at the end over one that
-// served the same requests without any extension (method none).
+// Each worker's memory (mem_of(): VmRSS, Pss, private, and the resident pages of rtet.so, of
+// other files and anonymous ones, from /proc/PID/smaps) is read from outside: before its first
+// request, after a warm-up (20 requests over the pool) and at the end, after one last request
+// per worker in which rtet flushes (relay up: everything must be acked). Each call (the
+// method's send, or json_encode() alone for none) is timed with hrtime() in the page; p50 and
+// p99 are over the calls after the warm-up. Prints one markdown row per method with the means
+// over the 2 workers, and what a worker holds at the end over one that served the same
+// requests without any extension (method none).
 //   RTET_EXT_BASELINE=PATH  another build of rtet.so: adds a row for each rtet method with
 //                           it, just before the row of RTET_EXT (before/after in one run)
 //   FPM_MEMORY_SMAPS=DIR    also saves each worker's /proc/PID/smaps at the end, as
-//                           DIR/METHOD[-baseline]-PID.smaps
+//                           DIR/METHOD[-baseline]-PID.smaps, and for rtet the file offsets of
+//                           rtet.so's resident pages when idle and at the end
+//                           (DIR/METHOD[-baseline][-idle]-PID.pages)
 declare(strict_types=1);
 
 require __DIR__ . '/../tests/lib.php';
@@ -49,7 +53,9 @@ if (isset($q['barrier'])) {
 }
 $k = (int)$q['k'];
 $ok = 0;
+$ns = [];
 for ($i = 0; $i < $k; $i++) {
+    $t0 = hrtime(true);
     $data = ['id' => (int)$q['r'] * 10 + $i, 'title' => 'Hello world', 'url' => 'https://example.test/?p=123', 'tags' => ['a', 'b']];
     switch ($q['method']) {
         case 'none':
@@ -82,45 +88,97 @@ for ($i = 0; $i < $k; $i++) {
             $ok += $redis->publish('public', json_encode(['event' => 'post.updated', 'data' => $data], JSON_UNESCAPED_SLASHES)) !== false;
             break;
     }
+    $ns[] = hrtime(true) - $t0;
 }
 header('Content-Type: application/json');
-echo json_encode(['pid' => getmypid(), 'ok' => $ok]);
+echo json_encode(['pid' => getmypid(), 'ok' => $ok, 'ns' => $ns]);
 PHP;
 
 $requests = (int)($argv[1] ?? 400);
 $methods = array_slice($argv, 2) ?: ['none', 'rtet-up', 'rtet-down', 'rtet-burst', 'curl', 'redis'];
 
 /**
- * [VmRSS, RssAnon, RssFile, private] of a process, in kB. Private (Private_Clean +
- * Private_Dirty of /proc/PID/smaps_rollup) is the memory no other process maps: what one
- * more worker costs. RssFile counts pages of files (code of the PHP binary, rtet.so, libc...)
- * that every worker maps from the same page cache.
+ * A process's memory in kB, from /proc/PID/smaps, by what a site pays for it:
+ *   vmrss    resident pages it maps (VmRSS): shared pages count in full in every process
+ *   pss      each resident page divided by the number of processes mapping it (Pss): with
+ *            several workers, the fair share of the pages they share
+ *   private  Private_Clean + Private_Dirty: pages no other process maps, what one more
+ *            worker costs
+ * and the resident pages (Rss) by kind: ext_rss/ext_pss of $ext's mappings (rtet.so's code
+ * and data), file_rss of every other file (the PHP binary, libc, ld.so...), anon_rss of
+ * anonymous memory (heap, malloc arenas, thread stacks); threads from /proc/PID/status.
  */
-function rss_of(int $pid): array {
-    $s = (string)file_get_contents("/proc/$pid/status");
-    $out = [];
-    foreach (['VmRSS', 'RssAnon', 'RssFile'] as $field) {
-        check(preg_match("/^$field:\\s+(\\d+) kB/m", $s, $m) === 1, "$field of $pid");
-        $out[] = (int)$m[1];
+function mem_of(int $pid, string $ext): array {
+    $m = array_fill_keys(['vmrss', 'pss', 'private', 'ext_rss', 'ext_pss', 'file_rss', 'anon_rss'], 0);
+    $kind = 'anon';
+    $f = fopen("/proc/$pid/smaps", 'r');
+    check($f !== false, "smaps of $pid");
+    while (($line = fgets($f)) !== false) {
+        if (preg_match('/^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/', $line, $h)) {
+            $path = trim($h[1]);
+            $kind = $path === '' || $path[0] === '[' ? 'anon' : ($ext !== '' && realpath($path) === realpath($ext) ? 'ext' : 'file');
+            continue;
+        }
+        if (!preg_match('/^(Rss|Pss|Private_Clean|Private_Dirty):\s+(\d+) kB/', $line, $v)) continue;
+        $kb = (int)$v[2];
+        switch ($v[1]) {
+            case 'Rss':
+                $m['vmrss'] += $kb;
+                $m["{$kind}_rss"] += $kb;
+                break;
+            case 'Pss':
+                $m['pss'] += $kb;
+                if ($kind === 'ext') $m['ext_pss'] += $kb;
+                break;
+            default:
+                $m['private'] += $kb;
+        }
     }
-    $r = (string)file_get_contents("/proc/$pid/smaps_rollup");
-    check(preg_match('/^Private_Clean:\s+(\d+) kB/m', $r, $c) === 1 && preg_match('/^Private_Dirty:\s+(\d+) kB/m', $r, $d) === 1, "smaps_rollup of $pid");
-    $out[] = (int)$c[1] + (int)$d[1];
-    return $out;
+    fclose($f);
+    check(preg_match('/^Threads:\s+(\d+)/m', (string)file_get_contents("/proc/$pid/status"), $t) === 1, "threads of $pid");
+    $m['threads'] = (int)$t[1];
+    return $m;
 }
 
-/** The mean over $pids of rss_of(). */
-function mean_rss(array $pids): array {
-    $sum = [0, 0, 0, 0];
+/** The mean over $pids of mem_of(). */
+function mean_mem(array $pids, string $ext): array {
+    $sum = [];
     foreach ($pids as $pid) {
-        foreach (rss_of($pid) as $i => $kb) $sum[$i] += $kb;
+        foreach (mem_of($pid, $ext) as $k => $kb) $sum[$k] = ($sum[$k] ?? 0) + $kb;
     }
     return array_map(fn($kb) => $kb / count($pids), $sum);
 }
 
 /**
- * Runs one method; returns [requests, events, RSS idle, after warm-up, at end (RSS as
- * mean_rss()), events rtet held at the end: spooled, relay down (null without rtet)].
+ * The file offsets of $ext's pages resident in $pid (from /proc/PID/pagemap, bit 63), one per
+ * line: which code a worker has mapped, to find out what it is (symbols at those offsets).
+ */
+function resident_ext_pages(int $pid, string $ext): string {
+    $out = '';
+    $pm = fopen("/proc/$pid/pagemap", 'rb');
+    foreach (file("/proc/$pid/maps") as $line) {
+        if (!preg_match('/^([0-9a-f]+)-([0-9a-f]+) (\S+) ([0-9a-f]+) \S+ \S+\s+(\S+)$/', trim($line), $h) || realpath($h[5]) !== realpath($ext)) continue;
+        [$from, $to, $off] = [hexdec($h[1]), hexdec($h[2]), hexdec($h[4])];
+        fseek($pm, intdiv($from, 4096) * 8);
+        $entries = unpack('P*', (string)fread($pm, intdiv($to - $from, 4096) * 8));
+        foreach (array_values($entries) as $i => $e) {
+            if ($e < 0) $out .= sprintf("%x %s\n", $off + $i * 4096, $h[3]);
+        }
+    }
+    fclose($pm);
+    return $out;
+}
+
+/** The $p-th percentile (0-100) of $values, by nearest rank. */
+function percentile(array $values, float $p): float {
+    sort($values);
+    return $values === [] ? NAN : $values[max(0, (int)ceil($p / 100 * count($values)) - 1)];
+}
+
+/**
+ * Runs one method; returns [requests, events, memory idle, after warm-up, at end (as
+ * mean_mem()), events rtet held at the end: spooled, relay down (null without rtet),
+ * the time of each call after the warm-up in ns].
  */
 function run_method(string $method, int $requests, string $ext, string $label): array {
     $relay = null;
@@ -155,9 +213,14 @@ function run_method(string $method, int $requests, string $ext, string $label): 
     }
     $fpm = new Fpm($ini, WORKERS, PAGE, '30s', $extensions);
     $pids = wait_until(fn() => count($fpm->workerPids()) === WORKERS ? $fpm->workerPids() : null, 'php-fpm forked its workers');
-    $idle = mean_rss($pids);
+    $idle = mean_mem($pids, $ext);
+    $dump = (string)getenv('FPM_MEMORY_SMAPS');
+    if ($dump !== '' && str_starts_with($method, 'rtet')) {
+        foreach ($pids as $pid) file_put_contents("$dump/$label-idle-$pid.pages", resident_ext_pages($pid, $ext));
+    }
     $events = 0;
-    $batch = function (int $from, int $to) use ($fpm, $query, $pids, &$events, $method) {
+    $ns = [];
+    $batch = function (int $from, int $to) use ($fpm, $query, $pids, &$events, &$ns, $method) {
         $qs = [];
         for ($r = $from; $r < $to; $r++) {
             $k = $method === 'rtet-burst' && $r < WARMUP ? BURST : 1 + ($r * 3) % 5;
@@ -167,10 +230,11 @@ function run_method(string $method, int $requests, string $ext, string $label): 
         foreach ($fpm->run($qs, WORKERS) as $i => $a) {
             check($a['ok'] === $qs[$i]['k'], "request {$qs[$i]['r']}: every event went out: " . json_encode($a) . ' ' . $fpm->logs());
             check(in_array($a['pid'], $pids, true), 'answered by a worker forked at startup');
+            if ($qs[$i]['r'] >= WARMUP) array_push($ns, ...$a['ns']);
         }
     };
     $batch(0, WARMUP);
-    $warm = mean_rss($pids);
+    $warm = mean_mem($pids, $ext);
     $batch(WARMUP, WARMUP + $requests);
     // Last, one request per worker; with rtet it flushes (relay up) and reports the counters.
     $up = str_starts_with($method, 'rtet') && $method !== 'rtet-down';
@@ -180,16 +244,19 @@ function run_method(string $method, int $requests, string $ext, string $label): 
         check_eq($up, $a['flushed'], "worker {$a['pid']}: everything delivered (relay up) or not (down): " . json_encode($a['stats']));
         $held = ($held ?? 0) + $a['stats']['queued'];
     }
-    $end = mean_rss($pids);
-    if (($dir = getenv('FPM_MEMORY_SMAPS')) !== false && $dir !== '') {
+    $end = mean_mem($pids, $ext);
+    if ($dump !== '') {
         // For finding what the memory is: each worker's mappings at the end.
-        foreach ($pids as $pid) copy("/proc/$pid/smaps", "$dir/$label-$pid.smaps");
+        foreach ($pids as $pid) {
+            copy("/proc/$pid/smaps", "$dump/$label-$pid.smaps");
+            if (str_starts_with($method, 'rtet')) file_put_contents("$dump/$label-$pid.pages", resident_ext_pages($pid, $ext));
+        }
     }
     check_eq($pids, $fpm->workerPids(), 'the same workers served every request');
     check_eq('', (string)@file_get_contents("{$fpm->dir}/php-error.log"), "nothing in the workers' PHP error log");
     $fpm->quit();
     $relay?->kill();
-    return [$requests + WARMUP, $events, $idle, $warm, $end, $held];
+    return [$requests + WARMUP, $events, $idle, $warm, $end, $held, $ns];
 }
 
 $baseline = (string)getenv('RTET_EXT_BASELINE');
@@ -203,10 +270,12 @@ foreach ($methods as $m) {
 $mb = fn(float $kb) => sprintf('%.2f', $kb / 1024);
 $gain = fn(float $kb) => sprintf('%+.2f', $kb / 1024);
 $none = $results['none'][4] ?? null;
-echo "| method | requests | events | held at end | VmRSS idle MiB | after warm-up | at end | gain (end − idle) | end − warm-up | **VmRSS over no extension** (end) | RssAnon over no extension | RssFile over no extension | private over no extension |\n";
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-foreach ($results as $label => [$n, $events, $idle, $warm, $end, $held]) {
-    $over = fn(int $i) => $none === null ? 'n/a' : $gain($end[$i] - $none[$i]);
-    echo "| $label | $n | $events | " . ($held ?? '') . " | {$mb($idle[0])} | {$mb($warm[0])} | {$mb($end[0])} | {$gain($end[0] - $idle[0])} | "
-        . "{$gain($end[0] - $warm[0])} | **{$over(0)}** | {$over(1)} | {$over(2)} | {$over(3)} |\n";
+echo "MiB per worker (mean of the " . WORKERS . " workers) at the end; \"over none\": minus a worker of the none pool, which served the same requests.\n\n";
+echo "| method | events | held at end | threads | VmRSS | **VmRSS over none** | **Pss over none** | **private over none** | rtet.so Rss | rtet.so Pss | other files' Rss over none | anonymous Rss over none | VmRSS end − warm-up | call p50 µs | call p99 µs |\n";
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+foreach ($results as $label => [$n, $events, $idle, $warm, $end, $held, $ns]) {
+    $over = fn(string $k) => $none === null ? 'n/a' : $gain($end[$k] - $none[$k]);
+    $us = fn(float $p) => sprintf('%.1f', percentile($ns, $p) / 1000);
+    echo "| $label | $events | " . ($held ?? '') . " | {$end['threads']} | {$mb($end['vmrss'])} | **{$over('vmrss')}** | **{$over('pss')}** | **{$over('private')}** | "
+        . "{$mb($end['ext_rss'])} | {$mb($end['ext_pss'])} | {$over('file_rss')} | {$over('anon_rss')} | {$gain($end['vmrss'] - $warm['vmrss'])} | {$us(50)} | {$us(99)} |\n";
 }

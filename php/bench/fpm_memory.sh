@@ -7,7 +7,8 @@
 # the load average and the command. Everything it started is stopped at the end.
 #   php/bench/fpm_memory.sh [REQUESTS] [METHOD...]     (default 400; all methods)
 # CARGO_TARGET_DIR picks the build (default ./target); RTET_NO_BUILD=1 skips cargo;
-# RTET_EXT_BASELINE=PATH/librtet.so adds rows of another build (before/after in one run).
+# RTET_EXT_BASELINE=PATH/librtet.so adds rows of another build (before/after in one run);
+# FPM_MEMORY_SMAPS=DIR saves what each worker maps (see fpm_memory.php).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
