@@ -32,6 +32,20 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
+# Each build is loaded from a copy that is not in the page cache, as after a reboot: how much
+# of a file a worker maps per page fault depends on the size of the page-cache folios that
+# hold it, which depends on how the file got there (the linker's writes, cp, readahead).
+cold_copy() {
+  cp "$1" "$TMP/$2"
+  sync "$TMP/$2"
+  dd if="$TMP/$2" iflag=nocache count=0 status=none
+  echo "$TMP/$2"
+}
+RTET_EXT=$(cold_copy "$RTET_EXT" rtet.so)
+if [[ -n "${RTET_EXT_BASELINE:-}" ]]; then
+  RTET_EXT_BASELINE=$(cold_copy "$RTET_EXT_BASELINE" rtet-baseline.so)
+fi
+
 source php/bench/redis.sh
 start_redis "$TMP" || exit 1
 
