@@ -1,0 +1,132 @@
+<?php
+// What a php-fpm worker holds because of rtet.so, read from outside the worker
+// (/proc/PID/status, smaps_rollup, pagemap): no thread before the first send,
+// the code it runs laid out together, and a burst's memory given back.
+require __DIR__ . '/lib.php';
+
+/** The pool's index.php: sends $q['k'] events (none when absent), flushes when asked. */
+const PAGE = <<<'PHP'
+<?php
+parse_str($_SERVER['QUERY_STRING'] ?? '', $q);
+for ($i = 0; $i < (int)($q['k'] ?? 0); $i++) {
+    rtet_send_event('post.updated', ['id' => $i, 'title' => 'Hello world', 'tags' => ['a', 'b']]);
+}
+$out = ['pid' => getmypid()];
+if (isset($q['flush'])) {
+    $out['flushed'] = rtet_flush((float)$q['flush']);
+    $out['stats'] = rtet_stats();
+}
+header('Content-Type: application/json');
+echo json_encode($out);
+PHP;
+
+/** A pool of one worker configured for $relay (or for an address nothing listens at); returns [Fpm, worker pid]. */
+function one_worker(?Relay $relay): array {
+    $url = $relay ? $relay->url() : 'ws://' . unused_addr();
+    $fpm = new Fpm(['rtet.relay_url' => $url, 'rtet.api_key' => KEY, 'rtet.spool_dir' => tmpdir()], 1, PAGE);
+    $pid = wait_until(fn() => $fpm->workerPids()[0] ?? null, 'php-fpm forked its worker');
+    return [$fpm, $pid];
+}
+
+function request(Fpm $fpm, array $query): array {
+    return $fpm->run([$query], 1)[0];
+}
+
+function status_field(int $pid, string $field): int {
+    check(preg_match("/^$field:\\s+(\\d+)/m", (string)file_get_contents("/proc/$pid/status"), $m) === 1, "$field of $pid");
+    return (int)$m[1];
+}
+
+/** Private_Clean + Private_Dirty of a process, in KiB: memory no other process maps. */
+function private_kib(int $pid): int {
+    $r = (string)file_get_contents("/proc/$pid/smaps_rollup");
+    check(preg_match('/^Private_Clean:\s+(\d+) kB/m', $r, $c) === 1 && preg_match('/^Private_Dirty:\s+(\d+) kB/m', $r, $d) === 1, "smaps_rollup of $pid");
+    return (int)$c[1] + (int)$d[1];
+}
+
+/** [file offset, size] of each of rtet.so's sections whose name starts with .text. */
+function text_sections(string $so): array {
+    exec('readelf -SW ' . escapeshellarg($so), $lines, $rc);
+    check_eq(0, $rc, 'readelf reads rtet.so');
+    $out = [];
+    foreach ($lines as $l) {
+        if (preg_match('/\]\s+(\.text\S*)\s+PROGBITS\s+[0-9a-f]+\s+([0-9a-f]+)\s+([0-9a-f]+)/', $l, $m)) {
+            $out[$m[1]] = [hexdec($m[2]), hexdec($m[3])];
+        }
+    }
+    return $out;
+}
+
+/** The file offsets of $so's pages that $pid has mapped (resident, from /proc/PID/pagemap). */
+function resident_offsets(int $pid, string $so): array {
+    $out = [];
+    $pm = fopen("/proc/$pid/pagemap", 'rb');
+    foreach (file("/proc/$pid/maps") as $line) {
+        if (!preg_match('/^([0-9a-f]+)-([0-9a-f]+) \S+ ([0-9a-f]+) \S+ \S+\s+(\S+)$/', trim($line), $h) || realpath($h[4]) !== realpath($so)) continue;
+        [$from, $to, $off] = [hexdec($h[1]), hexdec($h[2]), hexdec($h[3])];
+        fseek($pm, intdiv($from, 4096) * 8);
+        foreach (array_values(unpack('P*', (string)fread($pm, intdiv($to - $from, 4096) * 8))) as $i => $entry) {
+            // Bit 63: the page is present.
+            if ($entry < 0) $out[] = $off + $i * 4096;
+        }
+    }
+    fclose($pm);
+    return $out;
+}
+
+test('a php-fpm worker starts no thread until its first send, then one sender for all its requests', function () {
+    $relay = new Relay();
+    [$fpm, $pid] = one_worker($relay);
+    check_eq(1, status_field($pid, 'Threads'), 'threads of a worker that served nothing');
+    request($fpm, []);
+    check_eq(1, status_field($pid, 'Threads'), 'threads after a request that sent nothing');
+    request($fpm, ['k' => 1]);
+    check_eq(2, status_field($pid, 'Threads'), 'threads after the first send: the sender');
+    for ($i = 0; $i < 5; $i++) request($fpm, ['k' => 3]);
+    $a = request($fpm, ['flush' => 20]);
+    check($a['flushed'], 'every event acked: ' . json_encode($a));
+    check_eq([2, 1], [status_field($pid, 'Threads'), $a['stats']['connects']], 'threads and connections after 6 sending requests');
+    $fpm->quit();
+    $relay->kill();
+});
+
+test("the code a worker runs is laid out together: it maps little of rtet.so's other code", function () {
+    $so = (string)getenv('RTET_EXT');
+    $sections = text_sections($so);
+    check(isset($sections['.text.rtet_hot'], $sections['.text']), 'rtet.so has its hot code section (build.rs, src/hot_code.ld): ' . json_encode(array_keys($sections)));
+    [$coldFrom, $coldSize] = $sections['.text'];
+    foreach ([null, new Relay()] as $relay) {
+        [$fpm, $pid] = one_worker($relay);
+        for ($r = 0; $r < 30; $r++) request($fpm, ['k' => 1 + $r % 5]);
+        $a = request($fpm, ['flush' => $relay ? 20 : 0]);
+        check_eq($relay !== null, $a['flushed'], 'delivered with the relay up, not without: ' . json_encode($a));
+        $pages = resident_offsets($pid, $so);
+        check(count($pages) > 0, 'the worker maps rtet.so');
+        $cold = count(array_filter($pages, fn($o) => $o >= $coldFrom && $o < $coldFrom + $coldSize));
+        // The kernel maps code in 64 KiB windows: without the hot code a worker maps 1.4 MiB
+        // of .text; a few windows are what a change to the send path since the last profile
+        // may add.
+        check($cold * 4 <= 256, sprintf('relay %s: %d KiB of .text outside the hot code is mapped (at most 256): run php/bench/hot_code.sh', $relay ? 'up' : 'down', $cold * 4));
+        $fpm->quit();
+        $relay?->kill();
+    }
+});
+
+test('a worker gives back the memory a burst of 10,000 events made it hold', function () {
+    $relay = new Relay('127.0.0.1:0', ['--publishes-per-sec', '1000000']);
+    [$fpm, $pid] = one_worker($relay);
+    for ($r = 0; $r < 5; $r++) request($fpm, ['k' => 3]);
+    check(request($fpm, ['flush' => 20])['flushed'], 'the warm-up acked');
+    $before = private_kib($pid);
+    request($fpm, ['k' => 10000]);
+    $a = request($fpm, ['flush' => 20]);
+    check($a['flushed'], 'the burst acked: ' . json_encode($a['stats']));
+    // What the queue and the in-flight list grew to, and the frames freed on the sender's
+    // thread, go back to the system once the relay acked it all (the sender does that on its
+    // own thread, just after the last ack).
+    wait_until(fn() => private_kib($pid) - $before <= 512, "private memory back within 512 KiB of the $before KiB before the burst");
+    $fpm->quit();
+    $relay->kill();
+});
+
+finish();
