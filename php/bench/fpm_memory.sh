@@ -41,6 +41,7 @@ cold_copy() {
   dd if="$TMP/$2" iflag=nocache count=0 status=none
   echo "$TMP/$2"
 }
+COMMAND="${RTET_EXT_BASELINE:+RTET_EXT_BASELINE=$RTET_EXT_BASELINE }CARGO_TARGET_DIR=$CARGO_TARGET_DIR php/bench/fpm_memory.sh $N $*"
 RTET_EXT=$(cold_copy "$RTET_EXT" rtet.so)
 if [[ -n "${RTET_EXT_BASELINE:-}" ]]; then
   RTET_EXT_BASELINE=$(cold_copy "$RTET_EXT_BASELINE" rtet-baseline.so)
@@ -58,4 +59,4 @@ echo "Machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}'
   "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r);" \
   "$(/usr/sbin/php-fpm8.2 -n -v | head -1 | cut -d' ' -f1-3), $(redis-server --version | grep -o 'v=[^ ]*' | sed 's/v=/Redis /')"
 echo "Load average (1 min): $LOAD0 at start, $LOAD1 at end"
-echo "Command: ${RTET_EXT_BASELINE:+RTET_EXT_BASELINE=$RTET_EXT_BASELINE }CARGO_TARGET_DIR=$CARGO_TARGET_DIR php/bench/fpm_memory.sh $N $*"
+echo "Command: $COMMAND"
