@@ -13,8 +13,10 @@ APT_PACKAGES=(
   php8.2-cli php8.2-dev libclang-dev pkg-config libssl-dev
   # tests that use pcntl_fork and PHP's own run-tests.php
   php8.2-curl php8.2-mbstring php8.2-xml
-  # php/tests/leak_test.php: the extension under memcheck; tls_test.php: a test CA
-  valgrind openssl
+  # php/tests/leak_test.php: the extension under memcheck; tls_test.php: a test CA;
+  # worker_memory_test.php reads rtet.so's sections and symbols (readelf, nm);
+  # php/bench/hot_code.sh profiles php-fpm workers with callgrind
+  valgrind openssl binutils
   # the relay's interop test with a client no one here wrote
   python3-websockets
   # the local WordPress site and its end-to-end tests
