@@ -53,10 +53,12 @@ fn main() {
 /// over the file's 1.9 MB of `.text` made every worker map nearly all of
 /// it: about 1.5 MiB of VmRSS per worker for 0.5 MB of code that runs.
 /// Grouped, a worker maps little more than what runs. Only the cdylib's
-/// link is affected (the relay and the tests link as they would), and a
-/// function missing from the list is still linked, only elsewhere: a stale
-/// list costs memory, never correctness. The list's patterns hide the hashes
-/// of mangled names, so they survive other features and toolchains.
+/// link is affected (the relay and the other crates link as they would),
+/// and a function missing from the list is still linked, only elsewhere: a
+/// stale list costs memory, never correctness. The list names the functions
+/// exactly for the builds profiled, then again with the hashes of their
+/// mangled names as wildcards, for builds with other features or another
+/// toolchain.
 fn hot_code() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".to_owned());
     let script = Path::new(&dir).join("src/hot_code.ld");
