@@ -259,7 +259,10 @@ function live_subscriber(string $url, string $channel, string $until, ?string $c
     $outfile = tmpdir() . '/events.jsonl';
     $cmd = [PHP_BINARY, '-n', '-d', 'extension=posix', __DIR__ . '/subscriber.php', $url, $channel, $outfile, $until];
     if ($cafile !== null) $cmd[] = $cafile;
-    $p = proc_open($cmd, [0 => ['file', '/dev/null', 'r'], 1 => ['pipe', 'w'], 2 => STDERR], $pipes);
+    // No descriptor 2: the subscriber inherits this process's stderr. Given as STDERR, PHP
+    // would first seek that file to where its STDERR stream thinks it is (0, as nothing is
+    // written through it), and a test's output file would be written over from its start.
+    $p = proc_open($cmd, [0 => ['file', '/dev/null', 'r'], 1 => ['pipe', 'w']], $pipes);
     check(trim((string)fgets($pipes[1])) === 'ready', 'subscriber ready');
     fclose($pipes[1]);
     $GLOBALS['__cleanup'][] = function () use ($p) { if (is_resource($p)) { proc_terminate($p, SIGKILL); proc_close($p); } };
