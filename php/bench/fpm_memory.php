@@ -2,8 +2,8 @@
 // Memory a php-fpm worker gains from publishing events (issue 11, "Memory per PHP worker"):
 //   php fpm_memory.php REQUESTS
 // For each method, a php-fpm 8.2 pool of 2 static workers (php/tests/lib.php's Fpm, on a
-// unix socket, only the extensions that method needs) serves REQUESTS requests, two in
-// flight, request r sending 1 + (r*3 % 5) events (1 to 5, 3 on average) the method's way:
+// unix socket, only the extensions that method needs; FPM_MEMORY_WORKERS=N for N workers)
+// serves REQUESTS requests, one per worker in flight, request r sending 1 + (r*3 % 5) events (1 to 5, 3 on average) the method's way:
 //   none       no extension: the same page encodes the same payloads and sends nothing
 //   rtet-up    rtet_send_event() to a relay started here (rtet.so; ini settings as a site has them)
 //   rtet-down  rtet_send_event() with nothing listening at the relay URL (events go to the spool)
@@ -31,7 +31,8 @@ declare(strict_types=1);
 
 require __DIR__ . '/../tests/lib.php';
 
-const WORKERS = 2;
+// php-fpm's static workers per pool: FPM_MEMORY_WORKERS, default 2 (Pss shares the code among them).
+define('WORKERS', max(1, (int)(getenv('FPM_MEMORY_WORKERS') ?: 2)));
 const WARMUP = 20;
 const BURST = 500;
 const PAGE = <<<'PHP'
