@@ -426,7 +426,7 @@ impl Config {
             limits: Limits::default(),
             max_connections: 200_000,
             max_handshakes: 256,
-            handshake_queue: 4096,
+            handshake_queue: 65_536,
             max_channels: 100_000,
             max_history_bytes: 128 * 1024 * 1024,
             max_dedupe_entries: 500_000,

@@ -173,21 +173,13 @@ pub async fn run_with_engine(
                 metrics_relay.metrics.refused("handshakes");
                 tracing::debug!(%peer, "refused: handshake queue full or waited too long");
                 if tls.is_none() {
-                    refuse_busy(stream).await;
+                    Box::pin(refuse_busy(stream)).await;
                 }
                 return;
             };
             drop(metrics_relay);
-            match tls {
-                None => serve_http(stream, peer, app, stop, Some(slot)).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_http(stream, peer, app, stop, Some(slot)).await,
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
-            }
+            // Boxed: a connection waiting in the queue holds only the small future above.
+            Box::pin(open(stream, peer, app, stop, tls, slot)).await;
         });
     }
 
@@ -267,6 +259,27 @@ fn router(relay: Arc<Relay>) -> Router {
         .route("/publish", get(publisher::upgrade))
         .route("/ws", get(subscriber::upgrade))
         .with_state(relay)
+}
+
+/// Opens one connection holding a handshake slot: TLS if configured, then HTTP.
+async fn open(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    stop: CancellationToken,
+    tls: Option<TlsAcceptor>,
+    slot: OwnedSemaphorePermit,
+) {
+    match tls {
+        None => serve_http(stream, peer, app, stop, Some(slot)).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve_http(stream, peer, app, stop, Some(slot)).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
 }
 
 /// Bounds the connections being opened at once (`--max-handshakes`) and

@@ -612,6 +612,8 @@ impl Session {
                 self.relay
                     .presence
                     .join(&channel, self.id, seat, view, &self.outbox);
+                // Most connections hold one or two channels: grow one at a time.
+                self.subs.reserve_exact(1);
                 self.subs.push(channel);
                 Outcome {
                     replies,
