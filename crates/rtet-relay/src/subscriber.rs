@@ -247,6 +247,7 @@ impl Session {
     /// block that owns the session and the socket, so the idle connection's
     /// future holds one copy of each (an `async fn` keeps a second copy of its
     /// arguments beside the locals they move into).
+    #[allow(clippy::manual_async_fn)] // the point: see above
     fn run(mut self, mut conn: Connection) -> impl std::future::Future<Output = ()> + Send {
         async move { self.serve(&mut conn).await }
     }
