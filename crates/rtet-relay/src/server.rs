@@ -159,11 +159,13 @@ pub async fn run_with_engine(
         let metrics_relay = Arc::clone(&relay);
         relay.http.spawn(async move {
             // A connection costs no buffer until it has something to say.
-            if tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.readable())
-                .await
-                .is_err()
-            {
-                return;
+            tokio::select! {
+                said = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.readable()) => {
+                    if said.is_err() {
+                        return;
+                    }
+                }
+                _ = stop.cancelled() => return,
             }
             let slot = tokio::select! {
                 slot = handshakes.enter() => slot,
