@@ -199,6 +199,19 @@ pub struct Settings {
     #[arg(long, env = "RTET_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
 
+    /// Connections being opened at once: from their first bytes through the TLS handshake and
+    /// the request headers to the WebSocket upgrade or the first HTTP answer. Opening buffers
+    /// are large and short-lived; bounding how many exist at once bounds the memory a burst of
+    /// connections leaves behind. More wait in the handshake queue.
+    #[arg(long, env = "RTET_MAX_HANDSHAKES", value_name = "N")]
+    pub max_handshakes: Option<usize>,
+
+    /// Connections waiting for one of `--max-handshakes` to finish. When the queue is full, or
+    /// a connection has waited the handshake timeout (10 s), it is answered 503 with
+    /// Retry-After (over TLS: closed).
+    #[arg(long, env = "RTET_HANDSHAKE_QUEUE", value_name = "N")]
+    pub handshake_queue: Option<usize>,
+
     /// Channels the relay holds at once; publishing to or subscribing to a new channel beyond
     /// this is refused `rate_limited` (HTTP 429) until idle channels are forgotten.
     #[arg(long, env = "RTET_MAX_CHANNELS", value_name = "N")]
@@ -330,6 +343,10 @@ pub struct Config {
     pub limits: Limits,
     /// Open WebSocket connections in total.
     pub max_connections: usize,
+    /// Connections being opened at once (TLS handshake, request headers, upgrade).
+    pub max_handshakes: usize,
+    /// Connections waiting for an opening slot; more are answered 503.
+    pub handshake_queue: usize,
     /// Channels held at once.
     pub max_channels: usize,
     /// Bytes of encoded events in all channels' history together.
@@ -371,6 +388,8 @@ impl std::fmt::Debug for Config {
             .field("anonymous_channels", &self.anonymous_channels)
             .field("limits", &self.limits)
             .field("max_connections", &self.max_connections)
+            .field("max_handshakes", &self.max_handshakes)
+            .field("handshake_queue", &self.handshake_queue)
             .field("max_channels", &self.max_channels)
             .field("max_history_bytes", &self.max_history_bytes)
             .field("max_dedupe_entries", &self.max_dedupe_entries)
@@ -406,6 +425,8 @@ impl Config {
             anonymous_channels: vec!["public".to_owned()],
             limits: Limits::default(),
             max_connections: 200_000,
+            max_handshakes: 256,
+            handshake_queue: 65_536,
             max_channels: 100_000,
             max_history_bytes: 128 * 1024 * 1024,
             max_dedupe_entries: 500_000,
@@ -559,6 +580,8 @@ impl Config {
             ),
             limits,
             max_connections: pick(cli.max_connections, file.max_connections, d.max_connections),
+            max_handshakes: pick(cli.max_handshakes, file.max_handshakes, d.max_handshakes),
+            handshake_queue: pick(cli.handshake_queue, file.handshake_queue, d.handshake_queue),
             max_channels: pick(cli.max_channels, file.max_channels, d.max_channels),
             max_history_bytes: pick(
                 cli.max_history_bytes,
@@ -627,7 +650,7 @@ impl Config {
             })?;
         }
         let l = &self.limits;
-        let positive: [(&'static str, bool); 18] = [
+        let positive: [(&'static str, bool); 19] = [
             ("max_frame_bytes", l.max_frame_bytes > 0),
             ("max_token_bytes", l.max_token_bytes > 0),
             ("client_frames_per_sec", l.client_frames_per_sec > 0),
@@ -639,6 +662,7 @@ impl Config {
             ("dead_peer_timeout", !l.dead_peer_timeout.is_zero()),
             ("max_channels", self.max_channels > 0),
             ("max_connections", self.max_connections > 0),
+            ("max_handshakes", self.max_handshakes > 0),
             ("max_subscriptions", l.max_subscriptions > 0),
             ("first_frame_timeout", !l.first_frame_timeout.is_zero()),
             ("http_body_timeout", !self.http_body_timeout.is_zero()),
@@ -717,6 +741,8 @@ impl Settings {
             ("publishes_per_sec", l.publishes_per_sec_per_key.to_string()),
             ("connections_per_ip", l.connections_per_ip.to_string()),
             ("max_connections", c.max_connections.to_string()),
+            ("max_handshakes", c.max_handshakes.to_string()),
+            ("handshake_queue", c.handshake_queue.to_string()),
             ("max_channels", c.max_channels.to_string()),
             ("max_history_bytes", c.max_history_bytes.to_string()),
             ("max_dedupe_entries", c.max_dedupe_entries.to_string()),

@@ -99,6 +99,8 @@ impl Connection {
             self.socket.feed(frame.clone()).await?;
             self.unsent.pop_front();
         }
+        // An idle connection keeps no queue: the next batch allocates its own.
+        self.unsent = VecDeque::new();
         self.socket.flush().await
     }
 

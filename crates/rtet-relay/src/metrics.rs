@@ -4,7 +4,7 @@
 //! |--------|------|--------|---------|
 //! | `rtet_connections` | gauge | `role` = publisher, subscriber, http | open WebSocket connections, and HTTP publishes in flight |
 //! | `rtet_connections_accepted_total` | counter | `role` = publisher, subscriber | WebSocket connections admitted and answered with the upgrade since the relay started (counted before the `101`; subscribers closed for their origin not counted) |
-//! | `rtet_connections_refused_total` | counter | `reason` = per_ip, max_connections, origin | connections refused before or at upgrade |
+//! | `rtet_connections_refused_total` | counter | `reason` = per_ip, max_connections, origin, handshakes | connections refused before or at upgrade |
 //! | `rtet_events_published_total` | counter | | events stored (duplicates not counted) |
 //! | `rtet_duplicates_total` | counter | | publishes answered from the dedupe window |
 //! | `rtet_deliveries_total` | counter | | event frames queued to subscribers, replays included |

@@ -6,7 +6,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -15,8 +16,9 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -26,8 +28,13 @@ use crate::engine::{Engine, MemoryEngine, MemoryEngineConfig};
 use crate::state::Relay;
 use crate::{http, publisher, subscriber};
 
-/// How long a client may take to send its request headers or finish a TLS handshake.
+/// How long a client may take to send its first bytes, to send its request
+/// headers or finish a TLS handshake, and how long it may wait for an opening
+/// slot (`--max-handshakes`).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection refused for a full handshake queue has to read its
+/// 503 before it is closed.
+pub const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// How often the engine drops aged history and forgets empty channels.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
 /// Maintenance rounds between handing freed memory back to the system.
@@ -79,6 +86,10 @@ pub async fn run_with_engine(
         ),
         None => None,
     };
+    let handshakes = Arc::new(Handshakes::new(
+        config.max_handshakes,
+        config.handshake_queue,
+    ));
     let relay = Arc::new(Relay::new(config, engine));
     let app = router(Arc::clone(&relay));
     if let Some(listener) = metrics_listener {
@@ -144,17 +155,33 @@ pub async fn run_with_engine(
         let app = app.clone();
         let stop = relay.stop_accepting.clone();
         let tls = tls.clone();
+        let handshakes = Arc::clone(&handshakes);
+        let metrics_relay = Arc::clone(&relay);
         relay.http.spawn(async move {
-            match tls {
-                None => serve_http(stream, peer, app, stop).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_http(stream, peer, app, stop).await,
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            // A connection costs no buffer until it has something to say.
+            tokio::select! {
+                said = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.readable()) => {
+                    if said.is_err() {
+                        return;
                     }
                 }
+                _ = stop.cancelled() => return,
             }
+            let slot = tokio::select! {
+                slot = handshakes.enter() => slot,
+                _ = stop.cancelled() => return,
+            };
+            let Some(slot) = slot else {
+                metrics_relay.metrics.refused("handshakes");
+                tracing::debug!(%peer, "refused: handshake queue full or waited too long");
+                if tls.is_none() {
+                    Box::pin(refuse_busy(stream)).await;
+                }
+                return;
+            };
+            drop(metrics_relay);
+            // Boxed: a connection waiting in the queue holds only the small future above.
+            Box::pin(open(stream, peer, app, stop, tls, slot)).await;
         });
     }
 
@@ -216,7 +243,7 @@ fn serve_metrics(listener: TcpListener, relay: Arc<Relay>) {
             };
             relay
                 .http
-                .spawn(serve_http(stream, peer, app.clone(), stop.clone()));
+                .spawn(serve_http(stream, peer, app.clone(), stop.clone(), None));
         }
     });
 }
@@ -236,14 +263,120 @@ fn router(relay: Arc<Relay>) -> Router {
         .with_state(relay)
 }
 
-/// Serves HTTP/1.1 (with upgrades) on one connection until it ends or the relay stops.
-async fn serve_http<S>(stream: S, peer: SocketAddr, app: Router, stop: CancellationToken)
-where
+/// Opens one connection holding a handshake slot: TLS if configured, then HTTP.
+async fn open(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    stop: CancellationToken,
+    tls: Option<TlsAcceptor>,
+    slot: OwnedSemaphorePermit,
+) {
+    match tls {
+        None => serve_http(stream, peer, app, stop, Some(slot)).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve_http(stream, peer, app, stop, Some(slot)).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+/// Bounds the connections being opened at once (`--max-handshakes`) and
+/// those waiting for a slot (`--handshake-queue`). Opening a connection takes
+/// buffers (hyper's request buffer, TLS state, the upgrade) that are freed
+/// once it is open; many at once leave the allocator's memory fragmented, so
+/// a burst of openings would cost every connection that stays.
+struct Handshakes {
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    queue: usize,
+}
+
+/// Counts one connection in the queue while it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Handshakes {
+    fn new(slots: usize, queue: usize) -> Self {
+        Handshakes {
+            slots: Arc::new(Semaphore::new(slots)),
+            waiting: AtomicUsize::new(0),
+            queue,
+        }
+    }
+
+    /// A slot for one connection being opened: at once, or after waiting in
+    /// the queue for at most [`HANDSHAKE_TIMEOUT`]. `None`: the queue is full,
+    /// or no slot freed in time.
+    async fn enter(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() {
+            return Some(slot);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let _waiting = Waiting(&self.waiting);
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, Arc::clone(&self.slots).acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+}
+
+/// The body of the answer to a connection refused for a full handshake queue.
+const BUSY: &str = "the relay is busy opening other connections; retry soon\n";
+
+/// Answers 503 without reading the request (so it costs no request buffer),
+/// then reads and drops what the client sent for at most [`REFUSAL_LINGER`]:
+/// closing with unread bytes would reset the connection, and the client
+/// could lose the answer.
+async fn refuse_busy(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+             retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BUSY}",
+            BUSY.len()
+        );
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 256];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one connection until it ends or the
+/// relay stops. `slot` (a connection being opened) is given back once the
+/// first request is answered (a WebSocket upgrade or an HTTP response).
+async fn serve_http<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: Router,
+    stop: CancellationToken,
+    slot: Option<OwnedSemaphorePermit>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let slot = Arc::new(Mutex::new(slot));
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().oneshot(req)
+        let answered = app.clone().oneshot(req);
+        let slot = Arc::clone(&slot);
+        async move {
+            let response = answered.await;
+            rtet_protocol::sync::lock(&slot).take();
+            response
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

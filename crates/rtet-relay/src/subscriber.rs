@@ -19,11 +19,13 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
 use rtet_protocol::frames::parse_client_frame;
 use rtet_protocol::token::{verify, Claims};
 use rtet_protocol::{close, ClientFrame, ErrorCode, ServerFrame, Since};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::config::normalize_origin;
 use crate::connection::{Connection, Incoming};
@@ -32,11 +34,15 @@ use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::metrics::Role;
 use crate::outbox::Outbox;
 use crate::presence::seat_and_view;
-use crate::state::{replay_bucket, Relay, TokenBucket};
+use crate::state::{replay_bucket, ConnGuard, Relay, TokenBucket};
 use rtet_protocol::clock::unix_ms as now_millis;
 
-/// Read buffer of a subscriber connection: browsers send small frames; it grows when needed.
-const READ_BUFFER: usize = 2 * 1024;
+/// Read buffer of a subscriber connection, and the most read from the socket
+/// at once. tungstenite keeps it allocated for the connection's life, so every
+/// idle subscriber pays for it: sized for what browsers send (`subscribe`,
+/// pongs; a frame larger than this, such as an `auth` with a long token, grows
+/// it to that frame's size, within `--max-frame-bytes`).
+const READ_BUFFER: usize = 256;
 /// Bytes collected before the socket is written to; frames are flushed per batch anyway.
 const WRITE_BUFFER: usize = 8 * 1024;
 /// Queued events written per batch before the task looks at its other duties.
@@ -80,24 +86,37 @@ pub async fn upgrade(
     if origin_ok {
         relay.metrics.accepted(Role::subscriber);
     }
-    let token = relay.subscribers.token();
+    let tracked = relay.subscribers.token();
     let max = relay.config.limits.max_frame_bytes;
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| async move {
-            let mut conn = Connection::new(socket);
+        .on_upgrade(move |socket| {
+            // Built here and moved into the session's future once: every copy a
+            // future keeps of its inputs is memory each idle connection pays for.
+            let conn = Connection::new(socket);
+            let session = Session::new(
+                relay,
+                client,
+                Held {
+                    _guard: guard,
+                    _tracked: tracked,
+                },
+            );
             if origin_ok {
-                Session::new(Arc::clone(&relay), client).run(conn).await;
+                Either::Left(session.run(conn))
             } else {
-                relay.metrics.refused("origin");
-                tracing::info!(%peer, "subscriber refused: origin not allowed");
-                conn.close(close::POLICY, "origin not allowed").await;
+                Either::Right(session.refuse_origin(conn, peer))
             }
-            drop(guard);
-            drop(token);
         })
+}
+
+/// What a connection holds until it ends: its place in the connection limits
+/// and in the shutdown's wait for subscribers.
+struct Held {
+    _guard: ConnGuard,
+    _tracked: TaskTrackerToken,
 }
 
 /// Why a write was cut short.
@@ -175,6 +194,8 @@ struct Session {
     new_deadline: Option<Instant>,
     /// Reused buffer for events taken from the outbox.
     batch: Vec<Utf8Bytes>,
+    /// Released when the session ends.
+    _held: Held,
 }
 
 impl Drop for Session {
@@ -188,7 +209,7 @@ impl Drop for Session {
 }
 
 impl Session {
-    fn new(relay: Arc<Relay>, client: IpAddr) -> Self {
+    fn new(relay: Arc<Relay>, client: IpAddr, held: Held) -> Self {
         let l = &relay.config.limits;
         Session {
             client,
@@ -201,6 +222,7 @@ impl Session {
             warned: false,
             new_deadline: None,
             batch: Vec::new(),
+            _held: held,
             relay,
         }
     }
@@ -214,30 +236,51 @@ impl Session {
         })
     }
 
-    async fn run(mut self, mut conn: Connection) {
+    /// Closes at once with 1008: the request's origin is not allowed.
+    async fn refuse_origin(self, mut conn: Connection, peer: SocketAddr) {
+        self.relay.metrics.refused("origin");
+        tracing::info!(%peer, "subscriber refused: origin not allowed");
+        Box::pin(conn.close(close::POLICY, "origin not allowed")).await;
+    }
+
+    /// Serves the connection until it ends. A plain `fn` returning an `async`
+    /// block that owns the session and the socket, so the idle connection's
+    /// future holds one copy of each (an `async fn` keeps a second copy of its
+    /// arguments beside the locals they move into).
+    #[allow(clippy::manual_async_fn)] // the point: see above
+    fn run(mut self, mut conn: Connection) -> impl std::future::Future<Output = ()> + Send {
+        async move { self.serve(&mut conn).await }
+    }
+
+    async fn serve(&mut self, conn: &mut Connection) {
         let relay = Arc::clone(&self.relay);
         let limits = &relay.config.limits;
         let stop = relay.stop_subscribers.clone();
-        let timer = sleep_until(Instant::now() + limits.first_frame_timeout);
-        tokio::pin!(timer);
+        // One timer for the session's deadline (first frame, then token
+        // expiry) and the keepalive's, set to whichever comes first.
+        let mut deadline = Instant::now() + limits.first_frame_timeout;
         let mut timer_kind = Timer::FirstFrame;
         let mut keepalive = Keepalive::new(limits.ping_interval, limits.dead_peer_timeout);
-        let keepalive_timer = sleep_until(keepalive.deadline());
-        tokio::pin!(keepalive_timer);
+        let next = |kind: Timer, deadline: Instant, keepalive: &Keepalive| match kind {
+            Timer::Off => keepalive.deadline(),
+            _ => keepalive.deadline().min(deadline),
+        };
+        let timer = sleep_until(next(timer_kind, deadline, &keepalive));
+        tokio::pin!(timer);
 
         let end: Option<(u16, &'static str)> = loop {
             // Each arm queues what to send and may ask to close after sending it.
             let close_after: Option<(u16, &'static str)> = tokio::select! {
                 biased;
-                _ = stop.cancelled() => break Some(self.going_away(&mut conn).await),
+                _ = stop.cancelled() => break Some(Box::pin(self.going_away(conn)).await),
                 _ = self.outbox.overflowed() => break Some(self.slow()),
-                _ = &mut timer, if timer_kind != Timer::Off => {
-                    break Some(match timer_kind {
-                        Timer::FirstFrame => (close::POLICY, "no frame within the first-frame timeout"),
-                        _ => (close::TOKEN_INVALID, "token expired"),
-                    });
-                }
-                _ = &mut keepalive_timer => {
+                _ = &mut timer => {
+                    if timer_kind != Timer::Off && Instant::now() >= deadline {
+                        break Some(match timer_kind {
+                            Timer::FirstFrame => (close::POLICY, "no frame within the first-frame timeout"),
+                            _ => (close::TOKEN_INVALID, "token expired"),
+                        });
+                    }
                     match keepalive.fire() {
                         KeepaliveAction::Dead => {
                             tracing::debug!(id = self.id, "subscriber answered no ping; closing");
@@ -246,7 +289,7 @@ impl Session {
                         KeepaliveAction::Ping => conn.queue(Message::Ping(Default::default())),
                         KeepaliveAction::Wait => {}
                     }
-                    keepalive_timer.as_mut().reset(keepalive.deadline());
+                    timer.as_mut().reset(next(timer_kind, deadline, &keepalive));
                     None
                 }
                 incoming = conn.read() => {
@@ -264,13 +307,16 @@ impl Session {
                     if timer_kind == Timer::FirstFrame {
                         timer_kind = Timer::Off;
                     }
-                    let outcome = self.on_frame(text).await;
-                    if let Some(deadline) = self.new_deadline.take() {
-                        timer.as_mut().reset(deadline);
+                    // Boxed, as every rare or long path below: the task's own future
+                    // holds only what an idle connection waits on.
+                    let outcome = Box::pin(self.on_frame(text)).await;
+                    if let Some(expiry) = self.new_deadline.take() {
+                        deadline = expiry;
                         timer_kind = Timer::Expiry;
                     }
+                    timer.as_mut().reset(next(timer_kind, deadline, &keepalive));
                     if outcome.flush_queue_first {
-                        self.drain(&mut conn, usize::MAX);
+                        self.drain(conn, usize::MAX);
                     }
                     for reply in outcome.replies {
                         conn.queue(reply);
@@ -278,7 +324,7 @@ impl Session {
                     outcome.close
                 }
                 _ = self.outbox.ready() => {
-                    self.drain(&mut conn, BATCH);
+                    self.drain(conn, BATCH);
                     if self.outbox.has_frames() {
                         // More than one batch: come back after looking at everything else.
                         self.outbox.wake();
@@ -288,11 +334,11 @@ impl Session {
             };
             if conn.has_queued() {
                 if let Err(cut) =
-                    write(&mut conn, &self.outbox, &stop, limits.dead_peer_timeout).await
+                    Box::pin(write(conn, &self.outbox, &stop, limits.dead_peer_timeout)).await
                 {
                     break match cut {
                         Cut::Overflow => Some(self.slow()),
-                        Cut::Shutdown => Some(self.going_away(&mut conn).await),
+                        Cut::Shutdown => Some(Box::pin(self.going_away(conn)).await),
                         Cut::Failed => None,
                     };
                 }
@@ -309,7 +355,7 @@ impl Session {
             relay.engine.unsubscribe(channel, self.id).await;
         }
         if let Some((code, reason)) = end {
-            conn.close(code, reason).await;
+            Box::pin(conn.close(code, reason)).await;
         }
     }
 
@@ -567,6 +613,8 @@ impl Session {
                 self.relay
                     .presence
                     .join(&channel, self.id, seat, view, &self.outbox);
+                // Most connections hold one or two channels: grow one at a time.
+                self.subs.reserve_exact(1);
                 self.subs.push(channel);
                 Outcome {
                     replies,

@@ -129,6 +129,10 @@ fn the_security_fixed_bounds_match_the_code() {
             secs(rtet_relay::server::HANDSHAKE_TIMEOUT),
         ),
         (
+            "a refused connection reading its 503",
+            secs(rtet_relay::server::REFUSAL_LINGER),
+        ),
+        (
             "delivering queued events at shutdown",
             secs(rtet_relay::subscriber::SHUTDOWN_FLUSH),
         ),
