@@ -20,7 +20,7 @@ defined( 'ABSPATH' ) || exit;
  */
 class RTET_Events {
 
-	/** Post meta set once a post's `post_published` was sent. */
+	/** Post meta set when a public post stops being public: its next publish is not its first. */
 	const PUBLISHED_META = '_rtet_published';
 
 	/**
@@ -128,6 +128,14 @@ class RTET_Events {
 	/**
 	 * `wp_after_insert_post`: a post was saved, with its terms and meta.
 	 *
+	 * A post that goes public is announced once: `post_published` the first
+	 * time, `post_updated` when it comes back after having been unpublished.
+	 * What tells the two apart is PUBLISHED_META, written when a public post
+	 * stops being public (unpublished, trashed, given a password), never when
+	 * it is published: publishing, which an editor waits for, reads post meta
+	 * only for a post that was not new and not public before the save, and
+	 * writes none.
+	 *
 	 * @param int          $post_id     Post ID.
 	 * @param WP_Post      $post        The post now.
 	 * @param bool         $update      Whether it existed before.
@@ -135,13 +143,19 @@ class RTET_Events {
 	 */
 	public static function on_after_insert_post( $post_id, $post, $update, $post_before ) {
 		unset( $post_id, $update );
-		if ( ! $post instanceof WP_Post || ! self::is_public_post( $post ) ) {
+		if ( ! $post instanceof WP_Post ) {
 			return;
 		}
 		$was_public = $post_before instanceof WP_Post && self::is_public_post( $post_before );
-		if ( ! $was_public && ! get_post_meta( $post->ID, self::PUBLISHED_META, true ) ) {
-			// First time public. The meta stops a later unpublish/republish from announcing it again.
-			update_post_meta( $post->ID, self::PUBLISHED_META, time() );
+		if ( ! self::is_public_post( $post ) ) {
+			if ( $was_public ) {
+				// Not public any more: should it come back, that is an update, not news.
+				update_post_meta( $post->ID, self::PUBLISHED_META, time() );
+			}
+			return;
+		}
+		$first_time = ! $was_public && ( ! $post_before instanceof WP_Post || ! get_post_meta( $post->ID, self::PUBLISHED_META, true ) );
+		if ( $first_time ) {
 			if ( RTET_Settings::event_enabled( 'post_published' ) ) {
 				self::dispatch( 'post_published', self::post_data( $post ), array( 'public' ), array( 'source' => 'builtin', 'post' => $post ) );
 			}

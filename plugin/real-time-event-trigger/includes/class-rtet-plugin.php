@@ -54,6 +54,7 @@ class RTET_Plugin {
 
 		// Editor awareness: a save reaches the others editing the post.
 		add_action( 'wp_after_insert_post', array( 'RTET_Editor', 'on_after_insert_post' ), 10, 4 );
+		add_action( 'wp_insert_post', array( 'RTET_Editor', 'note_revision' ), 10, 2 );
 		add_action( 'enqueue_block_editor_assets', array( 'RTET_Editor', 'enqueue' ) );
 
 		// The HTTP fallback: events queued by a request go out after the response; undelivered ones are retried.
