@@ -72,14 +72,18 @@ class RTET_Editor {
 		if ( ! $type || ! $type->show_ui ) {
 			return;
 		}
-		RTET_Events::dispatch(
-			'post_saved',
-			self::saved_data( $post ),
-			array( RTET_Channels::post_editors( $post->ID ) ),
-			array(
-				'source' => 'builtin',
-				'post'   => $post,
-			)
+		RTET_Events::after_response(
+			static function () use ( $post ) {
+				RTET_Events::dispatch(
+					'post_saved',
+					self::saved_data( $post ),
+					array( RTET_Channels::post_editors( $post->ID ) ),
+					array(
+						'source' => 'builtin',
+						'post'   => $post,
+					)
+				);
+			}
 		);
 	}
 

@@ -10,6 +10,14 @@
  * Revisions, autosaves, private, draft and password-protected posts never go
  * to `public`, whatever the filters say.
  *
+ * A save's events are worked out and sent after the response where the
+ * server can end the response early (php-fpm's fastcgi_finish_request()):
+ * the editor who publishes does not wait for the payload (title filters,
+ * permalink, author, date), the filters or the send. Elsewhere (PHP CLI,
+ * mod_php) the response ends with the process, so they are sent at once.
+ * Events keep their order: an event dispatched while saves wait (a comment,
+ * a plugin's own) first sends theirs.
+ *
  * @package real-time-event-trigger
  */
 
@@ -24,6 +32,65 @@ class RTET_Events {
 	const PUBLISHED_META = '_rtet_published';
 
 	/**
+	 * Work waiting for the end of the response, in the order it came.
+	 *
+	 * @var callable[]
+	 */
+	private static $after_response = array();
+
+	/**
+	 * Whether the waiting work is being done (an event it sends must not start it again).
+	 *
+	 * @var bool
+	 */
+	private static $running = false;
+
+	/**
+	 * Runs `$work` after the response when the server can end the response
+	 * before the request (php-fpm), at once otherwise.
+	 *
+	 * @param callable $work What to do.
+	 */
+	public static function after_response( callable $work ) {
+		if ( function_exists( 'fastcgi_finish_request' ) ) {
+			self::$after_response[] = $work;
+			return;
+		}
+		$work();
+	}
+
+	/**
+	 * Does the waiting work, oldest first.
+	 */
+	public static function run_waiting() {
+		if ( self::$running ) {
+			return;
+		}
+		self::$running = true;
+		try {
+			while ( self::$after_response ) {
+				$work = array_shift( self::$after_response );
+				$work();
+			}
+		} finally {
+			self::$running = false;
+		}
+	}
+
+	/**
+	 * `shutdown`, last but the HTTP fallback's flush: ends the response
+	 * (php-fpm), then does the waiting work, so its events reach the
+	 * transport before the fallback posts what it holds.
+	 */
+	public static function send_after_response() {
+		if ( ! self::$after_response ) {
+			return;
+		}
+		fastcgi_finish_request();
+		self::run_waiting();
+	}
+
+	/**
 	 * Sends an event after the filters had their say.
 	 *
 	 * @param string          $event    Event name.
@@ -34,6 +101,8 @@ class RTET_Events {
 	 * @return string|WP_Error|false The event id, an error, or false when a filter dropped it.
 	 */
 	public static function dispatch( $event, $data, $channels, array $context = array(), array $options = array() ) {
+		// Events of earlier saves in this request go first.
+		self::run_waiting();
 		/**
 		 * Filters an event's data; return false to drop the event.
 		 *
@@ -134,7 +203,8 @@ class RTET_Events {
 	 * stops being public (unpublished, trashed, given a password), never when
 	 * it is published: publishing, which an editor waits for, reads post meta
 	 * only for a post that was not new and not public before the save, and
-	 * writes none.
+	 * writes none. All of it happens after the response where it can (see
+	 * after_response()).
 	 *
 	 * @param int          $post_id     Post ID.
 	 * @param WP_Post      $post        The post now.
@@ -146,6 +216,23 @@ class RTET_Events {
 		if ( ! $post instanceof WP_Post ) {
 			return;
 		}
+		// The block editor saves legacy meta boxes in a second request; that is the same edit.
+		$meta_box_loader = isset( $_GET['meta-box-loader'] ); // phpcs:ignore WordPress.Security.NonceVerification.Recommended
+		self::after_response(
+			static function () use ( $post, $post_before, $meta_box_loader ) {
+				self::announce_save( $post, $post_before, $meta_box_loader );
+			}
+		);
+	}
+
+	/**
+	 * The events of one save: see on_after_insert_post().
+	 *
+	 * @param WP_Post      $post            The post as saved.
+	 * @param WP_Post|null $post_before     The post before the save (null for a new post).
+	 * @param bool         $meta_box_loader Whether the save is the block editor's second request, for legacy meta boxes.
+	 */
+	private static function announce_save( WP_Post $post, $post_before, $meta_box_loader ) {
 		$was_public = $post_before instanceof WP_Post && self::is_public_post( $post_before );
 		if ( ! self::is_public_post( $post ) ) {
 			if ( $was_public ) {
@@ -161,11 +248,7 @@ class RTET_Events {
 			}
 			return;
 		}
-		// The block editor saves legacy meta boxes in a second request; that is the same edit.
-		if ( isset( $_GET['meta-box-loader'] ) ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended
-			return;
-		}
-		if ( RTET_Settings::event_enabled( 'post_updated' ) ) {
+		if ( ! $meta_box_loader && RTET_Settings::event_enabled( 'post_updated' ) ) {
 			self::dispatch( 'post_updated', self::post_data( $post ), array( 'public' ), array( 'source' => 'builtin', 'post' => $post ) );
 		}
 	}

@@ -57,6 +57,8 @@ class RTET_Plugin {
 		add_action( 'wp_insert_post', array( 'RTET_Editor', 'note_revision' ), 10, 2 );
 		add_action( 'enqueue_block_editor_assets', array( 'RTET_Editor', 'enqueue' ) );
 
+		// A save's events are worked out after the response (php-fpm), before the HTTP fallback posts what it holds.
+		add_action( 'shutdown', array( 'RTET_Events', 'send_after_response' ), PHP_INT_MAX - 1 );
 		// The HTTP fallback: events queued by a request go out after the response; undelivered ones are retried.
 		add_action( 'shutdown', array( 'RTET_Sender', 'flush_at_shutdown' ), PHP_INT_MAX );
 		add_action( RTET_Sender::RETRY_HOOK, array( 'RTET_Sender', 'retry_pending' ) );

@@ -1,8 +1,9 @@
 <?php
 /**
- * Publishing through php-fpm on the HTTP fallback: the editor has the answer
- * before the relay is asked, a post published while the relay is down
- * reaches it once it is back, and no event reaches it twice.
+ * Publishing through php-fpm: the editor has the answer before the post's
+ * event is worked out and sent (with rtet.so and on the HTTP fallback), a
+ * post published while the relay is down reaches it once it is back, and no
+ * event reaches it twice.
  *
  * The posts are published by the test fixture's endpoint in a php-fpm
  * worker (tests/plugin/fixtures/mu-plugins), the relay is the site's real one.
@@ -55,7 +56,28 @@ class PublishAfterResponseTest extends RTET_Test_Case {
 		}
 	}
 
-	public function test_the_editor_has_the_answer_before_the_relay_is_sent_the_event() {
+	/**
+	 * The transports php-fpm can use here.
+	 *
+	 * @return array[]
+	 */
+	public static function transports() {
+		return array(
+			'HTTP fallback' => array( 'http' ),
+			'rtet.so'       => array( 'extension' ),
+		);
+	}
+
+	/**
+	 * The editor's answer does not wait for the post's event.
+	 *
+	 * @dataProvider transports
+	 * @param string $transport 'http' or 'extension'.
+	 */
+	public function test_the_editor_has_the_answer_before_the_event_is_worked_out_and_sent( $transport ) {
+		if ( 'extension' === $transport && ! extension_loaded( 'rtet' ) ) {
+			$this->markTestSkipped( 'rtet.so is not built, so php-fpm runs without it' );
+		}
 		$token = bin2hex( random_bytes( 8 ) );
 		$file  = sys_get_temp_dir() . '/rtet-hold-' . $token;
 		$lock  = fopen( $file, 'c' );
@@ -63,9 +85,9 @@ class PublishAfterResponseTest extends RTET_Test_Case {
 		$published  = self::relay_metric( 'rtet_events_published_total' );
 		$duplicates = self::relay_metric( 'rtet_duplicates_total' );
 		try {
-			// The worker's send waits for our lock: had it come before the answer, there would be no answer.
-			$answer = self::get( '/wp-json/rtet-plugin-test/v1/publish?hold=' . $token );
-			$this->assertSame( 200, $answer['status'], 'the publish was answered while the send waited' );
+			// The worker's work on the event waits for our lock: had it come before the answer, there would be no answer.
+			$answer = self::get( '/wp-json/rtet-plugin-test/v1/publish?transport=' . $transport . '&hold=' . $token );
+			$this->assertSame( 200, $answer['status'], 'the publish was answered while its event waited' );
 			$this->assertIsInt( $answer['body']['post'] );
 			$this->assertSame( 'publish', get_post_status( $answer['body']['post'] ) );
 			$this->assertSame( $published, self::relay_metric( 'rtet_events_published_total' ), 'nothing reached the relay yet' );
@@ -85,7 +107,7 @@ class PublishAfterResponseTest extends RTET_Test_Case {
 
 	public function test_a_post_published_while_the_relay_is_down_reaches_it_once_and_only_once_it_is_back() {
 		$this->relay_down();
-		$answer = self::get( '/wp-json/rtet-plugin-test/v1/publish' );
+		$answer = self::get( '/wp-json/rtet-plugin-test/v1/publish?transport=http' );
 		$this->assertSame( 200, $answer['status'] );
 		// The worker tried after the answer, found the relay down, and kept the event.
 		self::eventually( static fn() => 1 === RTET_Queue::size(), 'the event waits in the retry queue' );
