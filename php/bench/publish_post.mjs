@@ -40,7 +40,12 @@
  *
  *   node php/bench/publish_post.mjs [--rounds 20] [--cli 10] [--rest 10]
  *        [--states up,stopped,hung] [--hung-recipe 1] [--baseline main]
- *        [--json FILE]
+ *        [--instructions 45] [--json FILE] [--report FILE]
+ *
+ * Then, unless --instructions 0: the instructions each variant executes per
+ * `wp_insert_post()` (valgrind's callgrind on a CLI process of 5 and of N
+ * posts, the difference per post): a count no other load on the machine
+ * moves, so it tells 1% apart where time on a shared machine cannot.
  *
  * Prints Markdown tables: per path, relay state and variant the median wall
  * and CPU per publish, the difference to `none` with its 95% confidence
@@ -67,6 +72,7 @@ const STATES = opt('--states', 'up,stopped,hung').split(',');
 const HUNG_RECIPE = Number(opt('--hung-recipe', 1));
 const BASELINE = opt('--baseline', 'main');
 const JSON_OUT = opt('--json', '');
+const INSTR_N = Number(opt('--instructions', 45));
 const log = (m) => process.stderr.write(`# ${m}\n`);
 const load = () => fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
@@ -197,6 +203,8 @@ echo json_encode( $ids );`, { n, user: editorId }, { extension: false });
 $_SERVER['HTTP_HOST'] = '127.0.0.1:${site.ports.http}';
 $_SERVER['SERVER_NAME'] = '127.0.0.1';
 $_SERVER['REQUEST_URI'] = '/';
+// WP-Cron would spawn its own request from some processes and not others: not part of a publish.
+define( 'DISABLE_WP_CRON', true );
 require ${phpString(path.join(site.wpDir, 'wp-load.php'))};
 function rtet_bench_cpu() {
 	$ru = getrusage();
@@ -223,10 +231,11 @@ register_shutdown_function( static function () use ( $wall, $cpu, $c0, $t0 ) {
 	} );
 } );
 `);
-  function cliRun(variant, n) {
+  function cliRun(variant, n, wrapper = []) {
     const ext = variant.ext ? ['-d', `extension=${EXTENSION_SO}`] : [];
     return new Promise((resolve, reject) => {
-      const child = spawn(process.env.RTET_PHP || 'php', [...ext, cliScript, String(n), String(editorId)], {
+      const cmd = [...wrapper, process.env.RTET_PHP || 'php', ...ext, cliScript, String(n), String(editorId)];
+      const child = spawn(cmd[0], cmd.slice(1), {
         env: { ...process.env, RTET_BENCH_VARIANT: variant.name }, stdio: ['ignore', 'pipe', 'pipe'],
       });
       let out = '';
@@ -236,7 +245,7 @@ register_shutdown_function( static function () use ( $wall, $cpu, $c0, $t0 ) {
       child.on('exit', (code) => {
         const last = out.trim().split('\n').pop();
         if (code !== 0) reject(new Error(`CLI ${variant.name} exited ${code}: ${err.slice(-2000)}${out.slice(-2000)}`));
-        else resolve(JSON.parse(last));
+        else resolve({ ...JSON.parse(last), stderr: err });
       });
     });
   }
@@ -321,9 +330,24 @@ $wpdb->query( 'DELETE FROM ' . $wpdb->prefix . 'rtet_pending' );`, {}, { extensi
       });
     }
   }
+  // Instructions per published post (valgrind's callgrind, the whole CLI process and its threads):
+  // unlike time, not moved by what else runs on the machine. 5 and INSTR_N posts, the difference per post.
+  const instructions = {};
+  if (INSTR_N > 5) {
+    await setState.up();
+    await clean();
+    for (const v of VARIANTS) {
+      const count = async (n) => {
+        const r = await cliRun(v, n, ['valgrind', '--tool=callgrind', '--callgrind-out-file=/dev/null']);
+        return Number((r.stderr.match(/Collected : (\d+)/) || [])[1]);
+      };
+      log(`instructions: ${v.name}`);
+      instructions[v.name] = ((await count(INSTR_N)) - (await count(5))) / (INSTR_N - 5);
+    }
+  }
   await unhang();
   const LOAD1 = load();
-  const meta = { baselineCommit, LOAD0, LOAD1, seconds: (Date.now() - started) / 1000, argv };
+  const meta = { baselineCommit, LOAD0, LOAD1, seconds: (Date.now() - started) / 1000, argv, instructions, instrN: INSTR_N };
   if (JSON_OUT) fs.writeFileSync(JSON_OUT, JSON.stringify({ samples, meta }));
   report(samples, meta);
 } finally {
@@ -364,10 +388,35 @@ function ci(xs) {
   return { mean: mean(xs), half: xs.length > 1 ? t95(xs.length - 1) * sd(xs) / Math.sqrt(xs.length) : NaN };
 }
 
+/**
+ * The paired comparison: the i-th publish of a variant against the i-th of
+ * `none` in the same round (for REST, the publishes right next to each other
+ * in time), as the median of the ratios (or differences) over all pairs,
+ * with a 95% bootstrap interval (pairs resampled).
+ */
+function paired(rs, base, key, diff) {
+  const xs = [];
+  rs.forEach((r, i) => {
+    const b = base[i][key];
+    for (let k = 0; k < Math.min(r[key].length, b.length); k++) xs.push(diff ? r[key][k] - b[k] : r[key][k] / b[k] - 1);
+  });
+  if (xs.length === 0) return { mid: NaN, lo: NaN, hi: NaN };
+  let seed = 12345;
+  const rand = () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x80000000; };
+  const boots = [];
+  for (let b = 0; b < 1000; b++) {
+    const sample = Array.from({ length: xs.length }, () => xs[Math.floor(rand() * xs.length)]);
+    boots.push(median(sample));
+  }
+  boots.sort((a, b) => a - b);
+  return { mid: median(xs), lo: boots[25], hi: boots[974] };
+}
+
 function report(samples, meta) {
   const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '–');
   const ms = (us) => (us >= 100000 ? (us / 1000).toFixed(0) : (us / 1000).toFixed(2));
-  const pct = (c) => `${c.mean >= 0 ? '+' : ''}${f(c.mean * 100, 1)}% ± ${f(c.half * 100, 1)}`;
+  const pct = (c) => `${c.mid >= 0 ? '+' : ''}${f(c.mid * 100, 1)}% (${f(c.lo * 100, 1)} … ${f(c.hi * 100, 1)})`;
+  const msd = (c) => `${f(c.mid / 1000, 3)} (${f(c.lo / 1000, 3)} … ${f(c.hi / 1000, 3)})`;
   const cpuModel = os.cpus()[0]?.model || 'unknown CPU';
   console.log(`Machine: ${os.cpus().length} × ${cpuModel}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}; PHP ${execFileSync('php', ['-r', 'echo PHP_VERSION;']).toString()}, WordPress from Debian's package, MariaDB, php-fpm 2 static workers behind nginx, all on loopback.`);
   console.log(`Load average (1, 5, 15 min): ${meta.LOAD0} at start, ${meta.LOAD1} at end; ${meta.seconds.toFixed(0)} s.`);
@@ -389,8 +438,8 @@ function report(samples, meta) {
         const cpuMed = median(all('cpu'));
         const roundMed = rs.map((r) => median(r.wall));
         const spread = sd(roundMed) / mean(roundMed);
-        const wallRatio = ci(rs.map((r, i) => median(r.wall) / median(base[i].wall) - 1));
-        const cpuDiff = ci(rs.map((r, i) => (median(r.cpu) - median(base[i].cpu)) / 1000));
+        const wallRatio = paired(rs, base, 'wall', false);
+        const cpuDiff = paired(rs, base, 'cpu', true);
         const totalPer = (r) => (r.cpu.reduce((a, b) => a + b, 0) + r.after_cpu) / r.n;
         const totalDiff = ci(rs.map((r, i) => (totalPer(r) - totalPer(base[i])) / 1000));
         const posts = rs.reduce((a, r) => a + r.n, 0);
@@ -398,9 +447,19 @@ function report(samples, meta) {
           ? `${f(mean(rs.map((r) => r.after_wall / r.n)) / 1000)} / ${f(mean(rs.map((r) => r.after_cpu / r.n)) / 1000, 3)}`
           : ms(median(all('server_wall')));
         const isBase = v.name === 'none';
-        console.log(`| ${state} | ${v.label} | ${posts} | ${ms(wallMed)} | ${isBase ? '–' : pct(wallRatio)} | ±${f(spread * 100, 1)}% | ${f(cpuMed / 1000, 3)} | ${isBase ? '–' : `${f(cpuDiff.mean, 3)} ± ${f(cpuDiff.half, 3)}`} | ${afterCol} | ${isBase ? '–' : `${f(totalDiff.mean, 3)} ± ${f(totalDiff.half, 3)}`} |`);
+        console.log(`| ${state} | ${v.label} | ${posts} | ${ms(wallMed)} | ${isBase ? '–' : pct(wallRatio)} | ±${f(spread * 100, 1)}% | ${f(cpuMed / 1000, 3)} | ${isBase ? '–' : msd(cpuDiff)} | ${afterCol} | ${isBase ? '–' : `${f(totalDiff.mean, 3)} ± ${f(totalDiff.half, 3)}`} |`);
       }
     }
   }
-  console.log('\n"vs none": per round, the variant\'s median over the no-plugin median of the same round; the mean of those rounds ± the half-width of its 95% confidence interval (Student\'s t over rounds). "round spread": the standard deviation of the per-round medians over their mean.');
+  const instr = meta.instructions || {};
+  if (instr.none) {
+    console.log(`\n### Instructions per published post (\`wp_insert_post()\` in PHP CLI, relay up; valgrind --tool=callgrind, the whole process, ${meta.instrN} posts minus 5 posts)\n`);
+    console.log('| variant | instructions per post | vs none |');
+    console.log('|---|---:|---:|');
+    for (const v of VARIANTS.filter((x) => instr[x.name])) {
+      const d = instr[v.name] - instr.none;
+      console.log(`| ${v.label} | ${Math.round(instr[v.name]).toLocaleString('en')} | ${v.name === 'none' ? '–' : `${d >= 0 ? '+' : ''}${Math.round(d).toLocaleString('en')} (${d >= 0 ? '+' : ''}${f((d / instr.none) * 100, 2)}%)`} |`);
+    }
+  }
+  console.log('\n"vs none, wall" and "vs none, CPU": each publish of the variant paired with the no-plugin publish of the same round and position (REST: the one next to it in time); the median of the ratios (CPU: of the differences, ms) and its 95% bootstrap interval. "CPU in total" (CLI: the calls and the work at the end of the process; REST: the whole php-fpm request, work after the response included): the mean per post minus the no-plugin mean, per round; the mean of the rounds ± its 95% interval (Student\'s t). "round spread": the standard deviation of the per-round wall medians over their mean.');
 }
