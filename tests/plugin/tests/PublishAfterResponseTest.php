@@ -105,6 +105,30 @@ class PublishAfterResponseTest extends RTET_Test_Case {
 		$this->assertSame( 0, RTET_Queue::size() );
 	}
 
+	/**
+	 * An event a request sends after publishing a post reaches the transport after the post's.
+	 *
+	 * @dataProvider transports
+	 * @param string $transport 'http' or 'extension'.
+	 */
+	public function test_an_event_sent_after_a_publish_in_the_same_request_follows_the_posts_event( $transport ) {
+		if ( 'extension' === $transport && ! extension_loaded( 'rtet' ) ) {
+			$this->markTestSkipped( 'rtet.so is not built, so php-fpm runs without it' );
+		}
+		$record = bin2hex( random_bytes( 8 ) );
+		$answer = self::get( '/wp-json/rtet-plugin-test/v1/publish?transport=' . $transport . '&then=plugin_test&record=' . $record );
+		$this->assertSame( 200, $answer['status'] );
+		$sent = static function () use ( $record ) {
+			wp_cache_delete( 'rtet_test_sent_' . $record, 'options' );
+			wp_cache_delete( 'notoptions', 'options' );
+			return (array) get_option( 'rtet_test_sent_' . $record, array() );
+		};
+		self::eventually( static fn() => count( $sent() ) >= 2, 'both events were handed to the transport' );
+		$got = $sent();
+		delete_option( 'rtet_test_sent_' . $record );
+		$this->assertSame( array( 'post_published', 'plugin_test' ), $got );
+	}
+
 	public function test_a_post_published_while_the_relay_is_down_reaches_it_once_and_only_once_it_is_back() {
 		$this->relay_down();
 		$answer = self::get( '/wp-json/rtet-plugin-test/v1/publish?transport=http' );
