@@ -104,6 +104,15 @@ const LOAD0 = load();
 const site = await startSite({ extension: true, workers: 2, log });
 let hungServer = null;
 const hungSockets = new Set();
+// Ctrl-C or a kill stops the site's servers too.
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(sig, async () => {
+    log(`${sig}: stopping the site`);
+    for (const s of hungSockets) s.destroy();
+    await site.stop();
+    process.exit(130);
+  });
+}
 try {
   const wpc = path.join(site.wpDir, 'wp-content');
   fs.mkdirSync(path.join(wpc, 'plugins', 'rtet-recipe'), { recursive: true });

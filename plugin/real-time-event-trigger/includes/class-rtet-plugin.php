@@ -39,6 +39,11 @@ class RTET_Plugin {
 		register_deactivation_hook( RTET_PLUGIN_FILE, array( __CLASS__, 'deactivate' ) );
 
 		add_action( 'init', array( __CLASS__, 'load_textdomain' ) );
+		// The settings are read once per request, and again after they change.
+		foreach ( array( 'add_option_', 'update_option_', 'delete_option_' ) as $change ) {
+			add_action( $change . RTET_Settings::OPTION, array( 'RTET_Settings', 'forget' ) );
+		}
+		add_action( 'switch_blog', array( 'RTET_Settings', 'forget' ) );
 		// An upgrade by replacing the files runs no activation hook: bring stored data up to date on load.
 		add_action( 'plugins_loaded', array( __CLASS__, 'upgrade' ) );
 
