@@ -29,6 +29,26 @@ class RTET_Editor {
 	const HANDLE = 'rtet-editor';
 
 	/**
+	 * The revision each post's save made in this request: post ID => revision ID.
+	 *
+	 * @var int[]
+	 */
+	private static $revisions = array();
+
+	/**
+	 * `wp_insert_post`: notes the revision a save stores, so that post_saved
+	 * links it without asking the database for the post's newest revision.
+	 *
+	 * @param int     $post_id Post ID.
+	 * @param WP_Post $post    The stored post.
+	 */
+	public static function note_revision( $post_id, $post ) {
+		if ( $post instanceof WP_Post && 'revision' === $post->post_type && $post->post_parent > 0 && ! wp_is_post_autosave( $post ) ) {
+			self::$revisions[ (int) $post->post_parent ] = (int) $post_id;
+		}
+	}
+
+	/**
 	 * `wp_after_insert_post`: a post was saved (by the editor, the REST API, Quick Edit).
 	 *
 	 * @param int          $post_id     Post ID.
@@ -52,14 +72,18 @@ class RTET_Editor {
 		if ( ! $type || ! $type->show_ui ) {
 			return;
 		}
-		RTET_Events::dispatch(
-			'post_saved',
-			self::saved_data( $post ),
-			array( RTET_Channels::post_editors( $post->ID ) ),
-			array(
-				'source' => 'builtin',
-				'post'   => $post,
-			)
+		RTET_Events::after_response(
+			static function () use ( $post ) {
+				RTET_Events::dispatch(
+					'post_saved',
+					self::saved_data( $post ),
+					array( RTET_Channels::post_editors( $post->ID ) ),
+					array(
+						'source' => 'builtin',
+						'post'   => $post,
+					)
+				);
+			}
 		);
 	}
 
@@ -70,16 +94,21 @@ class RTET_Editor {
 	 * @return array {id, by, by_name, status, modified, revision_link}
 	 */
 	public static function saved_data( WP_Post $post ) {
-		$user      = wp_get_current_user();
-		$revisions = wp_revisions_enabled( $post ) ? wp_get_post_revisions( $post->ID, array( 'posts_per_page' => 1 ) ) : array();
-		$revision  = reset( $revisions );
+		$user     = wp_get_current_user();
+		$revision = self::$revisions[ $post->ID ] ?? 0;
+		if ( ! $revision && wp_revisions_enabled( $post ) ) {
+			// This save stored no revision (nothing a revision keeps changed): link the newest one.
+			$revisions = wp_get_post_revisions( $post->ID, array( 'posts_per_page' => 1 ) );
+			$newest    = reset( $revisions );
+			$revision  = $newest instanceof WP_Post ? (int) $newest->ID : 0;
+		}
 		return array(
 			'id'            => (int) $post->ID,
 			'by'            => (int) $user->ID,
 			'by_name'       => $user->exists() ? $user->display_name : '',
 			'status'        => $post->post_status,
 			'modified'      => mysql2date( 'c', $post->post_modified_gmt . '+00:00', false ),
-			'revision_link' => $revision instanceof WP_Post ? admin_url( 'revision.php?revision=' . (int) $revision->ID ) : get_edit_post_link( $post->ID, 'raw' ),
+			'revision_link' => $revision ? admin_url( 'revision.php?revision=' . $revision ) : get_edit_post_link( $post->ID, 'raw' ),
 		);
 	}
 

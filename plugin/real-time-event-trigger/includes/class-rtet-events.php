@@ -10,6 +10,14 @@
  * Revisions, autosaves, private, draft and password-protected posts never go
  * to `public`, whatever the filters say.
  *
+ * A save's events are worked out and sent after the response where the
+ * server can end the response early (php-fpm's fastcgi_finish_request()):
+ * the editor who publishes does not wait for the payload (title filters,
+ * permalink, author, date), the filters or the send. Elsewhere (PHP CLI,
+ * mod_php) the response ends with the process, so they are sent at once.
+ * Events keep their order: an event dispatched while saves wait (a comment,
+ * a plugin's own) first sends theirs.
+ *
  * @package real-time-event-trigger
  */
 
@@ -20,8 +28,67 @@ defined( 'ABSPATH' ) || exit;
  */
 class RTET_Events {
 
-	/** Post meta set once a post's `post_published` was sent. */
+	/** Post meta set when a public post stops being public: its next publish is not its first. */
 	const PUBLISHED_META = '_rtet_published';
+
+	/**
+	 * Work waiting for the end of the response, in the order it came.
+	 *
+	 * @var callable[]
+	 */
+	private static $after_response = array();
+
+	/**
+	 * Whether the waiting work is being done (an event it sends must not start it again).
+	 *
+	 * @var bool
+	 */
+	private static $running = false;
+
+	/**
+	 * Runs `$work` after the response when the server can end the response
+	 * before the request (php-fpm), at once otherwise.
+	 *
+	 * @param callable $work What to do.
+	 */
+	public static function after_response( callable $work ) {
+		if ( function_exists( 'fastcgi_finish_request' ) ) {
+			self::$after_response[] = $work;
+			return;
+		}
+		$work();
+	}
+
+	/**
+	 * Does the waiting work, oldest first.
+	 */
+	public static function run_waiting() {
+		if ( self::$running ) {
+			return;
+		}
+		self::$running = true;
+		try {
+			while ( self::$after_response ) {
+				$work = array_shift( self::$after_response );
+				$work();
+			}
+		} finally {
+			self::$running = false;
+		}
+	}
+
+	/**
+	 * `shutdown`, last but the HTTP fallback's flush: ends the response
+	 * (php-fpm), then does the waiting work, so its events reach the
+	 * transport before the fallback posts what it holds.
+	 */
+	public static function send_after_response() {
+		if ( ! self::$after_response ) {
+			return;
+		}
+		fastcgi_finish_request();
+		self::run_waiting();
+	}
 
 	/**
 	 * Sends an event after the filters had their say.
@@ -34,6 +101,8 @@ class RTET_Events {
 	 * @return string|WP_Error|false The event id, an error, or false when a filter dropped it.
 	 */
 	public static function dispatch( $event, $data, $channels, array $context = array(), array $options = array() ) {
+		// Events of earlier saves in this request go first.
+		self::run_waiting();
 		/**
 		 * Filters an event's data; return false to drop the event.
 		 *
@@ -128,6 +197,15 @@ class RTET_Events {
 	/**
 	 * `wp_after_insert_post`: a post was saved, with its terms and meta.
 	 *
+	 * A post that goes public is announced once: `post_published` the first
+	 * time, `post_updated` when it comes back after having been unpublished.
+	 * What tells the two apart is PUBLISHED_META, written when a public post
+	 * stops being public (unpublished, trashed, given a password), never when
+	 * it is published: publishing, which an editor waits for, reads post meta
+	 * only for a post that was not new and not public before the save, and
+	 * writes none. All of it happens after the response where it can (see
+	 * after_response()).
+	 *
 	 * @param int          $post_id     Post ID.
 	 * @param WP_Post      $post        The post now.
 	 * @param bool         $update      Whether it existed before.
@@ -135,23 +213,42 @@ class RTET_Events {
 	 */
 	public static function on_after_insert_post( $post_id, $post, $update, $post_before ) {
 		unset( $post_id, $update );
-		if ( ! $post instanceof WP_Post || ! self::is_public_post( $post ) ) {
+		if ( ! $post instanceof WP_Post ) {
 			return;
 		}
+		// The block editor saves legacy meta boxes in a second request; that is the same edit.
+		$meta_box_loader = isset( $_GET['meta-box-loader'] ); // phpcs:ignore WordPress.Security.NonceVerification.Recommended
+		self::after_response(
+			static function () use ( $post, $post_before, $meta_box_loader ) {
+				self::announce_save( $post, $post_before, $meta_box_loader );
+			}
+		);
+	}
+
+	/**
+	 * The events of one save: see on_after_insert_post().
+	 *
+	 * @param WP_Post      $post            The post as saved.
+	 * @param WP_Post|null $post_before     The post before the save (null for a new post).
+	 * @param bool         $meta_box_loader Whether the save is the block editor's second request, for legacy meta boxes.
+	 */
+	private static function announce_save( WP_Post $post, $post_before, $meta_box_loader ) {
 		$was_public = $post_before instanceof WP_Post && self::is_public_post( $post_before );
-		if ( ! $was_public && ! get_post_meta( $post->ID, self::PUBLISHED_META, true ) ) {
-			// First time public. The meta stops a later unpublish/republish from announcing it again.
-			update_post_meta( $post->ID, self::PUBLISHED_META, time() );
+		if ( ! self::is_public_post( $post ) ) {
+			if ( $was_public ) {
+				// Not public any more: should it come back, that is an update, not news.
+				update_post_meta( $post->ID, self::PUBLISHED_META, time() );
+			}
+			return;
+		}
+		$first_time = ! $was_public && ( ! $post_before instanceof WP_Post || ! get_post_meta( $post->ID, self::PUBLISHED_META, true ) );
+		if ( $first_time ) {
 			if ( RTET_Settings::event_enabled( 'post_published' ) ) {
 				self::dispatch( 'post_published', self::post_data( $post ), array( 'public' ), array( 'source' => 'builtin', 'post' => $post ) );
 			}
 			return;
 		}
-		// The block editor saves legacy meta boxes in a second request; that is the same edit.
-		if ( isset( $_GET['meta-box-loader'] ) ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended
-			return;
-		}
-		if ( RTET_Settings::event_enabled( 'post_updated' ) ) {
+		if ( ! $meta_box_loader && RTET_Settings::event_enabled( 'post_updated' ) ) {
 			self::dispatch( 'post_updated', self::post_data( $post ), array( 'public' ), array( 'source' => 'builtin', 'post' => $post ) );
 		}
 	}

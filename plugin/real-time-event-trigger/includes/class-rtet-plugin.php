@@ -39,6 +39,11 @@ class RTET_Plugin {
 		register_deactivation_hook( RTET_PLUGIN_FILE, array( __CLASS__, 'deactivate' ) );
 
 		add_action( 'init', array( __CLASS__, 'load_textdomain' ) );
+		// The settings are read once per request, and again after they change.
+		foreach ( array( 'add_option_', 'update_option_', 'delete_option_' ) as $change ) {
+			add_action( $change . RTET_Settings::OPTION, array( 'RTET_Settings', 'forget' ) );
+		}
+		add_action( 'switch_blog', array( 'RTET_Settings', 'forget' ) );
 		// An upgrade by replacing the files runs no activation hook: bring stored data up to date on load.
 		add_action( 'plugins_loaded', array( __CLASS__, 'upgrade' ) );
 
@@ -54,8 +59,11 @@ class RTET_Plugin {
 
 		// Editor awareness: a save reaches the others editing the post.
 		add_action( 'wp_after_insert_post', array( 'RTET_Editor', 'on_after_insert_post' ), 10, 4 );
+		add_action( 'wp_insert_post', array( 'RTET_Editor', 'note_revision' ), 10, 2 );
 		add_action( 'enqueue_block_editor_assets', array( 'RTET_Editor', 'enqueue' ) );
 
+		// A save's events are worked out after the response (php-fpm), before the HTTP fallback posts what it holds.
+		add_action( 'shutdown', array( 'RTET_Events', 'send_after_response' ), PHP_INT_MAX - 1 );
 		// The HTTP fallback: events queued by a request go out after the response; undelivered ones are retried.
 		add_action( 'shutdown', array( 'RTET_Sender', 'flush_at_shutdown' ), PHP_INT_MAX );
 		add_action( RTET_Sender::RETRY_HOOK, array( 'RTET_Sender', 'retry_pending' ) );

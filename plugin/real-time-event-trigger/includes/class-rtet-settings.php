@@ -58,16 +58,33 @@ class RTET_Settings {
 	}
 
 	/**
+	 * The settings of this request, read once: get_option() unserializes the
+	 * stored array on every call, and sending one event asks for a setting
+	 * about five times. forget() drops it when the option changes.
+	 *
+	 * @var array|null
+	 */
+	private static $read = null;
+
+	/**
 	 * The settings, with defaults for missing keys.
 	 *
 	 * @return array
 	 */
 	public static function get() {
-		$stored = get_option( self::OPTION, array() );
-		if ( ! is_array( $stored ) ) {
-			$stored = array();
+		if ( null === self::$read ) {
+			$stored     = get_option( self::OPTION, array() );
+			self::$read = array_merge( self::defaults(), is_array( $stored ) ? $stored : array() );
 		}
-		return array_merge( self::defaults(), $stored );
+		return self::$read;
+	}
+
+	/**
+	 * The option was added, changed or deleted, or another site of a network
+	 * is current: the next get() reads it again.
+	 */
+	public static function forget() {
+		self::$read = null;
 	}
 
 	/**

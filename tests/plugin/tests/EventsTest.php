@@ -85,6 +85,26 @@ class EventsTest extends RTET_Test_Case {
 		$this->assertSame( array( 'post_published', 'post_updated', 'post_updated' ), $this->events_for( $id ) );
 	}
 
+	public function test_a_post_trashed_or_hidden_by_a_password_and_public_again_is_an_update() {
+		$trashed = self::post( array( 'post_status' => 'publish' ) );
+		wp_trash_post( $trashed );
+		wp_untrash_post( $trashed );
+		wp_update_post( array( 'ID' => $trashed, 'post_status' => 'publish' ) );
+		$this->assertSame( array( 'post_published', 'post_updated' ), $this->events_for( $trashed ) );
+
+		$hidden = self::post( array( 'post_status' => 'publish' ) );
+		wp_update_post( array( 'ID' => $hidden, 'post_password' => 'secret' ) );
+		wp_update_post( array( 'ID' => $hidden, 'post_password' => '' ) );
+		$this->assertSame( array( 'post_published', 'post_updated' ), $this->events_for( $hidden ) );
+	}
+
+	public function test_a_draft_published_for_the_first_time_is_announced_once() {
+		$id = self::post( array() );
+		wp_update_post( array( 'ID' => $id, 'post_content' => 'Still a draft' ) );
+		wp_update_post( array( 'ID' => $id, 'post_status' => 'publish' ) );
+		$this->assertSame( array( 'post_published' ), $this->events_for( $id ) );
+	}
+
 	public function test_a_post_published_directly_is_announced_once() {
 		$id = self::post( array( 'post_status' => 'publish' ) );
 		$this->assertSame( array( 'post_published' ), $this->events_for( $id ) );
