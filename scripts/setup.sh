@@ -25,7 +25,7 @@ APT_PACKAGES=(
   phpunit
   # scripts/dist.sh: the plugin zip
   zip
-  # benchmarks: a Redis PUBLISH baseline through phpredis
+  # several relay nodes (scripts/run.sh --nodes, their tests) and the benchmarks: Redis; phpredis for a PUBLISH baseline
   redis-server php-redis
   # benchmarks: nginx with nchan, the C peer of `rtet-bench compare` (and its smoke test)
   libnginx-mod-nchan
