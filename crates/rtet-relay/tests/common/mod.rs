@@ -3,6 +3,8 @@
 //! speak plain HTTP/1.1, sign tokens.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
