@@ -4,8 +4,8 @@
 # loads), run by redis-benchmark as EVALSHA on a fresh redis-server (AOF
 # everysec, as docs/scaling.md advises) while NODES pub/sub connections
 # listen on the channel, as relay nodes with subscribers would. Prints
-# publishes/s, Redis CPU per 1,000 publishes (/proc/PID/stat) and the Redis
-# commands one publish runs (INFO commandstats).
+# publishes/s, Redis CPU per 1,000 publishes (/proc/PID/stat), the Redis
+# commands one publish runs (INFO commandstats) and the memory it leaves.
 #
 #   bench/redis-script/run.sh                     # 200,000 publishes, 2 nodes listening
 #   PUBLISHES=1000000 NODES=4 bench/redis-script/run.sh
@@ -43,6 +43,7 @@ for ((i = 0; i < nodes; i++)); do
 done
 until [ "$(cli PUBSUB NUMSUB 'rtet:{public}:live' | tail -1)" = "$nodes" ]; do sleep 0.05; done
 cli CONFIG RESETSTAT >/dev/null
+base_memory=$(cli INFO memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')
 
 ticks() { awk '{print $14 + $15}' "/proc/$redis/stat"; }
 before=$(ticks)
@@ -67,4 +68,8 @@ awk -v p="$publishes" -v s="$start" -v e="$end" -v t=$((after - before)) -v hz="
   printf "Redis CPU: %.1f ms per 1,000 publishes (%.2f s for %d)\n", t * 1000 / hz / (p / 1000), t / hz, p
   printf "Redis commands per publish inside the script: %.2f\n", inner / p
 }'
+# What stays in memory per publish: one dedupe record each (the history is
+# trimmed to 1,000 events), kept for the dedupe window.
+used_memory() { cli INFO memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}'; }
+echo "Redis memory per publish: $(( ($(used_memory) - base_memory) / publishes )) bytes"
 echo "$stats" | grep -E '^cmdstat_(evalsha|get|hsetnx|hget|hincrby|xadd|pexpire|set|publish|del):' | sed 's/^/  /'

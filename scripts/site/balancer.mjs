@@ -91,9 +91,12 @@ ${balancerHttpBlock({ listen, nodes })}}
 `;
 }
 
+/** The addresses docs/scaling.md shows the configuration with. */
+export const EXAMPLE = { listen: '0.0.0.0:80', nodes: ['10.0.0.11:8090', '10.0.0.12:8090'] };
+
 // `node scripts/site/balancer.mjs [LISTEN NODE...]`: prints the http-block part
-// (docs/scaling.md shows it with the example addresses below).
+// (with EXAMPLE's addresses when given none).
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const [listen = '0.0.0.0:80', ...nodes] = process.argv.slice(2);
-  process.stdout.write(balancerHttpBlock({ listen, nodes: nodes.length ? nodes : ['10.0.0.11:8090', '10.0.0.12:8090'] }));
+  const [listen = EXAMPLE.listen, ...nodes] = process.argv.slice(2);
+  process.stdout.write(balancerHttpBlock({ listen, nodes: nodes.length ? nodes : EXAMPLE.nodes }));
 }

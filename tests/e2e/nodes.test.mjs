@@ -6,6 +6,9 @@
 // history in Redis: every event once, nothing missed, no resync notice.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { balancerHttpBlock, EXAMPLE } from '../../scripts/site/balancer.mjs';
+import { REPO } from '../../scripts/site/stack.mjs';
 import {
   startTestSite, launchBrowser, newContext, openConnected, waitConnected, login, restClient,
   publishPost, toast, uniq, extensionBuilt, SEE_TIMEOUT,
@@ -90,5 +93,14 @@ describe('several relay nodes on Redis behind a balancer', () => {
       'no resync notice: the history the page resumed from lives in Redis, not in the killed node');
     assert.equal(await toast(page, title).count(), 1, 'the post is not shown again after the reconnect');
     await page.close();
+  });
+});
+
+describe('docs/scaling.md', () => {
+  it('shows the nginx balancer configuration that scripts/run.sh --nodes writes', () => {
+    const doc = fs.readFileSync(`${REPO}/docs/scaling.md`, 'utf8');
+    const shown = doc.match(/```nginx\n([\s\S]*?)```/);
+    assert.ok(shown, 'docs/scaling.md has an nginx block');
+    assert.equal(shown[1], balancerHttpBlock(EXAMPLE));
   });
 });
