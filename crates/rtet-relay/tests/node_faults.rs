@@ -71,8 +71,7 @@ async fn read_events(ws: &mut Ws, last: u64, out: &mut Vec<(u64, u64)>) -> bool 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_killed_mid_stream_its_subscriber_resumes_on_the_other_node_with_every_event_once()
-{
+async fn a_node_killed_mid_stream_its_subscriber_resumes_on_the_other_node_with_every_event_once() {
     const TOTAL: u64 = 3000;
     const KILL_AFTER: usize = 1000;
     let redis = Redis::start_new();
@@ -136,7 +135,10 @@ async fn a_node_killed_mid_stream_its_subscriber_resumes_on_the_other_node_with_
     publishing.await.expect("every publish acked");
 
     let all: Vec<u64> = (0..TOTAL).collect();
-    for (who, got) in [("A's subscriber (resumed on B)", &got_a), ("B's subscriber", &got_b)] {
+    for (who, got) in [
+        ("A's subscriber (resumed on B)", &got_a),
+        ("B's subscriber", &got_b),
+    ] {
         let ns: Vec<u64> = got.iter().map(|e| e.1).collect();
         assert_eq!(ns, all, "{who} sees every event once, in order");
         let seqs: Vec<u64> = got.iter().map(|e| e.0).collect();
