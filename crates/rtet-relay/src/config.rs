@@ -297,6 +297,13 @@ pub struct Settings {
     )]
     pub metrics_token: Option<String>,
 
+    /// Where channels' seq, history and dedupe live: `memory` (this process only), or a Redis
+    /// server shared by several relay nodes: `redis://[:PASSWORD@]HOST:PORT/DB`, `rediss://...`
+    /// (TLS), `redis+unix:///PATH?db=N` or `unix:///PATH` (prefer the environment variable for a
+    /// password: the command line is visible to every local user).
+    #[arg(long, env = "RTET_ENGINE", value_name = "URL", hide_env_values = true)]
+    pub engine: Option<String>,
+
     /// PEM certificate chain, to serve wss:// and https:// (with --tls-key). [default: none, plain]
     #[arg(long, env = "RTET_TLS_CERT", value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -356,6 +363,84 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Serve TLS with these files; none: plain TCP.
     pub tls: Option<TlsFiles>,
+    /// Where channels' seq, history and dedupe live.
+    pub engine: EngineChoice,
+}
+
+/// The engine the relay runs with (`--engine`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum EngineChoice {
+    /// This process's memory: one relay node.
+    Memory,
+    /// A Redis server shared by every node; the URL may hold a password.
+    Redis(RedisUrl),
+}
+
+impl EngineChoice {
+    /// Parses `memory` or a Redis URL the client accepts; the error never repeats a password.
+    pub fn parse(text: &str) -> Result<EngineChoice, ConfigError> {
+        let text = text.trim();
+        if text == "memory" {
+            return Ok(EngineChoice::Memory);
+        }
+        let invalid = |why: String| ConfigError::Invalid {
+            name: "engine",
+            message: format!(
+                "{} {why}; expected memory, redis://[:PASSWORD@]HOST:PORT/DB, rediss://..., \
+                 redis+unix:///PATH or unix:///PATH",
+                RedisUrl(text.to_owned())
+            ),
+        };
+        let scheme = text.split_once("://").map(|(s, _)| s);
+        if !matches!(scheme, Some("redis" | "rediss" | "redis+unix" | "unix")) {
+            return Err(invalid("is not a known engine".into()));
+        }
+        // The client's own message may quote the URL, password and all: say only that it failed.
+        redis::Client::open(text)
+            .map_err(|_| invalid("is not a Redis URL the client takes".into()))?;
+        Ok(EngineChoice::Redis(RedisUrl(text.to_owned())))
+    }
+}
+
+impl std::fmt::Debug for EngineChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineChoice::Memory => f.write_str("memory"),
+            EngineChoice::Redis(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+/// A Redis URL. `Display` and `Debug` show it with any password replaced by `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// The URL itself, password included: for the client only, never for a log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = &self.0;
+        // The user info is what lies between "://" and the last '@' before the path.
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return f.write_str(url);
+        };
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        match rest[..authority_end].rfind('@') {
+            Some(at) => write!(f, "{scheme}://***@{}", &rest[at + 1..]),
+            None => f.write_str(url),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -390,6 +475,7 @@ impl std::fmt::Debug for Config {
             )
             .field("trusted_proxies", &self.trusted_proxies)
             .field("tls", &self.tls)
+            .field("engine", &self.engine)
             .finish()
     }
 }
@@ -419,6 +505,7 @@ impl Config {
             metrics_token: None,
             trusted_proxies: Vec::new(),
             tls: None,
+            engine: EngineChoice::Memory,
         }
     }
 
@@ -603,6 +690,10 @@ impl Config {
                 .map(|p| parse_proxy(p))
                 .collect::<Result<_, _>>()?,
             tls,
+            engine: match cli.engine.or(file.engine) {
+                Some(text) => EngineChoice::parse(&text)?,
+                None => d.engine.clone(),
+            },
         };
         config.validate()?;
         Ok(config)
@@ -733,6 +824,7 @@ impl Settings {
             ("token_leeway", duration(l.token_leeway)),
             ("shutdown_grace", duration(c.shutdown_grace)),
             ("http_body_timeout", duration(c.http_body_timeout)),
+            ("engine", format!("{:?}", c.engine)),
         ]
     }
 
@@ -814,6 +906,44 @@ mod tests {
     fn parse(args: &[&str]) -> Settings {
         Settings::try_parse_from(std::iter::once("rtet-relay").chain(args.iter().copied()))
             .expect("flags parse")
+    }
+
+    #[test]
+    fn the_engine_is_memory_or_a_redis_url_and_a_password_is_never_shown() {
+        let c = Config::resolve(parse(&["--api-key", KEY]), None).unwrap();
+        assert_eq!(c.engine, EngineChoice::Memory);
+        for url in [
+            "redis://127.0.0.1:6379/0",
+            "rediss://cache.example:6380/2",
+            "redis+unix:///run/redis.sock",
+            "unix:///run/redis.sock",
+        ] {
+            let c = Config::resolve(parse(&["--api-key", KEY, "--engine", url]), None).unwrap();
+            assert!(matches!(c.engine, EngineChoice::Redis(_)), "{url}");
+        }
+        let secret = "redis://:hunter2-secret@10.0.0.5:6379/1";
+        let c = Config::resolve(parse(&["--api-key", KEY, "--engine", secret]), None).unwrap();
+        let EngineChoice::Redis(url) = &c.engine else {
+            panic!("redis")
+        };
+        assert_eq!(url.expose(), secret, "the client gets the password");
+        assert_eq!(url.to_string(), "redis://***@10.0.0.5:6379/1");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        for bad in [
+            "postgres://x",
+            "redis",
+            "redis://:pw-secret@host:notaport/0",
+            "memroy",
+        ] {
+            let err = Config::resolve(parse(&["--api-key", KEY, "--engine", bad]), None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("engine"), "{bad}: {err}");
+            assert!(!err.contains("pw-secret"), "{bad}: {err}");
+        }
+        let file: Settings = toml::from_str("engine = \"redis://127.0.0.1:1/0\"").unwrap();
+        let c = Config::resolve(parse(&["--api-key", KEY]), Some(file)).unwrap();
+        assert!(matches!(c.engine, EngineChoice::Redis(_)), "from the file");
     }
 
     #[test]

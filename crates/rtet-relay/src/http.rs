@@ -47,9 +47,15 @@ pub async fn admit(
     response
 }
 
-/// `GET /healthz`: `200 ok` once the relay accepts connections.
-pub async fn healthz() -> &'static str {
-    "ok"
+/// `GET /healthz`: `200 ok` once the relay accepts connections, `503` while
+/// its engine cannot deliver (the backing store is unreachable), so a load
+/// balancer sends clients to another node.
+pub async fn healthz(State(relay): State<Arc<Relay>>) -> Response {
+    if relay.engine.is_up() {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "engine unavailable\n").into_response()
+    }
 }
 
 /// `GET /metrics` on the main port: with `--metrics-listen` it is served

@@ -46,5 +46,5 @@ pub mod server;
 pub mod state;
 pub mod subscriber;
 
-pub use config::{Config, ConfigError, Settings};
+pub use config::{Config, ConfigError, EngineChoice, RedisUrl, Settings};
 pub use server::{run, run_with_engine, ServeError};

@@ -21,6 +21,8 @@
 //! | `rtet_dedupe_entries` | gauge | | (channel, id) pairs remembered for dedupe in all channels |
 //! | `rtet_presence_members` | gauge | | presence members (users, not connections) over all channels |
 //! | `rtet_presence_channels` | gauge | | channels with at least one presence member |
+//! | `rtet_engine_up` | gauge | | 1 when the engine's backing store answers (always, in memory), else 0 (and `/healthz` answers 503) |
+//! | `rtet_engine_errors_total` | counter | `op` = publish, subscribe, history, pubsub, maintain, corrupt | failed operations of the engine's backing store |
 //! | `rtet_budget_refusals_total` | counter | `budget` = channels, history_bytes, dedupe_entries | publishes and subscribes refused `rate_limited` because a global memory budget was spent |
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -73,6 +75,13 @@ pub struct BudgetLabel {
     pub budget: &'static str,
 }
 
+/// Label set `{op="..."}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabel {
+    /// The engine operation that failed.
+    pub op: &'static str,
+}
+
 /// Every metric of the relay, registered in one registry.
 pub struct Metrics {
     registry: Registry,
@@ -109,6 +118,8 @@ pub struct Metrics {
     pub replays_cut: Counter,
     /// Refusals because a global memory budget was spent, by budget.
     pub budget_refusals: Family<BudgetLabel, Counter>,
+    engine_up: Gauge,
+    engine_errors: Family<OpLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -142,6 +153,8 @@ impl Metrics {
             replay_bytes: Counter::default(),
             replays_cut: Counter::default(),
             budget_refusals: Family::default(),
+            engine_up: Gauge::default(),
+            engine_errors: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -240,6 +253,16 @@ impl Metrics {
             "Publishes and subscribes refused rate_limited because a global memory budget was spent",
             m.budget_refusals.clone(),
         );
+        registry.register(
+            "rtet_engine_up",
+            "1 when the engine's backing store answers, else 0",
+            m.engine_up.clone(),
+        );
+        registry.register(
+            "rtet_engine_errors",
+            "Failed operations of the engine's backing store",
+            m.engine_errors.clone(),
+        );
         // Both roles show from the start (0), so a scrape can tell "none yet" from "not exported".
         for role in [Role::publisher, Role::subscriber] {
             let _ = m.accepted.get_or_create(&RoleLabel { role });
@@ -296,6 +319,14 @@ impl Metrics {
         self.history_bytes.set(stats.history_bytes as i64);
         self.subscriptions.set(stats.subscriptions as i64);
         self.dedupe_entries.set(stats.dedupe_entries as i64);
+        self.engine_up.set(i64::from(!stats.down));
+        for (op, n) in stats.errors.by_op() {
+            // The engine keeps the count; the counter shows it.
+            self.engine_errors
+                .get_or_create(&OpLabel { op })
+                .inner()
+                .store(n, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

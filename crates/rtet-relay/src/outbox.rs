@@ -83,6 +83,26 @@ impl Outbox {
         Push::Queued
     }
 
+    /// Frames it holds at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Overflows the queue as if a frame had not fit: its connection closes
+    /// with 4408 and the client resumes with `since`. For a subscriber that
+    /// cannot be sent what follows in order (held frames over capacity, history
+    /// that changed under it).
+    pub fn force_overflow(&self) {
+        let mut inner = self.lock();
+        if inner.overflowed || inner.closed {
+            return;
+        }
+        inner.overflowed = true;
+        inner.frames = VecDeque::new();
+        drop(inner);
+        self.overflow.notify_one();
+    }
+
     /// Moves up to `max` queued frames into `out`.
     pub fn drain_into(&self, out: &mut Vec<Utf8Bytes>, max: usize) {
         let mut inner = self.lock();

@@ -21,8 +21,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::config::EngineChoice;
 use crate::config::{Config, ConfigError, TlsFiles};
-use crate::engine::{Engine, MemoryEngine, MemoryEngineConfig};
+use crate::engine::{Engine, MemoryEngine, MemoryEngineConfig, RedisEngine, RedisEngineConfig};
 use crate::state::Relay;
 use crate::{http, publisher, subscriber};
 
@@ -42,6 +43,9 @@ pub enum ServeError {
     /// The TLS certificate or key could not be loaded; check the files.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The engine could not be set up; check `--engine`.
+    #[error("engine: {0}")]
+    Engine(String),
     /// The metrics address could not be bound; check `--metrics-listen`.
     #[error("cannot listen for metrics on {addr}: {source}")]
     MetricsListen {
@@ -50,15 +54,28 @@ pub enum ServeError {
     },
 }
 
-/// Serves the relay on `listener` with the in-memory engine until `shutdown`
-/// resolves, then stops accepting, answers in-flight publishes, and closes
-/// subscribers with 1001.
+/// Serves the relay on `listener` with the engine `config.engine` names
+/// until `shutdown` resolves, then stops accepting, answers in-flight
+/// publishes, and closes subscribers with 1001.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future,
 ) -> Result<(), ServeError> {
-    let engine = Arc::new(MemoryEngine::new(MemoryEngineConfig::from(&config)));
+    let engine: Arc<dyn Engine> = match &config.engine {
+        EngineChoice::Memory => Arc::new(MemoryEngine::new(MemoryEngineConfig::from(&config))),
+        EngineChoice::Redis(url) => {
+            let engine = RedisEngine::connect(url, RedisEngineConfig::from(&config))
+                .await
+                .map_err(|e| ServeError::Engine(e.to_string()))?;
+            if engine.is_up() {
+                tracing::info!(engine = %url, "Redis engine connected");
+            } else {
+                tracing::warn!(engine = %url, "Redis engine not reachable yet; /healthz answers 503 until it is");
+            }
+            Arc::new(engine)
+        }
+    };
     run_with_engine(listener, config, engine, shutdown).await
 }
 

@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use rand::distr::{Alphanumeric, SampleString};
 use rtet_protocol::frames::encode_event;
 use rtet_protocol::{PublishFrame, Since};
 use tokio::time::Instant;
 
 use super::{
-    BoxFuture, Engine, EngineError, EngineStats, History, Published, SubscriberId, Subscription,
+    new_epoch, BoxFuture, Engine, EngineError, EngineStats, History, Published, SubscriberId,
+    Subscription,
 };
 use crate::config::Config;
 use crate::outbox::{Outbox, Push};
@@ -121,11 +121,6 @@ pub struct MemoryEngine {
     history_bytes: Budget,
     dedupe_entries: Budget,
     subscriptions: AtomicUsize,
-}
-
-/// A fresh random epoch: 12 characters of `[A-Za-z0-9]`.
-fn new_epoch() -> String {
-    Alphanumeric.sample_string(&mut rand::rng(), 12)
 }
 
 impl MemoryEngine {
@@ -407,6 +402,7 @@ impl Engine for MemoryEngine {
             history_bytes: self.history_bytes.used(),
             dedupe_entries: self.dedupe_entries.used(),
             subscriptions: self.subscriptions.load(Ordering::Relaxed),
+            ..EngineStats::default()
         }
     }
 

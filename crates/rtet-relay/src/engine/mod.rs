@@ -2,15 +2,17 @@
 //! behind one small trait so that storage can change without touching the
 //! connection code.
 //!
-//! [`MemoryEngine`] keeps everything in this process. A Redis engine (several
-//! relay nodes serving one site, history surviving a restart) fits the same
-//! boundary: `publish` becomes a script that bumps the channel's `seq`, checks
-//! the dedupe key and appends to a stream; `subscribe` reads the stream after
-//! `since` and registers the local [`Outbox`] with a node-local fan-out fed by
-//! pub/sub. That is why every call is async and takes owned values, and why
-//! the engine, not the connection, decides `seq`, `epoch` and `recovered`.
+//! [`MemoryEngine`] keeps everything in this process; its channel lock is
+//! also its fan-out, so a publish is queued to every subscriber before the
+//! next one on the channel gets its `seq`. [`RedisEngine`] lets several
+//! relay nodes serve one site: Redis holds `seq`, `epoch`, history and dedupe
+//! (the broker), and each node keeps its own subscribers in a [`Hub`], fed
+//! by Redis pub/sub. That is why every call is async and takes owned values,
+//! and why the engine, not the connection, decides `seq`, `epoch` and `recovered`.
 
+pub mod hub;
 mod memory;
+pub mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,6 +22,8 @@ use axum::extract::ws::Utf8Bytes;
 use rtet_protocol::{ErrorCode, PublishFrame, Since};
 use thiserror::Error;
 
+pub use self::redis::{RedisEngine, RedisEngineConfig};
+pub use hub::Hub;
 pub use memory::{MemoryEngine, MemoryEngineConfig};
 
 use crate::outbox::Outbox;
@@ -70,6 +74,43 @@ pub struct History {
     pub events: Vec<Utf8Bytes>,
 }
 
+/// A fresh random epoch: 12 characters of `[A-Za-z0-9]`.
+pub(crate) fn new_epoch() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 12)
+}
+
+/// Failed operations of an engine with a backing store, since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineErrors {
+    /// Publishes refused because the store failed.
+    pub publish: u64,
+    /// Subscribes refused because the store failed.
+    pub subscribe: u64,
+    /// History reads that failed.
+    pub history: u64,
+    /// Losses of the pub/sub connection and gaps that could not be read.
+    pub pubsub: u64,
+    /// Health checks and housekeeping that failed.
+    pub maintain: u64,
+    /// Replies from the store that did not parse or were over a size bound.
+    pub corrupt: u64,
+}
+
+impl EngineErrors {
+    /// Each count with its `op` label, as `/metrics` shows them.
+    pub fn by_op(&self) -> [(&'static str, u64); 6] {
+        [
+            ("publish", self.publish),
+            ("subscribe", self.subscribe),
+            ("history", self.history),
+            ("pubsub", self.pubsub),
+            ("maintain", self.maintain),
+            ("corrupt", self.corrupt),
+        ]
+    }
+}
+
 /// Totals over all channels, for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
@@ -83,6 +124,10 @@ pub struct EngineStats {
     pub subscriptions: usize,
     /// Remembered (channel, id) pairs over all channels.
     pub dedupe_entries: usize,
+    /// The backing store cannot be reached: publishes are refused, `/healthz` answers 503.
+    pub down: bool,
+    /// Failed operations of the backing store.
+    pub errors: EngineErrors,
 }
 
 /// Why the engine refused a request. Each is a global budget that frees
@@ -160,4 +205,10 @@ pub trait Engine: Send + Sync + 'static {
     /// Periodic housekeeping: drop aged history and dedupe entries, forget
     /// channels that hold nothing.
     fn maintain(&self);
+
+    /// Whether the engine can deliver: its backing store (if any) answers.
+    /// A node that cannot must not look healthy to a load balancer.
+    fn is_up(&self) -> bool {
+        true
+    }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rtet_protocol::token::{sign, Claims};
-use rtet_relay::Config;
+use rtet_relay::{Config, EngineChoice};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -42,10 +42,41 @@ pub struct TestRelay {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     handle: JoinHandle<Result<(), rtet_relay::ServeError>>,
+    /// The relay's own Redis, when the suite runs on the Redis engine.
+    redis: Option<redis::Redis>,
+}
+
+/// The environment variable that runs the suite on another engine:
+/// `RTET_TEST_ENGINE=redis` gives every relay started with the memory engine
+/// a Redis engine on a redis-server of its own instead.
+pub const TEST_ENGINE_ENV: &str = "RTET_TEST_ENGINE";
+
+/// Whether this run puts the relays on Redis (`RTET_TEST_ENGINE=redis`).
+pub fn on_redis() -> bool {
+    match std::env::var(TEST_ENGINE_ENV).as_deref() {
+        Ok("redis") => true,
+        Ok("memory") | Err(_) => false,
+        Ok(other) => panic!("{TEST_ENGINE_ENV}={other}: expected redis or memory"),
+    }
 }
 
 /// Binds 127.0.0.1:0 and starts the relay on it; connecting is possible at once.
-pub async fn start(config: Config) -> TestRelay {
+/// Under `RTET_TEST_ENGINE=redis` a memory-engine config gets a fresh redis-server.
+pub async fn start(mut config: Config) -> TestRelay {
+    let redis = if config.engine == EngineChoice::Memory && on_redis() {
+        let redis = redis::Redis::start_new();
+        config.engine = EngineChoice::parse(&redis.url()).expect("a Redis URL");
+        Some(redis)
+    } else {
+        None
+    };
+    let mut relay = start_with(config).await;
+    relay.redis = redis;
+    relay
+}
+
+/// Starts the relay with exactly this config (its engine included).
+pub async fn start_with(config: Config) -> TestRelay {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
@@ -56,6 +87,7 @@ pub async fn start(config: Config) -> TestRelay {
         addr,
         stop: Some(stop),
         handle,
+        redis: None,
     }
 }
 

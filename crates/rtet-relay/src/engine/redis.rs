@@ -1,0 +1,995 @@
+//! The Redis engine: several relay nodes share one Redis, which holds each
+//! channel's `epoch`, `seq`, history and dedupe records; each node keeps its
+//! own subscribers in a [`Hub`] and receives, over Redis pub/sub, only the
+//! channels it has local subscribers for.
+//!
+//! The client is redis-rs (crate `redis`): the most used Rust client, kept
+//! by the Redis organisation, with a tokio connection manager that
+//! reconnects by itself and multiplexes concurrent commands on one
+//! connection, Lua scripts run by SHA, a pub/sub connection that can be
+//! split into a sink and a stream, and TLS through rustls (the TLS stack the
+//! relay already uses). It speaks RESP for us.
+//!
+//! Layout, one hash tag per channel so that every key of a channel lands in
+//! one Redis Cluster slot:
+//!
+//! | key | type | holds |
+//! |-----|------|-------|
+//! | `rtet:{CHANNEL}:meta` | hash | `epoch`, `seq` |
+//! | `rtet:{CHANNEL}:stream` | stream | the history: entry id `SEQ-0`, fields `f` (the encoded event) and `t` (ms) |
+//! | `rtet:{CHANNEL}:dedupe:ID` | string | the `seq` an event id got, for the dedupe window |
+//! | `rtet:{CHANNEL}:live` | pub/sub channel | `EPOCH:SEQ:FRAME` for every stored event |
+//!
+//! One publish is one Lua script ([`PUBLISH_SCRIPT`]), so `seq`, history,
+//! dedupe and the pub/sub message agree. The meta hash and stream expire
+//! after the longer of the history age and dedupe window without a publish
+//! (a node with local subscribers refreshes them), so idle channels vanish;
+//! a channel that comes back gets a new epoch.
+//!
+//! Every reply is treated as hostile: sizes are bounded, anything that does
+//! not parse is counted as an error and never panics.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
+use redis::Value;
+use rtet_protocol::frames::encode_event;
+use rtet_protocol::{PublishFrame, Since};
+use tokio::sync::{mpsc, oneshot};
+
+use super::hub::Hub;
+use super::{
+    new_epoch, BoxFuture, Engine, EngineError, EngineErrors, EngineStats, History, Published,
+    SubscriberId, Subscription,
+};
+use crate::config::{Config, RedisUrl};
+use crate::outbox::Outbox;
+use rtet_protocol::sync::lock;
+
+/// Publishes sent to Redis in one pipeline at most.
+const BATCH: usize = 512;
+
+/// Events read from a stream in one command at most (a gap, a catch-up).
+const READ_MAX: usize = 10_000;
+
+/// How long one command may take before it counts as failed.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest wait between two attempts to reconnect pub/sub.
+const RECONNECT_MAX: Duration = Duration::from_secs(1);
+
+/// Stores one event and announces it; see the module docs for the keys.
+///
+/// KEYS: meta, stream, dedupe. ARGV: live channel, a fresh epoch, history
+/// size, key lifetime (ms), dedupe window (ms), now (ms), the encoded event
+/// before its seq, the encoded event after it.
+/// Returns `{seq, duplicate (0/1)}`.
+pub const PUBLISH_SCRIPT: &str = r#"
+local meta, stream, dedupe = KEYS[1], KEYS[2], KEYS[3]
+local old = redis.call('GET', dedupe)
+if old then return {tonumber(old), 1} end
+if redis.call('HSETNX', meta, 'epoch', ARGV[2]) == 1 then redis.call('DEL', stream) end
+local epoch = redis.call('HGET', meta, 'epoch')
+local seq = redis.call('HINCRBY', meta, 'seq', 1)
+local frame = ARGV[7] .. seq .. ARGV[8]
+local keep = tonumber(ARGV[3])
+if keep > 0 then
+  local added = redis.pcall('XADD', stream, 'MAXLEN', keep, seq .. '-0', 'f', frame, 't', ARGV[6])
+  if type(added) == 'table' and added.err then
+    -- The stream is ahead of the meta hash (it was tampered with): history starts again here.
+    redis.call('DEL', stream)
+    redis.call('XADD', stream, 'MAXLEN', keep, seq .. '-0', 'f', frame, 't', ARGV[6])
+  end
+  redis.call('PEXPIRE', stream, ARGV[4])
+end
+redis.call('SET', dedupe, seq, 'PX', ARGV[5])
+redis.call('PEXPIRE', meta, ARGV[4])
+redis.call('PUBLISH', ARGV[1], epoch .. ':' .. seq .. ':' .. frame)
+return {seq, 0}
+"#;
+
+/// The channel's epoch (created if missing) and `seq`, and its history after
+/// a `seq`, read at one instant.
+///
+/// KEYS: meta, stream. ARGV: a fresh epoch, key lifetime (ms), the `seq`
+/// after which to read (-1: read nothing), entries to read at most.
+/// Returns `{epoch, seq, entries}`.
+pub const SNAPSHOT_SCRIPT: &str = r#"
+local meta, stream = KEYS[1], KEYS[2]
+if redis.call('HSETNX', meta, 'epoch', ARGV[1]) == 1 then
+  redis.call('DEL', stream)
+  redis.call('PEXPIRE', meta, ARGV[2])
+end
+local epoch = redis.call('HGET', meta, 'epoch')
+local seq = tonumber(redis.call('HGET', meta, 'seq') or '0')
+local after = tonumber(ARGV[3])
+local entries = {}
+if after >= 0 and after < seq then
+  entries = redis.call('XRANGE', stream, (after + 1) .. '-0', '+', 'COUNT', ARGV[4])
+end
+return {epoch, seq, entries}
+"#;
+
+/// Bounds and lifetimes of the Redis engine, taken from the relay's [`Config`].
+#[derive(Debug, Clone)]
+pub struct RedisEngineConfig {
+    /// Events kept per channel.
+    pub history_events: usize,
+    /// Age after which an event is no longer replayed.
+    pub history_age: Duration,
+    /// How long an acked (channel, id) is remembered.
+    pub dedupe_window: Duration,
+    /// The largest encoded event Redis may hand back (larger ones are refused as corrupt).
+    pub max_event_bytes: usize,
+}
+
+impl From<&Config> for RedisEngineConfig {
+    fn from(config: &Config) -> Self {
+        RedisEngineConfig {
+            history_events: config.limits.history_events,
+            history_age: config.limits.history_age,
+            dedupe_window: config.limits.dedupe_window,
+            // The frame limit bounds the data; names, seq and ts add less than 1 KiB.
+            max_event_bytes: config.limits.max_frame_bytes.saturating_add(1024),
+        }
+    }
+}
+
+fn meta_key(channel: &str) -> String {
+    format!("rtet:{{{channel}}}:meta")
+}
+fn stream_key(channel: &str) -> String {
+    format!("rtet:{{{channel}}}:stream")
+}
+fn dedupe_key(channel: &str, id: &str) -> String {
+    format!("rtet:{{{channel}}}:dedupe:{id}")
+}
+fn live_name(channel: &str) -> String {
+    format!("rtet:{{{channel}}}:live")
+}
+/// The channel a pub/sub name belongs to.
+fn channel_of_live(name: &str) -> Option<&str> {
+    name.strip_prefix("rtet:{")?.strip_suffix("}:live")
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    rtet_protocol::clock::unix_ms()
+}
+
+/// Errors per operation, for `rtet_engine_errors_total{op}`.
+#[derive(Default)]
+struct ErrorCounts {
+    publish: AtomicU64,
+    subscribe: AtomicU64,
+    history: AtomicU64,
+    pubsub: AtomicU64,
+    maintain: AtomicU64,
+    corrupt: AtomicU64,
+}
+
+/// The last event delivered to this node's hub for a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cursor {
+    epoch: String,
+    seq: u64,
+}
+
+/// One publish waiting for its turn in a pipeline.
+struct Queued {
+    channel: String,
+    id: String,
+    prefix: String,
+    suffix: String,
+    done: oneshot::Sender<Result<Published, EngineError>>,
+}
+
+struct Inner {
+    config: RedisEngineConfig,
+    client: redis::Client,
+    conn: ConnectionManager,
+    hub: Hub,
+    publish_script: redis::Script,
+    snapshot_script: redis::Script,
+    /// The pub/sub connection's command half; none while it is down.
+    sink: tokio::sync::Mutex<Option<PubSubSink>>,
+    /// Per channel, the last event handed to the hub.
+    cursors: Mutex<HashMap<String, Cursor>>,
+    commands_up: AtomicBool,
+    pubsub_up: AtomicBool,
+    /// Woken when commands or pub/sub come up.
+    came_up: tokio::sync::Notify,
+    errors: ErrorCounts,
+}
+
+/// Channels' history and dedupe in Redis, fan-out through this node's [`Hub`].
+pub struct RedisEngine {
+    inner: Arc<Inner>,
+    queue: mpsc::UnboundedSender<Queued>,
+}
+
+impl RedisEngine {
+    /// An engine on the Redis at `url`. It connects in the background and
+    /// keeps reconnecting: a Redis that is down makes the engine unhealthy,
+    /// not the relay fail to start. Must be called inside a tokio runtime.
+    pub fn new(url: &RedisUrl, config: RedisEngineConfig) -> Result<RedisEngine, EngineError> {
+        let client = redis::Client::open(url.expose())
+            .map_err(|_| EngineError::Unavailable(format!("{url} is not a usable Redis URL")))?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(RECONNECT_MAX);
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager)
+            .map_err(|e| EngineError::Unavailable(format!("Redis client: {e}")))?;
+        let inner = Arc::new(Inner {
+            config,
+            client,
+            conn,
+            hub: Hub::new(),
+            publish_script: redis::Script::new(PUBLISH_SCRIPT),
+            snapshot_script: redis::Script::new(SNAPSHOT_SCRIPT),
+            sink: tokio::sync::Mutex::new(None),
+            cursors: Mutex::new(HashMap::new()),
+            commands_up: AtomicBool::new(false),
+            pubsub_up: AtomicBool::new(false),
+            came_up: tokio::sync::Notify::new(),
+            errors: ErrorCounts::default(),
+        });
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(publish_worker(Arc::clone(&inner), rx));
+        tokio::spawn(feed(Arc::clone(&inner)));
+        tokio::spawn({
+            let inner = Arc::clone(&inner);
+            async move { inner.check().await }
+        });
+        Ok(RedisEngine { inner, queue })
+    }
+
+    /// [`RedisEngine::new`], then waits (at most the connect timeout) for
+    /// Redis to answer commands and pub/sub, so a node that starts next to
+    /// a running Redis is healthy from its first request.
+    pub async fn connect(
+        url: &RedisUrl,
+        config: RedisEngineConfig,
+    ) -> Result<RedisEngine, EngineError> {
+        let engine = RedisEngine::new(url, config)?;
+        let _ = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            while !engine.is_up() {
+                let woken = engine.inner.came_up.notified();
+                if engine.is_up() {
+                    break;
+                }
+                woken.await;
+            }
+        })
+        .await;
+        Ok(engine)
+    }
+}
+
+/// Splits an encoded event around its `seq`, so the script can put the
+/// number it assigns in between without decoding anything.
+fn split_frame(event: &PublishFrame, ts: u64) -> (String, String) {
+    let frame = encode_event(&event.channel, 0, &event.id, &event.event, &event.data, ts);
+    // The channel is a quoted name without quotes, so the first `,"seq":0,` is the field.
+    let marker = ",\"seq\":0,";
+    let at = frame.find(marker).expect("an encoded event has a seq");
+    let prefix = frame[..at + marker.len() - 2].to_owned();
+    let suffix = frame[at + marker.len() - 1..].to_owned();
+    (prefix, suffix)
+}
+
+fn unavailable(e: &redis::RedisError) -> EngineError {
+    EngineError::Unavailable(format!("Redis: {}", e.category()))
+}
+
+fn corrupt(what: &str) -> EngineError {
+    EngineError::Unavailable(format!("Redis answered something unexpected ({what})"))
+}
+
+/// Takes the queued publishes in order, sends them as pipelines of
+/// `EVALSHA`s (one round trip for many events, in the order they were
+/// queued), and answers each.
+async fn publish_worker(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Queued>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let results = inner.publish_batch(&batch).await;
+        for (queued, result) in batch.drain(..).zip(results) {
+            let _ = queued.done.send(result);
+        }
+    }
+}
+
+impl Inner {
+    fn key_lifetime_ms(&self) -> u64 {
+        let c = &self.config;
+        c.history_age.max(c.dedupe_window).as_millis() as u64
+    }
+
+    fn set_commands_up(&self, up: bool) {
+        let was = self.commands_up.swap(up, Ordering::Relaxed);
+        if up {
+            self.came_up.notify_waiters();
+        }
+        if was != up {
+            if up {
+                tracing::info!("Redis engine: commands answered");
+            } else {
+                tracing::warn!("Redis engine: Redis unreachable");
+            }
+        }
+    }
+
+    /// One pipeline of publishes; a result per publish, in order.
+    async fn publish_batch(&self, batch: &[Queued]) -> Vec<Result<Published, EngineError>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            let lifetime = self.key_lifetime_ms().to_string();
+            let dedupe = (self.config.dedupe_window.as_millis() as u64).to_string();
+            let now = now_ms().to_string();
+            let keep = self.config.history_events.to_string();
+            for q in batch {
+                pipe.cmd("EVALSHA")
+                    .arg(self.publish_script.get_hash())
+                    .arg(3)
+                    .arg(meta_key(&q.channel))
+                    .arg(stream_key(&q.channel))
+                    .arg(dedupe_key(&q.channel, &q.id))
+                    .arg(live_name(&q.channel))
+                    .arg(new_epoch())
+                    .arg(&keep)
+                    .arg(&lifetime)
+                    .arg(&dedupe)
+                    .arg(&now)
+                    .arg(&q.prefix)
+                    .arg(&q.suffix);
+            }
+            let mut conn = self.conn.clone();
+            let replies: Vec<Value> = match pipe.query_async(&mut conn).await {
+                Ok(v) => v,
+                Err(e) => {
+                    self.set_commands_up(false);
+                    self.errors
+                        .publish
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    return batch.iter().map(|_| Err(unavailable(&e))).collect();
+                }
+            };
+            self.set_commands_up(true);
+            let no_script = replies
+                .iter()
+                .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"));
+            if no_script && attempt == 1 {
+                // Redis restarted or its script cache was flushed: nothing of this
+                // batch ran (a script either is cached or not). Load and resend it all.
+                let mut conn = self.conn.clone();
+                let loaded: redis::RedisResult<String> = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(PUBLISH_SCRIPT)
+                    .query_async(&mut conn)
+                    .await;
+                if loaded.is_ok() {
+                    continue;
+                }
+            }
+            let mut out = Vec::with_capacity(batch.len());
+            for (i, _) in batch.iter().enumerate() {
+                let result = match replies.get(i) {
+                    Some(Value::Array(items)) => match (items.first(), items.get(1)) {
+                        (Some(Value::Int(seq)), Some(Value::Int(dup))) if *seq > 0 => {
+                            Ok(Published {
+                                seq: *seq as u64,
+                                duplicate: *dup == 1,
+                                delivered: 0,
+                                overflowed: 0,
+                            })
+                        }
+                        _ => {
+                            self.errors.corrupt.fetch_add(1, Ordering::Relaxed);
+                            Err(corrupt("publish reply"))
+                        }
+                    },
+                    Some(Value::ServerError(e)) => {
+                        tracing::warn!(code = e.code(), "Redis refused a publish");
+                        Err(EngineError::Unavailable(format!(
+                            "Redis refused the publish: {}",
+                            e.code()
+                        )))
+                    }
+                    _ => Err(corrupt("publish reply")),
+                };
+                if result.is_err() {
+                    self.errors.publish.fetch_add(1, Ordering::Relaxed);
+                }
+                out.push(result);
+            }
+            return out;
+        }
+    }
+
+    /// The channel's epoch and seq, and its history after `after` (when given), at one instant.
+    async fn snapshot(
+        &self,
+        channel: &str,
+        after: Option<u64>,
+        count: usize,
+    ) -> Result<(String, u64, Vec<(u64, u64, Utf8Bytes)>), EngineError> {
+        let mut conn = self.conn.clone();
+        let reply: Value = self
+            .snapshot_script
+            .key(meta_key(channel))
+            .key(stream_key(channel))
+            .arg(new_epoch())
+            .arg(self.key_lifetime_ms())
+            .arg(after.map_or(-1, |a| a.min(i64::MAX as u64) as i64))
+            .arg(count.max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| {
+                if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                    self.set_commands_up(false);
+                }
+                unavailable(&e)
+            })?;
+        self.set_commands_up(true);
+        let parsed = (|| {
+            let Value::Array(parts) = reply else {
+                return None;
+            };
+            let epoch = match parts.first()? {
+                Value::BulkString(b) => std::str::from_utf8(b).ok()?.to_owned(),
+                _ => return None,
+            };
+            if epoch.is_empty() || epoch.len() > 64 {
+                return None;
+            }
+            let seq = match parts.get(1)? {
+                Value::Int(n) if *n >= 0 => *n as u64,
+                _ => return None,
+            };
+            let entries = self.parse_entries(parts.get(2)?)?;
+            Some((epoch, seq, entries))
+        })();
+        parsed.ok_or_else(|| {
+            self.errors.corrupt.fetch_add(1, Ordering::Relaxed);
+            corrupt("snapshot")
+        })
+    }
+
+    /// Stream entries as `(seq, ms, frame)`; `None` if any is malformed or too large.
+    fn parse_entries(&self, value: &Value) -> Option<Vec<(u64, u64, Utf8Bytes)>> {
+        let Value::Array(entries) = value else {
+            return None;
+        };
+        let mut out = Vec::with_capacity(entries.len().min(READ_MAX));
+        for entry in entries {
+            let Value::Array(pair) = entry else {
+                return None;
+            };
+            let seq = match pair.first()? {
+                Value::BulkString(id) => {
+                    let id = std::str::from_utf8(id).ok()?;
+                    id.split_once('-')?.0.parse::<u64>().ok()?
+                }
+                _ => return None,
+            };
+            let Value::Array(fields) = pair.get(1)? else {
+                return None;
+            };
+            let (mut frame, mut at) = (None, 0);
+            for kv in fields.chunks(2) {
+                match kv {
+                    [Value::BulkString(k), Value::BulkString(v)] if k == b"f" => {
+                        if v.len() > self.config.max_event_bytes {
+                            return None;
+                        }
+                        frame = Some(String::from_utf8(v.clone()).ok()?);
+                    }
+                    [Value::BulkString(k), Value::BulkString(v)] if k == b"t" => {
+                        at = std::str::from_utf8(v).ok()?.parse().ok()?;
+                    }
+                    _ => {}
+                }
+            }
+            out.push((seq, at, Utf8Bytes::from(frame?)));
+        }
+        Some(out)
+    }
+
+    /// Events `from..=to` of the channel from its stream, if history still
+    /// holds every one of them (none aged out); `None` otherwise.
+    async fn read_range(
+        &self,
+        channel: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Option<Vec<(u64, Utf8Bytes)>>, EngineError> {
+        if from > to {
+            return Ok(Some(Vec::new()));
+        }
+        let want = to - from + 1;
+        if want > READ_MAX as u64 {
+            return Ok(None);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(stream_key(channel))
+            .arg(format!("{from}-0"))
+            .arg(format!("{to}-0"))
+            .arg("COUNT")
+            .arg(want)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let Some(entries) = self.parse_entries(&reply) else {
+            self.errors.corrupt.fetch_add(1, Ordering::Relaxed);
+            return Err(corrupt("stream entries"));
+        };
+        Ok(self.contiguous(entries, from, to))
+    }
+
+    /// `entries` if they are exactly `from..=to` and none is older than the history age.
+    fn contiguous(
+        &self,
+        entries: Vec<(u64, u64, Utf8Bytes)>,
+        from: u64,
+        to: u64,
+    ) -> Option<Vec<(u64, Utf8Bytes)>> {
+        let oldest = now_ms().saturating_sub(self.config.history_age.as_millis() as u64);
+        let mut expected = from;
+        let mut out = Vec::with_capacity(entries.len());
+        for (seq, at, frame) in entries {
+            if seq != expected || at < oldest {
+                return None;
+            }
+            expected += 1;
+            out.push((seq, frame));
+        }
+        (expected == to + 1).then_some(out)
+    }
+
+    /// Hands one pub/sub message to the hub: in order, each once, gaps
+    /// filled from the stream, history that changed under the subscribers said.
+    async fn on_message(&self, channel: &str, epoch: &str, seq: u64, frame: Utf8Bytes) {
+        let cursor = lock(&self.cursors).get(channel).cloned();
+        let Some(cursor) = cursor else {
+            if self.hub.has(channel) {
+                lock(&self.cursors).insert(
+                    channel.to_owned(),
+                    Cursor {
+                        epoch: epoch.to_owned(),
+                        seq,
+                    },
+                );
+                self.hub.deliver(channel, seq, &frame);
+            }
+            return;
+        };
+        if cursor.epoch != epoch {
+            self.history_changed(channel, epoch, seq);
+            return;
+        }
+        if seq <= cursor.seq {
+            return;
+        }
+        if seq > cursor.seq + 1 {
+            match self.read_range(channel, cursor.seq + 1, seq - 1).await {
+                Ok(Some(missed)) => {
+                    for (s, f) in &missed {
+                        self.hub.deliver(channel, *s, f);
+                    }
+                }
+                Ok(None) => {
+                    self.history_changed(channel, epoch, seq);
+                    return;
+                }
+                Err(_) => {
+                    self.errors.pubsub.fetch_add(1, Ordering::Relaxed);
+                    self.history_changed(channel, epoch, seq);
+                    return;
+                }
+            }
+        }
+        self.hub.deliver(channel, seq, &frame);
+        if let Some(c) = lock(&self.cursors).get_mut(channel) {
+            if c.epoch == epoch {
+                c.seq = c.seq.max(seq);
+            }
+        }
+    }
+
+    /// The channel's events cannot be handed on in order (a new epoch, or a
+    /// gap history no longer holds): its local subscribers are disconnected
+    /// to resume with `since`, which tells them `recovered: false`.
+    fn history_changed(&self, channel: &str, epoch: &str, seq: u64) {
+        let n = self.hub.disconnect_all(channel);
+        tracing::info!(
+            channel,
+            subscribers = n,
+            "channel history changed; subscribers resume"
+        );
+        lock(&self.cursors).insert(
+            channel.to_owned(),
+            Cursor {
+                epoch: epoch.to_owned(),
+                seq,
+            },
+        );
+    }
+
+    /// After pub/sub was down: every followed channel continues from its
+    /// stream where its cursor stands.
+    async fn catch_up(&self) {
+        let followed: Vec<(String, Cursor)> = lock(&self.cursors)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (channel, cursor) in followed {
+            match self.snapshot(&channel, Some(cursor.seq), READ_MAX).await {
+                Ok((epoch, seq, entries)) => {
+                    if epoch != cursor.epoch || seq < cursor.seq {
+                        self.history_changed(&channel, &epoch, seq);
+                        continue;
+                    }
+                    for (s, _at, f) in entries.iter().filter(|(s, _, _)| *s <= seq) {
+                        self.on_message(&channel, &epoch, *s, f.clone()).await;
+                    }
+                    // Anything the read could not reach is a gap the next message fills, or lost.
+                    let reached = lock(&self.cursors).get(&channel).map_or(0, |c| c.seq);
+                    if reached < seq {
+                        self.history_changed(&channel, &epoch, seq);
+                    }
+                }
+                Err(_) => {
+                    self.errors.pubsub.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Whether Redis answers a PING; updates the health flag.
+    async fn check(&self) -> bool {
+        let mut conn = self.conn.clone();
+        let ok = redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_ok();
+        self.set_commands_up(ok);
+        ok
+    }
+
+    /// Keeps the keys of channels this node serves from expiring while they are quiet.
+    async fn refresh(&self) {
+        let channels = self.hub.channels();
+        if channels.is_empty() {
+            return;
+        }
+        let lifetime = self.key_lifetime_ms();
+        let mut pipe = redis::pipe();
+        for c in &channels {
+            pipe.cmd("PEXPIRE").arg(meta_key(c)).arg(lifetime).ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(stream_key(c))
+                .arg(lifetime)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        if pipe.query_async::<()>(&mut conn).await.is_err() {
+            self.errors.maintain.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A pub/sub message's payload: `EPOCH:SEQ:FRAME`.
+fn parse_live(payload: &[u8], max: usize) -> Option<(String, u64, Utf8Bytes)> {
+    if payload.len() > max {
+        return None;
+    }
+    let text = std::str::from_utf8(payload).ok()?;
+    let (epoch, rest) = text.split_once(':')?;
+    let (seq, frame) = rest.split_once(':')?;
+    if epoch.is_empty() || epoch.len() > 64 {
+        return None;
+    }
+    Some((
+        epoch.to_owned(),
+        seq.parse().ok()?,
+        Utf8Bytes::from(frame.to_owned()),
+    ))
+}
+
+/// Runs the pub/sub connection for the life of the engine: connect,
+/// subscribe to every channel with local subscribers, catch up from the
+/// streams, hand messages to the hub; on loss, all over again.
+async fn feed(inner: Arc<Inner>) {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let pubsub = match inner.client.get_async_pubsub().await {
+            Ok(p) => p,
+            Err(_) => {
+                inner.pubsub_up.store(false, Ordering::Relaxed);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RECONNECT_MAX);
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        {
+            // Held while subscribing all, so no subscribe of a new channel slips between.
+            let mut current = inner.sink.lock().await;
+            let channels = inner.hub.channels();
+            let names: Vec<String> = channels.iter().map(|c| live_name(c)).collect();
+            if !names.is_empty() && sink.subscribe(&names).await.is_err() {
+                inner.errors.pubsub.fetch_add(1, Ordering::Relaxed);
+                drop(current);
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            *current = Some(sink);
+        }
+        delay = Duration::from_millis(50);
+        inner.pubsub_up.store(true, Ordering::Relaxed);
+        inner.came_up.notify_waiters();
+        inner.catch_up().await;
+        let max = inner.config.max_event_bytes.saturating_add(128);
+        while let Some(msg) = stream.next().await {
+            let name = msg.get_channel_name();
+            let Some(channel) = channel_of_live(name) else {
+                continue;
+            };
+            match parse_live(msg.get_payload_bytes(), max) {
+                Some((epoch, seq, frame)) => inner.on_message(channel, &epoch, seq, frame).await,
+                None => {
+                    inner.errors.corrupt.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        // The connection is gone: nothing is subscribed any more.
+        inner.pubsub_up.store(false, Ordering::Relaxed);
+        inner.errors.pubsub.fetch_add(1, Ordering::Relaxed);
+        *inner.sink.lock().await = None;
+        tracing::warn!("Redis engine: pub/sub connection lost; reconnecting");
+    }
+}
+
+impl Engine for RedisEngine {
+    fn publish<'a>(
+        &'a self,
+        event: &'a PublishFrame,
+        ts: u64,
+    ) -> BoxFuture<'a, Result<Published, EngineError>> {
+        // Queued now, at the call, so publishes keep the order they were made
+        // in even when their answers are awaited later.
+        let (prefix, suffix) = split_frame(event, ts);
+        let (done, answer) = oneshot::channel();
+        let queued = Queued {
+            channel: event.channel.clone(),
+            id: event.id.clone(),
+            prefix,
+            suffix,
+            done,
+        };
+        let sent = self.queue.send(queued).is_ok();
+        Box::pin(async move {
+            if !sent {
+                return Err(EngineError::Unavailable("engine stopped".into()));
+            }
+            answer
+                .await
+                .unwrap_or_else(|_| Err(EngineError::Unavailable("engine stopped".into())))
+        })
+    }
+
+    fn subscribe(
+        &self,
+        channel: String,
+        since: Option<Since>,
+        subscriber: SubscriberId,
+        outbox: Arc<Outbox>,
+        max_replay_bytes: usize,
+    ) -> BoxFuture<'_, Result<Subscription, EngineError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            {
+                // Interest first: the hub holds live events for this subscriber
+                // and, for the first one here, Redis sends the channel to this node
+                // before the replay is read.
+                let mut sink = inner.sink.lock().await;
+                let first = inner.hub.add_held(&channel, subscriber, outbox);
+                if first {
+                    let subscribed = match sink.as_mut() {
+                        Some(s) => s.subscribe(live_name(&channel)).await.is_ok(),
+                        None => false,
+                    };
+                    if !subscribed {
+                        inner.hub.remove(&channel, subscriber);
+                        inner.errors.subscribe.fetch_add(1, Ordering::Relaxed);
+                        return Err(EngineError::Unavailable(
+                            "Redis pub/sub is unreachable".into(),
+                        ));
+                    }
+                }
+            }
+            let after = since.as_ref().map(|s| s.seq);
+            let count = inner.config.history_events.clamp(1, READ_MAX);
+            let (epoch, seq, entries) = match inner.snapshot(&channel, after, count).await {
+                Ok(s) => s,
+                Err(e) => {
+                    inner.errors.subscribe.fetch_add(1, Ordering::Relaxed);
+                    drop_interest(&inner, &channel, subscriber).await;
+                    return Err(e);
+                }
+            };
+            lock(&inner.cursors)
+                .entry(channel.clone())
+                .or_insert_with(|| Cursor {
+                    epoch: epoch.clone(),
+                    seq,
+                });
+            let mut replay_cut = false;
+            let (recovered, replay) = match &since {
+                None => (false, Vec::new()),
+                Some(s) if s.epoch != epoch || s.seq > seq => (false, Vec::new()),
+                Some(s) => match inner.contiguous(entries, s.seq + 1, seq) {
+                    Some(events) => {
+                        let bytes: usize = events.iter().map(|(_, f)| f.len()).sum();
+                        if bytes > max_replay_bytes {
+                            replay_cut = true;
+                            (false, Vec::new())
+                        } else {
+                            (true, events.into_iter().map(|(_, f)| f).collect())
+                        }
+                    }
+                    None => (false, Vec::new()),
+                },
+            };
+            inner.hub.release(&channel, subscriber, seq);
+            Ok(Subscription {
+                epoch,
+                seq,
+                recovered,
+                replay,
+                replay_cut,
+            })
+        })
+    }
+
+    fn unsubscribe(&self, channel: String, subscriber: SubscriberId) -> BoxFuture<'_, ()> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { drop_interest(&inner, &channel, subscriber).await })
+    }
+
+    fn history(&self, channel: String) -> BoxFuture<'_, Option<History>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let count = inner.config.history_events.clamp(1, READ_MAX);
+            match inner.snapshot(&channel, Some(0), count).await {
+                Ok((epoch, seq, entries)) => {
+                    let oldest =
+                        now_ms().saturating_sub(inner.config.history_age.as_millis() as u64);
+                    Some(History {
+                        epoch,
+                        seq,
+                        events: entries
+                            .into_iter()
+                            .filter(|(_, at, _)| *at >= oldest)
+                            .map(|(_, _, f)| f)
+                            .collect(),
+                    })
+                }
+                Err(_) => {
+                    inner.errors.history.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            }
+        })
+    }
+
+    fn stats(&self) -> EngineStats {
+        let e = &self.inner.errors;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        EngineStats {
+            channels: self.inner.hub.channels().len(),
+            subscriptions: self.inner.hub.subscriptions(),
+            down: !self.is_up(),
+            errors: EngineErrors {
+                publish: get(&e.publish),
+                subscribe: get(&e.subscribe),
+                history: get(&e.history),
+                pubsub: get(&e.pubsub),
+                maintain: get(&e.maintain),
+                corrupt: get(&e.corrupt),
+            },
+            ..EngineStats::default()
+        }
+    }
+
+    fn maintain(&self) {
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            if inner.check().await {
+                inner.refresh().await;
+            } else {
+                inner.errors.maintain.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+
+    fn is_up(&self) -> bool {
+        self.inner.commands_up.load(Ordering::Relaxed)
+            && self.inner.pubsub_up.load(Ordering::Relaxed)
+    }
+}
+
+/// Removes a local subscriber; the channel's last one here stops this node's pub/sub for it.
+async fn drop_interest(inner: &Inner, channel: &str, subscriber: SubscriberId) {
+    let mut sink = inner.sink.lock().await;
+    if inner.hub.remove(channel, subscriber) {
+        lock(&inner.cursors).remove(channel);
+        if let Some(s) = sink.as_mut() {
+            if s.unsubscribe(live_name(channel)).await.is_err() {
+                inner.errors.pubsub.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtet_protocol::frames::parse_publish;
+
+    #[test]
+    fn the_frame_splits_around_its_seq() {
+        let frame = parse_publish(
+            r#"{"type":"publish","id":"a","channel":"c","event":"e","data":{"seq":0,"x":",\"seq\":0,"}}"#,
+        )
+        .unwrap();
+        let (prefix, suffix) = split_frame(&frame, 5);
+        let whole = format!("{prefix}42{suffix}");
+        assert_eq!(
+            whole,
+            encode_event("c", 42, "a", "e", &frame.data, 5),
+            "the seq lands where encode_event puts it"
+        );
+    }
+
+    #[test]
+    fn live_payloads_parse_and_hostile_ones_do_not() {
+        let (epoch, seq, frame) = parse_live(b"abc:7:{\"x\":1}", 100).unwrap();
+        assert_eq!(
+            (epoch.as_str(), seq, frame.as_str()),
+            ("abc", 7, "{\"x\":1}")
+        );
+        assert!(parse_live(b"abc:x:{}", 100).is_none());
+        assert!(parse_live(b"abc", 100).is_none());
+        assert!(parse_live(b":1:{}", 100).is_none());
+        assert!(parse_live(&[b'a'; 200], 100).is_none());
+        assert!(parse_live(b"a:1:\xff", 100).is_none());
+    }
+
+    #[test]
+    fn every_key_of_a_channel_shares_its_hash_tag() {
+        for key in [
+            meta_key("post.1"),
+            stream_key("post.1"),
+            dedupe_key("post.1", "x"),
+            live_name("post.1"),
+        ] {
+            assert!(key.contains("{post.1}"), "{key}");
+        }
+        assert_eq!(channel_of_live(&live_name("a:b@c")), Some("a:b@c"));
+    }
+}
