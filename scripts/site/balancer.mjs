@@ -9,11 +9,11 @@
  * Open-source nginx has no active health check (`health_check` is NGINX
  * Plus): a node is taken out only passively, after `max_fails` failed
  * attempts within `fail_timeout`, and tried again once that time is over.
- * A node answers 503 on a WebSocket handshake or publish it cannot serve
- * (its engine is down), and `proxy_next_upstream http_503` counts that as
- * a failure and sends the request to the next node. A monitoring system or
- * an active balancer (HAProxy, NGINX Plus, a cloud load balancer) should
- * poll `/healthz` on each node.
+ * That catches a node that is down or refuses connections (503 at its
+ * connection limit), not one whose Redis is unreachable: such a node still
+ * accepts WebSockets and answers only `/healthz` with 503. An active
+ * balancer (HAProxy, NGINX Plus, a cloud load balancer) polling `/healthz`
+ * takes that one out too; docs/scaling.md shows how.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,7 +54,7 @@ ${servers}
       proxy_set_header X-Real-IP $remote_addr;
       proxy_set_header X-Forwarded-Proto $scheme;
       # A node that refuses the connection, times out or answers 502/503/504
-      # (503: its engine is down) is marked failed and the next one is tried.
+      # (503: at its connection limit) is marked failed and the next one is tried.
       # non_idempotent: a publish retried on another node is safe, the engine
       # dedupes (channel, id) across nodes.
       proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;
