@@ -906,8 +906,8 @@ enum NodesMeasure {
 struct NodesSide {
     /// The acks run: what was published, in how long, and Redis's CPU seconds.
     acks: Option<(rtet_bench::publisher::Published, Duration, Option<f64>)>,
-    /// The flood, and Redis's CPU seconds during it.
-    flood: Option<(Delivery, Option<f64>)>,
+    /// The flood.
+    flood: Option<Delivery>,
     /// The fixed-rate run.
     latency: Option<Delivery>,
 }
@@ -1036,7 +1036,7 @@ async fn nodes(args: NodesArgs) -> Result<()> {
                     match r {
                         Ok(d) => {
                             print_delivery("flood", &d);
-                            side.flood = Some((d, redis_cpu(&started)));
+                            side.flood = Some(d);
                         }
                         Err(e) => eprintln!("{label}: flood failed: {e:#}"),
                     }
@@ -1120,6 +1120,7 @@ fn nodes_table(sides: &[(Setup, NodesSide)], args: &NodesArgs) -> String {
             }),
         ),
         (
+            // Only the acks run: during the others Redis also serves the subscribes.
             "Redis CPU per 1,000 publishes (acks run)".into(),
             cell(&|s| {
                 let (p, _, cpu) = s.acks.as_ref()?;
@@ -1131,23 +1132,15 @@ fn nodes_table(sides: &[(Setup, NodesSide)], args: &NodesArgs) -> String {
                 "deliveries/s, flood to {} subscribers",
                 group(args.flood_subscribers as u64)
             ),
-            cell(&|s| s.flood.as_ref().map(|(d, _)| group(d.per_sec() as u64))),
+            cell(&|s| s.flood.as_ref().map(|d| group(d.per_sec() as u64))),
         ),
         (
             "deliveries per relay CPU-second (all nodes), same flood".into(),
             cell(&|s| {
                 s.flood
                     .as_ref()?
-                    .0
                     .per_relay_cpu_sec()
                     .map(|v| group(v as u64))
-            }),
-        ),
-        (
-            "Redis CPU per 1,000 publishes (flood)".into(),
-            cell(&|s| {
-                let (d, cpu) = s.flood.as_ref()?;
-                cpu.map(|c| format!("{:.1} ms", c * 1e6 / d.published.acked.max(1) as f64))
             }),
         ),
     ];
@@ -1179,7 +1172,7 @@ fn nodes_table(sides: &[(Setup, NodesSide)], args: &NodesArgs) -> String {
         cell(&|s| {
             s.flood
                 .as_ref()
-                .map(|(d, _)| format!("{} / {}", group(d.delivered), group(d.expected)))
+                .map(|d| format!("{} / {}", group(d.delivered), group(d.expected)))
         }),
     ));
     rows.push((
