@@ -1,9 +1,13 @@
-//! Faults of whole relay processes sharing one Redis: the real binary,
-//! started twice with `--engine redis://...` on a real redis-server, and
-//! killed with SIGKILL while events flow. What a subscriber must see: the
-//! channel's `epoch` and `seq` belong to Redis, not to the node, so a
-//! subscriber of a dead node resumes on another with its `since` and ends
-//! with every event once, in order.
+//! Whole relay processes on one Redis: the real binary started with
+//! `--engine redis://...` on a real redis-server.
+//!
+//! - A node killed with SIGKILL while events flow: the channel's `epoch` and
+//!   `seq` belong to Redis, not to the node, so a subscriber of the dead node
+//!   resumes on another with its `since` and ends with every event once, in
+//!   order.
+//! - One publisher connection's publishes reach Redis pipelined, not one
+//!   round trip per event (what makes a publisher's acks/s a Redis round
+//!   trip's inverse otherwise).
 
 mod common;
 
@@ -148,5 +152,78 @@ async fn a_node_killed_mid_stream_its_subscriber_resumes_on_the_other_node_with_
             (first..first + TOTAL).collect::<Vec<_>>(),
             "{who}: seq without a hole or a repeat"
         );
+    }
+}
+
+/// The sizes of the query buffers of Redis's clients (`CLIENT LIST`, `qbuf=`):
+/// what each has sent that Redis has not run yet.
+fn redis_query_buffers(redis: &Redis) -> Vec<usize> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut s =
+        std::net::TcpStream::connect(("127.0.0.1", redis.port())).expect("connect to redis");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    s.write_all(b"CLIENT LIST\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    r.read_line(&mut head).unwrap();
+    let len: usize = head
+        .trim_end()
+        .strip_prefix('$')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("CLIENT LIST answered {head}"));
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter_map(|l| {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix("qbuf="))
+                .and_then(|n| n.parse().ok())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_pipelined_on_one_connection_reach_redis_together_not_one_round_trip_each() {
+    const EVENTS: u64 = 50;
+    let redis = Redis::start_new();
+    let relay = node(&redis.url());
+    let mut p = publisher_on(&relay).await;
+    let first = publish(&mut p, "warm", CHANNEL, json!(1)).await;
+    assert_eq!(first["type"], "ack", "{first}");
+
+    // While Redis runs no write, what the relay sends it waits in Redis's
+    // query buffer: a node that pipelines sends every publish it has, one that
+    // waits for each answer sends one.
+    redis.command(&["CLIENT", "PAUSE", "20000", "WRITE"]);
+    let padding = "x".repeat(1000);
+    for n in 0..EVENTS {
+        send(
+            &mut p,
+            publish_frame(&format!("e{n}"), CHANNEL, json!({ "n": n, "pad": padding })),
+        )
+        .await;
+    }
+    // Several publishes of about 1 KB each waiting at once. The relay counts a
+    // command unanswered for 3 s as failed, so look for at most 2 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut waiting = 0;
+    while std::time::Instant::now() < deadline {
+        waiting = redis_query_buffers(&redis).into_iter().max().unwrap_or(0);
+        if waiting > 10_000 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    redis.command(&["CLIENT", "UNPAUSE"]);
+    assert!(
+        waiting > 10_000,
+        "the relay sent Redis at most {waiting} bytes of {EVENTS} pipelined publishes: one round trip per event"
+    );
+    for n in 0..EVENTS {
+        let ack = recv(&mut p).await;
+        assert_eq!(ack["type"], "ack", "event {n}: {ack}");
+        assert_eq!(ack["seq"], n + 2, "in the order sent");
     }
 }
