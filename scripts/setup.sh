@@ -25,7 +25,8 @@ APT_PACKAGES=(
   phpunit
   # scripts/dist.sh: the plugin zip
   zip
-  # several relay nodes (scripts/run.sh --nodes, their tests) and the benchmarks: Redis; phpredis for a PUBLISH baseline
+  # the relay's Redis engine tests (a real redis-server per test), scripts/run.sh
+  # --nodes and its e2e and PHP tests; benchmarks: a Redis PUBLISH baseline through phpredis
   redis-server php-redis
   # benchmarks: nginx with nchan, the C peer of `rtet-bench compare` (and its smoke test)
   libnginx-mod-nchan

@@ -46,6 +46,19 @@ suite fmt cargo fmt --all -- --check
 suite clippy cargo clippy --workspace --all-targets -- -D warnings
 suite cargo-test cargo test --workspace --release --no-fail-fast
 count cargo-test
+# The relay's conformance tests again, every relay on a Redis engine of its own
+# (a real redis-server per relay, tests/common). Only the test files that start
+# relays run (the rest do not depend on the engine). Skipped, as they test the
+# memory engine's own budgets, which the Redis engine leaves to Redis's maxmemory:
+# budgets.rs (history bytes, dedupe entries), the --max-channels refusals, and
+# the metrics test that reads the memory engine's history gauges.
+suite cargo-test-redis env RTET_TEST_ENGINE=redis cargo test -p rtet-relay --release --no-fail-fast \
+  --test flow --test http --test interop --test presence --test proxy --test publisher \
+  --test replay --test subscriber --test tls -- \
+  --skip send_event_beyond_the_channel_limit_is_429_rate_limited \
+  --skip publishing_beyond_the_channel_limit_is_nacked_rate_limited_to_retry_later \
+  --skip metrics_use_the_rtet_prefix_and_count_what_happens
+count cargo-test-redis
 
 if [ -x php/tests/run.sh ]; then
   suite php php/tests/run.sh

@@ -120,6 +120,8 @@ pub struct Metrics {
     pub budget_refusals: Family<BudgetLabel, Counter>,
     engine_up: Gauge,
     engine_errors: Family<OpLabel, Counter>,
+    /// The engine's own deliveries and overflows already added to the counters.
+    fed_seen: std::sync::Mutex<(u64, u64)>,
 }
 
 impl Default for Metrics {
@@ -155,6 +157,7 @@ impl Metrics {
             budget_refusals: Family::default(),
             engine_up: Gauge::default(),
             engine_errors: Family::default(),
+            fed_seen: std::sync::Mutex::new((0, 0)),
             registry: Registry::default(),
         };
         registry.register(
@@ -320,6 +323,15 @@ impl Metrics {
         self.subscriptions.set(stats.subscriptions as i64);
         self.dedupe_entries.set(stats.dedupe_entries as i64);
         self.engine_up.set(i64::from(!stats.down));
+        {
+            // Deliveries the engine made on its own (events from other nodes) count as any other.
+            let mut seen = rtet_protocol::sync::lock(&self.fed_seen);
+            self.deliveries
+                .inc_by(stats.fed_deliveries.saturating_sub(seen.0));
+            self.slow_consumers
+                .inc_by(stats.fed_overflows.saturating_sub(seen.1));
+            *seen = (stats.fed_deliveries, stats.fed_overflows);
+        }
         for (op, n) in stats.errors.by_op() {
             // The engine keeps the count; the counter shows it.
             self.engine_errors

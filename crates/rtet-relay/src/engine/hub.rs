@@ -16,7 +16,7 @@
 use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
@@ -52,6 +52,8 @@ pub struct Fanout {
 pub struct Hub {
     shards: Box<[Mutex<Channels>]>,
     subscriptions: AtomicUsize,
+    delivered: AtomicU64,
+    overflowed: AtomicU64,
 }
 
 impl Default for Hub {
@@ -66,6 +68,8 @@ impl Hub {
         Hub {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             subscriptions: AtomicUsize::new(0),
+            delivered: AtomicU64::new(0),
+            overflowed: AtomicU64::new(0),
         }
     }
 
@@ -159,7 +163,20 @@ impl Hub {
                 },
             }
         }
+        drop(shard);
+        self.delivered
+            .fetch_add(out.delivered as u64, Ordering::Relaxed);
+        self.overflowed
+            .fetch_add(out.overflowed as u64, Ordering::Relaxed);
         out
+    }
+
+    /// Frames queued and queues overflowed by [`Hub::deliver`] since the hub was made.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.delivered.load(Ordering::Relaxed),
+            self.overflowed.load(Ordering::Relaxed),
+        )
     }
 
     /// Disconnects every local subscriber of the channel as slow consumers

@@ -630,33 +630,34 @@ impl Inner {
     }
 
     /// After pub/sub was down: every followed channel continues from its
-    /// stream where its cursor stands.
-    async fn catch_up(&self) {
+    /// stream where its cursor stands. Fails (to be tried again) if Redis
+    /// does not answer for a channel.
+    async fn catch_up(&self) -> Result<(), EngineError> {
         let followed: Vec<(String, Cursor)> = lock(&self.cursors)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for (channel, cursor) in followed {
-            match self.snapshot(&channel, Some(cursor.seq), READ_MAX).await {
-                Ok((epoch, seq, entries)) => {
-                    if epoch != cursor.epoch || seq < cursor.seq {
-                        self.history_changed(&channel, &epoch, seq);
-                        continue;
-                    }
-                    for (s, _at, f) in entries.iter().filter(|(s, _, _)| *s <= seq) {
-                        self.on_message(&channel, &epoch, *s, f.clone()).await;
-                    }
-                    // Anything the read could not reach is a gap the next message fills, or lost.
-                    let reached = lock(&self.cursors).get(&channel).map_or(0, |c| c.seq);
-                    if reached < seq {
-                        self.history_changed(&channel, &epoch, seq);
-                    }
-                }
-                Err(_) => {
-                    self.errors.pubsub.fetch_add(1, Ordering::Relaxed);
-                }
+            let (epoch, seq, entries) = self
+                .snapshot(&channel, Some(cursor.seq), READ_MAX)
+                .await
+                .inspect_err(|_| {
+                self.errors.pubsub.fetch_add(1, Ordering::Relaxed);
+            })?;
+            if epoch != cursor.epoch || seq < cursor.seq {
+                self.history_changed(&channel, &epoch, seq);
+                continue;
+            }
+            for (s, _at, f) in entries.iter().filter(|(s, _, _)| *s <= seq) {
+                self.on_message(&channel, &epoch, *s, f.clone()).await;
+            }
+            // What the read could not reach (trimmed, or more than one read) is lost here.
+            let reached = lock(&self.cursors).get(&channel).map_or(0, |c| c.seq);
+            if reached < seq {
+                self.history_changed(&channel, &epoch, seq);
             }
         }
+        Ok(())
     }
 
     /// Whether Redis answers a PING; updates the health flag.
@@ -739,10 +740,14 @@ async fn feed(inner: Arc<Inner>) {
             }
             *current = Some(sink);
         }
-        delay = Duration::from_millis(50);
         inner.pubsub_up.store(true, Ordering::Relaxed);
         inner.came_up.notify_waiters();
-        inner.catch_up().await;
+        // Messages wait in the connection meanwhile; their repeats are dropped after.
+        while inner.catch_up().await.is_err() {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RECONNECT_MAX);
+        }
+        delay = Duration::from_millis(50);
         let max = inner.config.max_event_bytes.saturating_add(128);
         while let Some(msg) = stream.next().await {
             let name = msg.get_channel_name();
@@ -900,7 +905,10 @@ impl Engine for RedisEngine {
     fn stats(&self) -> EngineStats {
         let e = &self.inner.errors;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (fed_deliveries, fed_overflows) = self.inner.hub.totals();
         EngineStats {
+            fed_deliveries,
+            fed_overflows,
             channels: self.inner.hub.channels().len(),
             subscriptions: self.inner.hub.subscriptions(),
             down: !self.is_up(),
