@@ -19,18 +19,22 @@ const B = 1;
 
 /** Open subscriber connections on node `i`, from its /metrics (read directly, not through the balancer). */
 async function subscribersOn(site, i) {
-  const text = await (await fetch(`${site.nodeHttp(i)}/metrics`)).text();
-  if (!/^# TYPE rtet_connections gauge/m.test(text)) throw new Error(`rtet_connections is not in node ${i}'s /metrics`);
-  // A label set appears once it was first used: a node no subscriber ever reached has none.
+  const res = await fetch(`${site.nodeHttp(i)}/metrics`);
+  const text = await res.text();
+  if (!/^# TYPE rtet_connections_accepted counter/m.test(text)) {
+    throw new Error(`node ${i}'s /metrics is not the relay's (HTTP ${res.status}): ${text.slice(0, 300)}`);
+  }
+  // A gauge's label set appears once first used: on a node no subscriber ever reached, none.
   const m = text.match(/^rtet_connections\{role="subscriber"\} (\d+)/m);
   return m ? Number(m[1]) : 0;
 }
 
-/** One request that makes the site send `e2e_ping` {n} to channel `e2e` (through node A). */
+/** One request that makes the site send `e2e_ping` {n} to channel `e2e` (through node A); the worker's pid. */
 async function ping(site, n) {
   const res = await fetch(`${site.url}/wp-json/rtet-e2e/v1/ping?n=${n}`, { signal: AbortSignal.timeout(SEE_TIMEOUT) });
   const text = await res.text();
   assert.equal(res.status, 200, `ping ${n}: ${text.slice(0, 300)}`);
+  return JSON.parse(text).pid;
 }
 
 /** The n of every e2e_ping the page received, in arrival order. */
@@ -77,9 +81,11 @@ describe('several relay nodes on Redis behind a balancer', () => {
     const TOTAL = 150;
     const KILL_AT = 50;
     const b = site.procs['relay-b'].child;
+    const sentBy = new Map(); // worker pid -> the n it sent, in order
     for (const n of range(0, TOTAL)) {
       if (n === KILL_AT) b.kill('SIGKILL');
-      await ping(site, n);
+      const pid = await ping(site, n);
+      sentBy.set(pid, [...(sentBy.get(pid) || []), n]);
     }
     await waitConnected(page, 2);
     assert.equal(await subscribersOn(site, A), 1, 'the page came back through the balancer to node A');
@@ -88,7 +94,13 @@ describe('several relay nodes on Redis behind a balancer', () => {
       const got = new Set(window.__rtet.events.filter((e) => e.event === 'e2e_ping').map((e) => e.data.n));
       return got.size >= total;
     }, TOTAL, { timeout: SEE_TIMEOUT, polling: 200 });
-    assert.deepEqual(await received(page), range(0, TOTAL), 'every event shows exactly once, in the order sent');
+    const ns = await received(page);
+    assert.deepEqual([...ns].sort((x, y) => x - y), range(0, TOTAL), 'every event shows exactly once');
+    // Each php-fpm worker has its own connection to the relay, sending in the
+    // background: the order holds per worker, not across workers.
+    for (const [pid, sent] of sentBy) {
+      assert.deepEqual(ns.filter((n) => sent.includes(n)), sent, `the events of worker ${pid} show in the order it sent them`);
+    }
     assert.equal(await page.evaluate(() => window.__rtet.resync), 0,
       'no resync notice: the history the page resumed from lives in Redis, not in the killed node');
     assert.equal(await toast(page, title).count(), 1, 'the post is not shown again after the reconnect');
