@@ -2,10 +2,12 @@
 //! `POST /api/send-event`): the key's rate budget, then the engine, then the
 //! counters.
 
+use std::sync::Arc;
+
 use rtet_protocol::limits::nesting_depth;
 use rtet_protocol::{ErrorCode, FrameError, PublishFrame};
 
-use crate::engine::Published;
+use crate::engine::{BoxFuture, Published};
 use crate::state::{KeyId, Relay};
 use rtet_protocol::clock::unix_ms as now_millis;
 
@@ -57,4 +59,20 @@ pub async fn publish(
             Err(fail(e.code(), e.to_string()))
         }
     }
+}
+
+/// [`publish`] with owned arguments: the future hands the event to the
+/// engine the first time it is polled, and resolves to the frame and its
+/// result. A publisher connection polls each one once as it reads it, so a
+/// pipelined burst reaches the engine in the order it was sent while the
+/// answers (a Redis round trip each) are awaited together.
+pub fn publish_owned(
+    relay: Arc<Relay>,
+    key: KeyId,
+    frame: PublishFrame,
+) -> BoxFuture<'static, (PublishFrame, Result<Published, FrameError>)> {
+    Box::pin(async move {
+        let result = publish(&relay, key, &frame).await;
+        (frame, result)
+    })
 }

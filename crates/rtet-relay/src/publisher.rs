@@ -19,10 +19,12 @@ use rtet_protocol::{close, ErrorCode, FrameError, PublishFrame, ServerFrame};
 use tokio::time::sleep_until;
 
 use crate::connection::{Connection, Incoming};
+use crate::engine::BoxFuture;
 use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::metrics::Role;
-use crate::publish::publish;
+use crate::publish::publish_owned;
 use crate::state::{KeyId, Relay};
+use futures_util::FutureExt;
 
 /// Frames answered per write at most, when a publisher pipelines without pause.
 const FLUSH_EVERY: usize = 64;
@@ -155,7 +157,10 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, key: KeyId) {
 
 impl Publisher {
     /// Answers `first` (when given) and then every frame that has already
-    /// arrived, up to `max` frames, and writes the answers together.
+    /// arrived, up to `max` frames, and writes the answers together. Each
+    /// publish is handed to the engine as it is read; the answers are
+    /// awaited afterwards, in order, so an engine with a round trip (Redis)
+    /// takes the whole burst as one pipeline.
     async fn answer_burst(
         &mut self,
         conn: &mut Connection,
@@ -165,19 +170,17 @@ impl Publisher {
         let mut next = first.or_else(|| conn.read_ready());
         let mut handled = 0;
         let mut flow = Flow::Open;
+        let mut answers = Vec::new();
         while let Some(incoming) = next {
             match incoming {
-                Incoming::Text(text) => {
-                    let answer = self.answer(text.as_str()).await;
-                    conn.queue_frame(&answer);
-                }
+                Incoming::Text(text) => answers.push(self.begin(text.as_str())),
                 Incoming::Binary => {
                     self.relay.metrics.nack(ErrorCode::Invalid);
-                    conn.queue_frame(&ServerFrame::Error {
+                    answers.push(Answer::Ready(ServerFrame::Error {
                         code: ErrorCode::Invalid,
                         channel: None,
                         message: "binary frames are not accepted; send JSON text frames".into(),
-                    });
+                    }));
                 }
                 Incoming::Control => {}
                 Incoming::TooLarge | Incoming::InvalidUtf8 => {
@@ -195,46 +198,37 @@ impl Publisher {
             }
             next = conn.read_ready();
         }
+        for answer in answers {
+            let frame = match answer {
+                Answer::Ready(frame) => frame,
+                Answer::Pending(publishing) => {
+                    let (frame, result) = publishing.await;
+                    self.conclude(frame, result)
+                }
+            };
+            conn.queue_frame(&frame);
+        }
         if conn.write().await.is_err() {
             return Flow::End(None);
         }
         flow
     }
 
-    /// The `ack` or `nack` for one publish frame (an `error` for a frame that
-    /// is not a publish at all).
-    async fn answer(&mut self, text: &str) -> ServerFrame {
+    /// Starts answering one frame: a refusal at once, or a publish handed to
+    /// the engine (answered at once too when the engine needs no round trip).
+    fn begin(&mut self, text: &str) -> Answer {
         let max = self.relay.config.limits.max_frame_bytes;
         let parsed = parse_publish(text);
-        let result = match parsed {
-            _ if text.len() > max => Err(too_large(&parsed, text.len(), max)),
-            Ok(frame) => self.publish_in_order(frame).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok((seq, id, channel)) => ServerFrame::Ack { id, channel, seq },
-            Err(e) => {
-                self.relay.metrics.nack(e.code);
-                if is_publish(text) {
-                    ServerFrame::nack_from_error(&e)
-                } else {
-                    // Not a publish at all (not JSON, not an object, another type):
-                    // the protocol answers such frames with `error`, as on /ws.
-                    ServerFrame::from_error(&e)
-                }
+        let frame = match parsed {
+            _ if text.len() > max => {
+                return Answer::Ready(self.refusal(too_large(&parsed, text.len(), max), text))
             }
-        }
-    }
-
-    /// Publishes unless an earlier refused event is being held for, and
-    /// holds for this one if it is refused `rate_limited`.
-    async fn publish_in_order(
-        &mut self,
-        frame: PublishFrame,
-    ) -> Result<(u64, String, String), FrameError> {
+            Ok(frame) => frame,
+            Err(e) => return Answer::Ready(self.refusal(e, text)),
+        };
         if let Some((id, channel)) = &self.held_for {
             if (id, channel) != (&frame.id, &frame.channel) {
-                return Err(FrameError {
+                let e = FrameError {
                     code: ErrorCode::RateLimited,
                     message: format!(
                         "held back to keep order: event {id} on channel {channel} was refused \
@@ -242,18 +236,60 @@ impl Publisher {
                     ),
                     id: Some(frame.id),
                     channel: Some(frame.channel),
-                });
+                };
+                return Answer::Ready(self.refusal(e, text));
             }
         }
-        let result = publish(&self.relay, self.key, &frame).await;
+        let mut publishing = publish_owned(Arc::clone(&self.relay), self.key, frame);
+        match (&mut publishing).now_or_never() {
+            Some((frame, result)) => Answer::Ready(self.conclude(frame, result)),
+            None => Answer::Pending(publishing),
+        }
+    }
+
+    /// The `ack` or `nack` for a publish the engine answered; holds for it
+    /// if it was refused `rate_limited`, so later events cannot overtake its retry.
+    fn conclude(
+        &mut self,
+        frame: PublishFrame,
+        result: Result<crate::engine::Published, FrameError>,
+    ) -> ServerFrame {
         self.held_for = match &result {
             Err(e) if e.code == ErrorCode::RateLimited => {
                 Some((frame.id.clone(), frame.channel.clone()))
             }
             _ => None,
         };
-        result.map(|p| (p.seq, frame.id, frame.channel))
+        match result {
+            Ok(p) => ServerFrame::Ack {
+                id: frame.id,
+                channel: frame.channel,
+                seq: p.seq,
+            },
+            Err(e) => {
+                self.relay.metrics.nack(e.code);
+                ServerFrame::nack_from_error(&e)
+            }
+        }
     }
+
+    /// The answer to a frame refused before it reached the engine.
+    fn refusal(&self, e: FrameError, text: &str) -> ServerFrame {
+        self.relay.metrics.nack(e.code);
+        if is_publish(text) {
+            ServerFrame::nack_from_error(&e)
+        } else {
+            // Not a publish at all (not JSON, not an object, another type):
+            // the protocol answers such frames with `error`, as on /ws.
+            ServerFrame::from_error(&e)
+        }
+    }
+}
+
+/// One frame's answer in a burst: known at once, or a publish still in the engine.
+enum Answer {
+    Ready(ServerFrame),
+    Pending(BoxFuture<'static, (PublishFrame, Result<crate::engine::Published, FrameError>)>),
 }
 
 /// Whether a refused frame was meant as a publish (a JSON object with

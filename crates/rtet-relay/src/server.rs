@@ -186,6 +186,8 @@ pub async fn run_with_engine(
         tokio::join!(relay.http.wait(), relay.publishers.wait())
     })
     .await;
+    // Events this node acked reach its own subscribers before they are closed.
+    let _ = tokio::time::timeout(grace, relay.engine.settle()).await;
     tracing::info!("shutting down: closing subscribers with 1001");
     relay.stop_subscribers.cancel();
     relay.subscribers.close();

@@ -216,4 +216,11 @@ pub trait Engine: Send + Sync + 'static {
     fn is_up(&self) -> bool {
         true
     }
+
+    /// Resolves once every event this node acked so far has been queued for
+    /// this node's subscribers (at once where a publish queues them itself).
+    /// Shutdown waits for it before closing subscribers.
+    fn settle(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }

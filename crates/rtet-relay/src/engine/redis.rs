@@ -207,6 +207,11 @@ struct Inner {
     pubsub_up: AtomicBool,
     /// Woken when commands or pub/sub come up.
     came_up: tokio::sync::Notify,
+    /// Per channel with local subscribers, the highest `seq` this node acked
+    /// that has not reached the hub yet.
+    acked: Mutex<HashMap<String, u64>>,
+    /// Woken when the hub was handed events.
+    fed: tokio::sync::Notify,
     errors: ErrorCounts,
 }
 
@@ -242,6 +247,8 @@ impl RedisEngine {
             commands_up: AtomicBool::new(false),
             pubsub_up: AtomicBool::new(false),
             came_up: tokio::sync::Notify::new(),
+            acked: Mutex::new(HashMap::new()),
+            fed: tokio::sync::Notify::new(),
             errors: ErrorCounts::default(),
         });
         let (queue, rx) = mpsc::unbounded_channel();
@@ -389,6 +396,11 @@ impl Inner {
                 let result = match replies.get(i) {
                     Some(Value::Array(items)) => match (items.first(), items.get(1)) {
                         (Some(Value::Int(seq)), Some(Value::Int(dup))) if *seq > 0 => {
+                            if *dup == 0 && self.hub.has(&batch[i].channel) {
+                                let mut acked = lock(&self.acked);
+                                let top = acked.entry(batch[i].channel.clone()).or_insert(0);
+                                *top = (*top).max(*seq as u64);
+                            }
                             Ok(Published {
                                 seq: *seq as u64,
                                 duplicate: *dup == 1,
@@ -574,6 +586,7 @@ impl Inner {
                     },
                 );
                 self.hub.deliver(channel, seq, &frame);
+                self.fed_up_to(channel, seq);
             }
             return;
         };
@@ -608,6 +621,28 @@ impl Inner {
                 c.seq = c.seq.max(seq);
             }
         }
+        self.fed_up_to(channel, seq);
+    }
+
+    /// Notes that the hub has the channel's events up to `seq`.
+    fn fed_up_to(&self, channel: &str, seq: u64) {
+        let mut acked = lock(&self.acked);
+        if acked.get(channel).is_some_and(|top| *top <= seq) {
+            acked.remove(channel);
+            drop(acked);
+            self.fed.notify_waiters();
+        }
+    }
+
+    /// Whether every event acked here has reached the hub (or has nobody here to reach).
+    fn settled(&self) -> bool {
+        let cursors = lock(&self.cursors);
+        let mut acked = lock(&self.acked);
+        // An ack can be noted after its pub/sub message was already handed on.
+        acked.retain(|channel, top| {
+            self.hub.has(channel) && cursors.get(channel).is_none_or(|c| c.seq < *top)
+        });
+        acked.is_empty()
     }
 
     /// The channel's events cannot be handed on in order (a new epoch, or a
@@ -615,6 +650,7 @@ impl Inner {
     /// to resume with `since`, which tells them `recovered: false`.
     fn history_changed(&self, channel: &str, epoch: &str, seq: u64) {
         let n = self.hub.disconnect_all(channel);
+        self.fed_up_to(channel, u64::MAX);
         tracing::info!(
             channel,
             subscribers = n,
@@ -933,6 +969,18 @@ impl Engine for RedisEngine {
                 inner.errors.maintain.fetch_add(1, Ordering::Relaxed);
             }
         });
+    }
+
+    fn settle(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            loop {
+                let fed = self.inner.fed.notified();
+                if self.inner.settled() {
+                    return;
+                }
+                fed.await;
+            }
+        })
     }
 
     fn is_up(&self) -> bool {
