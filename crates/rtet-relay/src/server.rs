@@ -119,7 +119,7 @@ pub async fn run_with_engine(
                 tick.tick().await;
                 relay.engine.maintain();
                 round = round.wrapping_add(1);
-                if round % TRIM_EVERY == 0 {
+                if round.is_multiple_of(TRIM_EVERY) {
                     give_back_memory();
                 }
                 relay.forget_refilled_replay_budgets();

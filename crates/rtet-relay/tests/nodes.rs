@@ -296,3 +296,53 @@ fn the_redis_harness_restarts_an_empty_server_on_the_same_port() {
     assert_eq!(redis.port(), port);
     assert_eq!(redis.command(&["GET", "k"]), "$-1", "nothing persisted");
 }
+
+#[tokio::test]
+async fn garbage_in_redis_is_counted_and_never_delivered_or_replayed() {
+    let redis = Redis::start_new();
+    let (a, b) = two_nodes(&redis).await;
+    let mut sub = b.subscriber().await;
+    let epoch = subscribe(&mut sub, "public", None).await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut p = a.publisher().await;
+    publish(&mut p, "e1", "public", json!(1)).await;
+    assert_eq!(events(&mut sub, 1).await[0].0, 1);
+    // Someone else writes garbage to the channel's pub/sub name (only node B,
+    // which has a subscriber, listens) and, below, to its stream.
+    assert_eq!(
+        redis.command(&["PUBLISH", "rtet:{public}:live", "not-an-event"]),
+        ":1"
+    );
+    b.wait_metric("rtet_engine_errors_total{op=\"corrupt\"}", 1.0)
+        .await;
+    let ack = publish(&mut p, "e2", "public", json!(2)).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let (seq, id) = events(&mut sub, 1).await.remove(0);
+    assert_eq!(
+        (seq, id.as_str()),
+        (2, "e2"),
+        "the garbage was not delivered"
+    );
+    assert!(redis
+        .command(&[
+            "XADD",
+            "rtet:{public}:stream",
+            "3-0",
+            "f",
+            "x",
+            "t",
+            "not-a-time"
+        ])
+        .starts_with('$'));
+    // A resume over corrupt history is answered as not recovered, not refused or crashed.
+    let mut resumed = b.subscriber().await;
+    let s = subscribe(&mut resumed, "public", Some((&epoch, 1))).await;
+    assert_eq!(s["type"], "subscribed", "{s}");
+    assert_eq!(s["recovered"], false, "{s}");
+    assert_eq!(
+        b.metric("rtet_engine_errors_total{op=\"corrupt\"}").await,
+        2.0
+    );
+}

@@ -1,9 +1,10 @@
 //! The in-memory engine: one mutex-guarded state per channel.
 //!
 //! Publishing takes the channel's lock, assigns `seq`, encodes the event once
-//! and pushes the same bytes into every subscriber's [`Outbox`] without
-//! waiting. Subscribing takes the same lock to read the replay and register
-//! the outbox, so replay and live events meet exactly. History lives as long
+//! and, still holding it, has the [`Hub`] push the same bytes into every
+//! subscriber's [`Outbox`] without waiting. Subscribing takes the same lock
+//! to read the replay and register the outbox with the hub, so replay and
+//! live events meet exactly. History lives as long
 //! as this process: each channel gets a random epoch when it is created, so a
 //! restart (or a channel forgotten after going quiet) is visible to clients.
 
@@ -17,12 +18,13 @@ use rtet_protocol::frames::encode_event;
 use rtet_protocol::{PublishFrame, Since};
 use tokio::time::Instant;
 
+use super::hub::Hub;
 use super::{
     new_epoch, BoxFuture, Engine, EngineError, EngineStats, History, Published, SubscriberId,
     Subscription,
 };
 use crate::config::Config;
-use crate::outbox::{Outbox, Push};
+use crate::outbox::Outbox;
 use rtet_protocol::sync::lock;
 
 /// Bounds of the in-memory engine, taken from the relay's [`Config`].
@@ -106,7 +108,6 @@ struct ChannelState {
     epoch: String,
     seq: u64,
     history: VecDeque<Stored>,
-    subscribers: HashMap<SubscriberId, Arc<Outbox>>,
     dedupe: HashMap<String, u64>,
     dedupe_order: VecDeque<(Instant, String)>,
 }
@@ -120,7 +121,9 @@ pub struct MemoryEngine {
     history_events: AtomicUsize,
     history_bytes: Budget,
     dedupe_entries: Budget,
-    subscriptions: AtomicUsize,
+    /// This process's subscribers; a publish fans out through it while it
+    /// holds the channel's lock, so deliveries follow `seq` exactly.
+    hub: Hub,
 }
 
 impl MemoryEngine {
@@ -131,7 +134,7 @@ impl MemoryEngine {
             history_events: AtomicUsize::new(0),
             history_bytes: Budget::new(config.max_history_bytes),
             dedupe_entries: Budget::new(config.max_dedupe_entries),
-            subscriptions: AtomicUsize::new(0),
+            hub: Hub::new(),
             config,
         }
     }
@@ -158,7 +161,6 @@ impl MemoryEngine {
                             epoch: new_epoch(),
                             seq: 0,
                             history: VecDeque::new(),
-                            subscribers: HashMap::new(),
                             dedupe: HashMap::new(),
                             dedupe_order: VecDeque::new(),
                         }));
@@ -260,15 +262,7 @@ impl MemoryEngine {
             });
         }
         state.seq = seq;
-        let mut delivered = 0;
-        let mut overflowed = 0;
-        for outbox in state.subscribers.values() {
-            match outbox.push(frame.clone()) {
-                Push::Queued => delivered += 1,
-                Push::Overflowed => overflowed += 1,
-                Push::Dropped => {}
-            }
-        }
+        let fanout = self.hub.deliver(&event.channel, seq, &frame);
         if keep {
             if pushed_out > 0 {
                 // Taken above was the growth only; what shrinks comes back here.
@@ -289,14 +283,15 @@ impl MemoryEngine {
         Ok(Published {
             seq,
             duplicate: false,
-            delivered,
-            overflowed,
+            delivered: fanout.delivered,
+            overflowed: fanout.overflowed,
         })
     }
 
     fn subscribe_locked(
         &self,
         state: &mut ChannelState,
+        channel: &str,
         since: Option<&Since>,
         subscriber: SubscriberId,
         outbox: &Arc<Outbox>,
@@ -328,13 +323,10 @@ impl MemoryEngine {
                 }
             }
         };
-        if state
-            .subscribers
-            .insert(subscriber, Arc::clone(outbox))
-            .is_none()
-        {
-            self.subscriptions.fetch_add(1, Ordering::Relaxed);
-        }
+        // Under the channel's lock no event comes between the replay and the
+        // registration, so the hub's hold is released at once.
+        self.hub.add_held(channel, subscriber, Arc::clone(outbox));
+        self.hub.release(channel, subscriber, state.seq);
         Subscription {
             epoch: state.epoch.clone(),
             seq: state.seq,
@@ -368,17 +360,20 @@ impl Engine for MemoryEngine {
         max_replay_bytes: usize,
     ) -> BoxFuture<'_, Result<Subscription, EngineError>> {
         let result = self.with_channel(&channel, |state| {
-            self.subscribe_locked(state, since.as_ref(), subscriber, &outbox, max_replay_bytes)
+            self.subscribe_locked(
+                state,
+                &channel,
+                since.as_ref(),
+                subscriber,
+                &outbox,
+                max_replay_bytes,
+            )
         });
         Box::pin(std::future::ready(result))
     }
 
     fn unsubscribe(&self, channel: String, subscriber: SubscriberId) -> BoxFuture<'_, ()> {
-        if let Some(c) = self.existing(&channel) {
-            if lock(&c).subscribers.remove(&subscriber).is_some() {
-                self.subscriptions.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
+        self.hub.remove(&channel, subscriber);
         Box::pin(std::future::ready(()))
     }
 
@@ -401,7 +396,7 @@ impl Engine for MemoryEngine {
             history_events: self.history_events.load(Ordering::Relaxed),
             history_bytes: self.history_bytes.used(),
             dedupe_entries: self.dedupe_entries.used(),
-            subscriptions: self.subscriptions.load(Ordering::Relaxed),
+            subscriptions: self.hub.subscriptions(),
             ..EngineStats::default()
         }
     }
@@ -409,11 +404,11 @@ impl Engine for MemoryEngine {
     fn maintain(&self) {
         let now = Instant::now();
         let mut map = lock(&self.channels);
-        map.retain(|_, channel| {
+        map.retain(|name, channel| {
             let mut state = lock(channel);
             self.expire(&mut state, now);
-            let empty =
-                state.history.is_empty() && state.subscribers.is_empty() && state.dedupe.is_empty();
+            // Subscribers register under the channel's lock, so this cannot miss one.
+            let empty = state.history.is_empty() && !self.hub.has(name) && state.dedupe.is_empty();
             if empty {
                 state.dead = true;
             }

@@ -471,7 +471,11 @@ impl Inner {
                 Value::Int(n) if *n >= 0 => *n as u64,
                 _ => return None,
             };
-            let entries = self.parse_entries(parts.get(2)?)?;
+            // Corrupt history is history lost: nothing is replayed from it.
+            let entries = self.parse_entries(parts.get(2)?).unwrap_or_else(|| {
+                self.errors.corrupt.fetch_add(1, Ordering::Relaxed);
+                Vec::new()
+            });
             Some((epoch, seq, entries))
         })();
         parsed.ok_or_else(|| {
