@@ -5,6 +5,14 @@
 //! on one connection to one channel get increasing `seq` in send order. Every
 //! `publish` gets exactly one `ack` or `nack`; answers to a pipelined burst
 //! are written together and flushed once.
+//!
+//! Each publish of a burst is handed to the engine as it is read and the
+//! answers are awaited after. With an engine that answers later (Redis), a
+//! refusal of one event can therefore come after later events of the same
+//! burst were stored: those are acked (they are stored, once), and the hold
+//! for the refused one keeps its retry ahead of everything sent after the
+//! burst. Only such a refusal in the middle of a burst (Redis failing between
+//! two pipelines) can put a retried event after later ones.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -249,17 +257,25 @@ impl Publisher {
 
     /// The `ack` or `nack` for a publish the engine answered; holds for it
     /// if it was refused `rate_limited`, so later events cannot overtake its retry.
+    /// A hold for an earlier event of the same burst stays until that event
+    /// itself is sent again: events behind it were already in the engine.
     fn conclude(
         &mut self,
         frame: PublishFrame,
         result: Result<crate::engine::Published, FrameError>,
     ) -> ServerFrame {
-        self.held_for = match &result {
-            Err(e) if e.code == ErrorCode::RateLimited => {
-                Some((frame.id.clone(), frame.channel.clone()))
-            }
-            _ => None,
-        };
+        let holds_another = self
+            .held_for
+            .as_ref()
+            .is_some_and(|(id, channel)| (id, channel) != (&frame.id, &frame.channel));
+        if !holds_another {
+            self.held_for = match &result {
+                Err(e) if e.code == ErrorCode::RateLimited => {
+                    Some((frame.id.clone(), frame.channel.clone()))
+                }
+                _ => None,
+            };
+        }
         match result {
             Ok(p) => ServerFrame::Ack {
                 id: frame.id,

@@ -772,7 +772,7 @@ async fn feed(inner: Arc<Inner>) {
             let mut current = inner.sink.lock().await;
             let channels = inner.hub.channels();
             let names: Vec<String> = channels.iter().map(|c| live_name(c)).collect();
-            if !names.is_empty() && sink.subscribe(&names).await.is_err() {
+            if !names.is_empty() && !answered(sink.subscribe(&names)).await {
                 inner.errors.pubsub.fetch_add(1, Ordering::Relaxed);
                 drop(current);
                 tokio::time::sleep(delay).await;
@@ -855,7 +855,7 @@ impl Engine for RedisEngine {
                 let first = inner.hub.add_held(&channel, subscriber, outbox);
                 if first {
                     let subscribed = match sink.as_mut() {
-                        Some(s) => s.subscribe(live_name(&channel)).await.is_ok(),
+                        Some(s) => answered(s.subscribe(live_name(&channel))).await,
                         None => false,
                     };
                     if !subscribed {
@@ -993,13 +993,22 @@ impl Engine for RedisEngine {
     }
 }
 
+/// Whether a pub/sub command succeeded within the response timeout (a
+/// connection that went silent must not hold every subscribe behind it).
+async fn answered(command: impl std::future::Future<Output = redis::RedisResult<()>>) -> bool {
+    matches!(
+        tokio::time::timeout(RESPONSE_TIMEOUT, command).await,
+        Ok(Ok(()))
+    )
+}
+
 /// Removes a local subscriber; the channel's last one here stops this node's pub/sub for it.
 async fn drop_interest(inner: &Inner, channel: &str, subscriber: SubscriberId) {
     let mut sink = inner.sink.lock().await;
     if inner.hub.remove(channel, subscriber) {
         lock(&inner.cursors).remove(channel);
         if let Some(s) = sink.as_mut() {
-            if s.unsubscribe(live_name(channel)).await.is_err() {
+            if !answered(s.unsubscribe(live_name(channel))).await {
                 inner.errors.pubsub.fetch_add(1, Ordering::Relaxed);
             }
         }
