@@ -10,7 +10,9 @@
 #   scripts/run.sh                  # with the extension
 #   scripts/run.sh --no-extension   # the plugin on its HTTP fallback
 #   scripts/run.sh --skip-setup     # do not run scripts/setup.sh first
-#   options after these go to scripts/site/up.mjs (--workers N, --keep)
+#   scripts/run.sh --nodes 2        # two relay nodes on redis-server behind an nginx balancer:
+#                                   # WordPress publishes through node A, browsers come through the balancer
+#   options after these go to scripts/site/up.mjs (--workers N, --nodes N, --keep)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -27,8 +27,8 @@ APT_PACKAGES=(
   phpunit
   # scripts/dist.sh: the plugin zip
   zip
-  # the relay's Redis engine tests (a real redis-server per test); benchmarks:
-  # a Redis PUBLISH baseline through phpredis
+  # the relay's Redis engine tests (a real redis-server per test), scripts/run.sh
+  # --nodes and its e2e and PHP tests; benchmarks: a Redis PUBLISH baseline through phpredis
   redis-server php-redis
   # benchmarks: nginx with nchan, the C peer of `rtet-bench compare` (and its smoke test)
   libnginx-mod-nchan

@@ -67,7 +67,7 @@ final class Relay {
             . ' --history-size 50000'
             // collect() replays whole histories to check them: no replay bound.
             . ' --max-replay-bytes 1000000000 --replay-bytes-per-connection 1000000000 --replay-bytes-per-ip 1000000000';
-        foreach (['public', 'stream', 'down', 'restart', 'spool', 'overflow', 'fork', 'fpm', 'tls', 'leak'] as $c) {
+        foreach (['public', 'stream', 'down', 'restart', 'spool', 'overflow', 'fork', 'fpm', 'tls', 'leak', 'engine'] as $c) {
             $cmd .= ' --anonymous-channel ' . $c;
         }
         foreach ($args as $a) {
@@ -536,4 +536,80 @@ function metric_value(string $metrics, string $sample): ?float {
         if (str_starts_with($line, $sample . ' ')) return (float)substr($line, strlen($sample) + 1);
     }
     return null;
+}
+
+/**
+ * redis-server on a free loopback port, its data (append-only file, fsynced
+ * every second) in its own directory; stop() and start() again keep both, as
+ * a restarted Redis would.
+ */
+final class RedisServer {
+    public $proc = null;
+    public int $port;
+    public string $dir;
+
+    public function __construct() {
+        $this->dir = tmpdir();
+        $GLOBALS['__cleanup'][] = fn() => $this->kill();
+        // A port picked free can be taken before redis binds it: pick again.
+        for ($attempt = 1; ; $attempt++) {
+            $addr = unused_addr();
+            $this->port = (int)substr($addr, strrpos($addr, ':') + 1);
+            try {
+                $this->start();
+                return;
+            } catch (CheckFailed $e) {
+                if ($attempt >= 5 || !str_contains($e->getMessage(), 'in use')) throw $e;
+            }
+        }
+    }
+
+    public function url(): string { return "redis://127.0.0.1:{$this->port}/0"; }
+
+    public function start(): void {
+        $cmd = ['redis-server', '--bind', '127.0.0.1', '--port', (string)$this->port, '--dir', $this->dir,
+            '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--daemonize', 'no'];
+        $this->proc = proc_open($cmd, [0 => ['file', '/dev/null', 'r'], 1 => ['file', "{$this->dir}/redis.log", 'a'], 2 => ['redirect', 1]], $pipes);
+        check(is_resource($this->proc), 'redis-server starts');
+        wait_until(function () {
+            if (!proc_get_status($this->proc)['running']) {
+                throw new CheckFailed('redis-server exited: ' . @file_get_contents("{$this->dir}/redis.log"));
+            }
+            return $this->ping();
+        }, 'redis-server answers PING');
+    }
+
+    private function ping(): bool {
+        $s = @stream_socket_client("tcp://127.0.0.1:{$this->port}", $errno, $err, 1);
+        if ($s === false) return false;
+        fwrite($s, "PING\r\n");
+        $line = fgets($s);
+        fclose($s);
+        return $line === "+PONG\r\n";
+    }
+
+    /** SIGTERM (Redis writes its append-only file and exits) and waits for the exit. */
+    public function stop(): void {
+        $pid = proc_get_status($this->proc)['pid'];
+        posix_kill($pid, SIGTERM);
+        wait_until(fn() => !proc_get_status($this->proc)['running'], 'redis-server exits on SIGTERM');
+        proc_close($this->proc);
+        $this->proc = null;
+    }
+
+    public function kill(): void {
+        if (is_resource($this->proc)) {
+            $st = proc_get_status($this->proc);
+            if ($st['running']) posix_kill($st['pid'], SIGKILL);
+            proc_close($this->proc);
+        }
+    }
+}
+
+/** The HTTP status of GET $url (0 when nothing answers). */
+function http_status(string $url): int {
+    $ctx = stream_context_create(['http' => ['ignore_errors' => true, 'timeout' => 5]]);
+    $body = @file_get_contents($url, false, $ctx);
+    if ($body === false || !isset($http_response_header[0])) return 0;
+    return (int)explode(' ', $http_response_header[0])[1];
 }

@@ -5,6 +5,10 @@
  * Everything listens on loopback, on free ports, and runs from one
  * directory that stop() removes.
  *
+ * With `nodes: N`, the relay is N nodes on one redis-server (AOF, everysec)
+ * behind an nginx balancer (scripts/site/balancer.mjs): WordPress publishes
+ * through the first node, browsers connect through the balancer.
+ *
  * Used by `scripts/run.sh` (through up.mjs) and by the end-to-end tests.
  * Only Node's standard library: no npm packages needed to run the site.
  *
@@ -19,6 +23,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { balancerConfig } from './balancer.mjs';
 
 const execFileP = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -142,6 +147,8 @@ async function run(cmd, args, opts = {}) {
  * - `dir`: working directory (default: a new one under /tmp).
  * - `relayArgs`: extra flags for rtet-relay.
  * - `relayLog`: RUST_LOG for the relay (default info).
+ * - `nodes` (int): run that many relay nodes on Redis behind an nginx balancer
+ *   (default: one relay with its in-memory engine, no Redis, no balancer).
  * - `plugin` (bool, default true): install the plugin from the repository (false: only its settings).
  * - `fixtures` (bool): install the test-only must-use plugins of tests/e2e/fixtures.
  * - `log(msg)`: progress output.
@@ -170,6 +177,7 @@ export class Site {
     this.apiKey = randomBytes(24).toString('hex'); // 48 chars
     this.admin = { user: 'admin', password: randomBytes(9).toString('base64url'), email: 'admin@example.test' };
     this.dbPassword = randomBytes(12).toString('hex');
+    this.nodes = opts.nodes || 0;
     this.procs = {};
     // If this process ends without stop() (a crash, a test runner's timeout), take the servers with it.
     this.onExit = () => {
@@ -184,6 +192,17 @@ export class Site {
   get relayUrl() { return `ws://127.0.0.1:${this.ports.relay}`; }
   /** The relay's base URL for HTTP (healthz, metrics). */
   get relayHttp() { return `http://127.0.0.1:${this.ports.relay}`; }
+  /** The relay URL browsers use: the balancer with several nodes, else the relay. */
+  get publicUrl() { return this.nodes ? `ws://127.0.0.1:${this.ports.balancer}` : this.relayUrl; }
+  /** The Redis URL the nodes are started with (`--engine`). */
+  get engineUrl() { return `redis://127.0.0.1:${this.ports.redis}/0`; }
+
+  /** Key in `procs` and `ports` of relay node `i` (0, the node WordPress publishes through, is `relay`). */
+  static nodeKey(i) { return i === 0 ? 'relay' : `relay-${String.fromCharCode(97 + i)}`; }
+  /** WebSocket base URL of node `i`, directly (not through the balancer). */
+  nodeUrl(i) { return `ws://127.0.0.1:${this.ports[Site.nodeKey(i)]}`; }
+  /** HTTP base URL of node `i` (healthz, metrics). */
+  nodeHttp(i) { return `http://127.0.0.1:${this.ports[Site.nodeKey(i)]}`; }
 
   async start() {
     if (this.opts.relay !== false && !fs.existsSync(this.relayBin)) {
@@ -200,7 +219,11 @@ export class Site {
     await this.withFreePort('fpm', () => this.startPhp());
     await this.withFreePort('http', () => this.startNginx());
     this.writeWpConfig();
-    if (this.opts.relay !== false) await this.withFreePort('relay', () => this.startRelay());
+    if (this.nodes) {
+      await this.withFreePort('redis', () => this.startRedis());
+      for (let i = 0; i < this.nodes; i++) await this.withFreePort(Site.nodeKey(i), () => this.startRelay(i));
+      await this.withFreePort('balancer', () => this.startBalancer());
+    } else if (this.opts.relay !== false) await this.withFreePort('relay', () => this.startRelay());
     else this.ports.relay = await freePort();
     await this.installWordPress();
   }
@@ -308,25 +331,66 @@ require_once ABSPATH . 'wp-settings.php';
 `);
   }
 
-  async startRelay() {
+  /**
+   * Starts relay node `i` (0 unless `nodes` is set) on its port, which is kept
+   * across restarts. With `nodes`, on the Redis engine, trusting the balancer's
+   * X-Forwarded-For.
+   */
+  async startRelay(i = 0) {
+    const key = Site.nodeKey(i);
     // The key goes by a file only this user can read, never on the command line (ps shows that to everyone).
     const keyFile = path.join(this.dir, 'relay.key');
     fs.writeFileSync(keyFile, `${this.apiKey}\n`, { mode: 0o600 });
-    const args = ['--listen', `127.0.0.1:${this.ports.relay}`, '--api-key-file', keyFile,
-      '--allowed-origin', `http://127.0.0.1:${this.ports.http}`, ...(this.opts.relayArgs || [])];
-    this.procs.relay = new Proc('rtet-relay', this.relayBin, args, {
-      logFile: path.join(this.dir, 'relay.log'), env: { RUST_LOG: this.opts.relayLog || process.env.RUST_LOG || 'info', NO_COLOR: '1' },
+    const nodeArgs = this.nodes ? ['--engine', this.engineUrl, '--trusted-proxy', '127.0.0.1'] : [];
+    const args = ['--listen', `127.0.0.1:${this.ports[key]}`, '--api-key-file', keyFile,
+      '--allowed-origin', `http://127.0.0.1:${this.ports.http}`, ...nodeArgs, ...(this.opts.relayArgs || [])];
+    this.procs[key] = new Proc(`rtet-relay ${key}`, this.relayBin, args, {
+      logFile: path.join(this.dir, `${key}.log`), env: { RUST_LOG: this.opts.relayLog || process.env.RUST_LOG || 'info', NO_COLOR: '1' },
     });
-    await waitFor('rtet-relay /healthz', async () => {
-      this.procs.relay.assertRunning();
-      return httpOk(`${this.relayHttp}/healthz`);
+    await waitFor(`rtet-relay ${key} /healthz`, async () => {
+      this.procs[key].assertRunning();
+      return httpOk(`${this.nodeHttp(i)}/healthz`);
     });
-    this.log(`rtet-relay on ${this.relayUrl}`);
+    this.log(`rtet-relay${this.nodes ? ` node ${key} (engine ${this.engineUrl})` : ''} on ${this.nodeUrl(i)}`);
   }
 
-  /** Stops the relay (its in-memory history goes with it). */
-  async stopRelay() {
-    await this.procs.relay?.stop();
+  /** Stops the relay, or node `i` (with the memory engine its history goes with it). */
+  async stopRelay(i = 0, signal = 'SIGTERM') {
+    await this.procs[Site.nodeKey(i)]?.stop(signal);
+  }
+
+  /**
+   * redis-server on a free loopback port, data in its own directory with
+   * the append-only file fsynced every second (what docs/scaling.md advises).
+   */
+  async startRedis() {
+    const dir = path.join(this.dir, 'redis');
+    fs.mkdirSync(dir, { recursive: true });
+    this.procs.redis = new Proc('redis-server', 'redis-server', ['--bind', '127.0.0.1', '--port', String(this.ports.redis),
+      '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--daemonize', 'no'],
+    { logFile: path.join(this.dir, 'redis.log') });
+    await waitFor('redis-server', async () => {
+      this.procs.redis.assertRunning();
+      if (!(await tcpOpen(this.ports.redis))) return false;
+      const { stdout } = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(this.ports.redis), 'PING']);
+      return stdout.trim() === 'PONG';
+    });
+    this.log(`redis-server on ${this.engineUrl} (AOF everysec in ${dir})`);
+  }
+
+  /** The nginx balancer (scripts/site/balancer.mjs) in front of every relay node. */
+  async startBalancer() {
+    const d = this.dir;
+    for (const t of ['client', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) fs.mkdirSync(path.join(d, 'nginx-tmp', t), { recursive: true });
+    const nodes = Array.from({ length: this.nodes }, (_, i) => `127.0.0.1:${this.ports[Site.nodeKey(i)]}`);
+    fs.writeFileSync(path.join(d, 'balancer.conf'), balancerConfig({ dir: d, listen: `127.0.0.1:${this.ports.balancer}`, nodes, asRoot: IS_ROOT }));
+    this.procs.balancer = new Proc('nginx balancer', 'nginx', ['-c', path.join(d, 'balancer.conf'), '-p', d],
+      { logFile: path.join(d, 'balancer.out') });
+    await waitFor('nginx balancer', async () => {
+      this.procs.balancer.assertRunning();
+      return tcpOpen(this.ports.balancer);
+    });
+    this.log(`nginx balancer on ${this.publicUrl} in front of ${nodes.join(', ')}`);
   }
 
   async startPhp() {
@@ -462,11 +526,11 @@ if ( $args['activate'] ) {
 $s = get_option( 'rtet_settings', array() );
 $s['websocket_server_url'] = $args['relay'];
 if ( $args['activate'] ) {
-	$s['public_url'] = $args['relay']; // without the plugin: only the original recipe's two keys
+	$s['public_url'] = $args['public']; // without the plugin: only the original recipe's two keys
 }
 $s['api_key'] = $args['key'];
 update_option( 'rtet_settings', $s );
-`, { relay: this.relayUrl, key: this.apiKey, activate: this.opts.plugin !== false }, { extension: false });
+`, { relay: this.relayUrl, public: this.publicUrl, key: this.apiKey, activate: this.opts.plugin !== false }, { extension: false });
     await waitFor('WordPress front page', () => httpOk(`${this.url}/`));
     if (this.opts.plugin !== false) await this.checkFrontPage();
     this.log(`WordPress on ${this.url} (admin: ${this.admin.user} / ${this.admin.password})`);
@@ -499,7 +563,8 @@ update_option( 'rtet_settings', $s );
 
   /** Tears everything down; the working directory goes too unless keepDir. */
   async stop({ keepDir = false } = {}) {
-    const order = ['nginx', 'php', 'relay', 'db'];
+    const nodes = Array.from({ length: this.nodes }, (_, i) => Site.nodeKey(i)).filter((k) => k !== 'relay');
+    const order = ['nginx', 'balancer', 'php', 'relay', ...nodes, 'redis', 'db'];
     for (const name of order) {
       try { await this.procs[name]?.stop(name === 'php' ? 'SIGQUIT' : 'SIGTERM'); } catch { /* already gone */ }
     }

@@ -45,6 +45,12 @@ enum Command {
     /// steady publish rate, and report the relay's memory and descriptors over
     /// time and whether every event reached every subscriber once.
     Soak(SoakArgs),
+    /// Start rtet-relay as one node on its memory engine, one node on Redis,
+    /// and two nodes on one Redis (publisher on the first, subscribers split
+    /// over both), each on fresh processes per measurement, interleaved:
+    /// publish acks/s from one pipelined publisher, flood deliveries/s,
+    /// latency at a fixed rate, Redis CPU per 1,000 publishes.
+    Nodes(NodesArgs),
     /// Probe subscribers (started by `compare` and `latency`, one process for
     /// all probes): see the library's `probe` module for the line protocol on
     /// stdin and stdout.
@@ -102,6 +108,78 @@ struct SoakArgs {
     /// Extra flags for rtet-relay (repeatable), after the bench's own limit flags.
     #[arg(long = "relay-arg", allow_hyphen_values = true)]
     relay_args: Vec<String>,
+}
+
+#[derive(Args)]
+struct NodesArgs {
+    /// Events the pipelined publisher sends for the acks measurement (no subscribers).
+    #[arg(long, default_value_t = 100_000)]
+    publishes: u64,
+    /// Subscribers for the flood measurement.
+    #[arg(long, default_value_t = 10_000)]
+    flood_subscribers: usize,
+    /// Events to flood at most.
+    #[arg(long, default_value_t = 2_000)]
+    flood_events: u64,
+    /// Seconds to flood at most.
+    #[arg(long, default_value_t = 20)]
+    flood_secs: u64,
+    /// Events per second for the latency measurement.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Subscribers for the latency measurement.
+    #[arg(long, default_value_t = 1_000)]
+    rate_subscribers: usize,
+    /// Seconds of the latency measurement (the first second is warm-up, not timed).
+    #[arg(long, default_value_t = 10)]
+    rate_secs: u64,
+    /// Unacked publishes in flight at most.
+    #[arg(long, default_value_t = 256)]
+    window: usize,
+    /// Source addresses to spread connections over: 127.0.0.1 ..= 127.0.0.N.
+    #[arg(long, default_value_t = 16)]
+    sources: usize,
+    /// Padding bytes in each event's data (the frame is about 130 bytes more).
+    #[arg(long, default_value_t = 100)]
+    payload_bytes: usize,
+    /// The setups to measure, in this order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "memory,redis,redis2"
+    )]
+    only: Vec<Setup>,
+    /// The rtet-relay binary (default: next to this executable).
+    #[arg(long)]
+    relay_bin: Option<PathBuf>,
+    /// Extra flags for rtet-relay (repeatable), after the bench's own limit flags.
+    #[arg(long = "relay-arg", allow_hyphen_values = true)]
+    relay_args: Vec<String>,
+    /// The redis-server executable.
+    #[arg(long, default_value = "redis-server")]
+    redis_server: String,
+}
+
+/// How the relay runs in `nodes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Setup {
+    /// One node, its in-memory engine.
+    Memory,
+    /// One node on Redis.
+    Redis,
+    /// Two nodes on one Redis.
+    Redis2,
+}
+
+impl Setup {
+    fn label(self) -> &'static str {
+        match self {
+            Setup::Memory => "memory engine, 1 node",
+            Setup::Redis => "Redis engine, 1 node",
+            Setup::Redis2 => "Redis engine, 2 nodes",
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -264,6 +342,7 @@ fn main() -> Result<()> {
                 Ok(())
             }
             Command::Soak(args) => soak(args, nofile).await,
+            Command::Nodes(args) => nodes(args).await,
             Command::Probe(_) => unreachable!("handled before the runtime starts"),
         }
     })
@@ -757,4 +836,364 @@ async fn soak(args: SoakArgs, nofile: u64) -> Result<()> {
     } else {
         bail!("the soak lost, repeated or refused events, or the relay died")
     }
+}
+
+/// The processes of one `nodes` setup: Redis (unless memory) and its relay nodes.
+struct Started {
+    redis: Option<spawn::RedisServer>,
+    nodes: Vec<spawn::Running>,
+}
+
+impl Started {
+    async fn start(
+        setup: Setup,
+        relay_bin: &std::path::Path,
+        flags: &[String],
+        redis_bin: &str,
+    ) -> Result<Started> {
+        let redis = match setup {
+            Setup::Memory => None,
+            Setup::Redis | Setup::Redis2 => Some(spawn::start_redis(redis_bin).await?),
+        };
+        let mut node_flags = flags.to_vec();
+        if let Some(r) = &redis {
+            node_flags.extend(["--engine".to_owned(), r.url()]);
+        }
+        let count = if setup == Setup::Redis2 { 2 } else { 1 };
+        let mut nodes = Vec::new();
+        for _ in 0..count {
+            nodes.push(spawn::start_relay(relay_bin, &node_flags).await?);
+        }
+        Ok(Started { redis, nodes })
+    }
+
+    /// The node the publisher uses.
+    fn publisher(&self) -> &Target {
+        &self.nodes[0].target
+    }
+
+    /// The nodes subscribers spread over.
+    fn subscribers(&self) -> Vec<Target> {
+        self.nodes.iter().map(|n| n.target.clone()).collect()
+    }
+
+    /// Redis's CPU seconds so far.
+    fn redis_cpu(&self) -> Option<f64> {
+        let pid = self.redis.as_ref()?.child.id()?;
+        sys::cpu_secs(pid).ok()
+    }
+
+    async fn stop(self) {
+        for n in self.nodes {
+            n.stop().await;
+        }
+    }
+}
+
+/// The measurements of `nodes`, in the order they run.
+#[derive(Clone, Copy)]
+enum NodesMeasure {
+    /// One pipelined publisher, no subscriber: publish acks/s.
+    Acks,
+    /// Deliveries per second.
+    Flood,
+    /// Latency at a fixed rate.
+    Latency,
+}
+
+/// What `nodes` measured on one setup.
+#[derive(Default)]
+struct NodesSide {
+    /// The acks run: what was published, in how long, and Redis's CPU seconds.
+    acks: Option<(rtet_bench::publisher::Published, Duration, Option<f64>)>,
+    /// The flood.
+    flood: Option<Delivery>,
+    /// The fixed-rate run.
+    latency: Option<Delivery>,
+}
+
+/// One pipelined publisher and no subscriber: how fast publishes are acked.
+async fn acks_only(
+    target: &Target,
+    args: &NodesArgs,
+) -> Result<(rtet_bench::publisher::Published, Duration)> {
+    let shared = rtet_bench::subscriber::Shared {
+        delivered: Default::default(),
+        clock: rtet_bench::wire::Clock::start(),
+    };
+    let plan = Plan {
+        events: args.publishes,
+        max_duration: Duration::from_secs(120),
+        rate: None,
+        window: args.window,
+        lag: None,
+        payload_bytes: args.payload_bytes,
+        drain: Duration::from_secs(5),
+        drain_cap: Duration::from_secs(60),
+    };
+    let run = format!("acks.{}.{}", std::process::id(), shared.clock.now_us());
+    let start = std::time::Instant::now();
+    let published = rtet_bench::publisher::publish(target, &plan, &shared, &run).await?;
+    Ok((published, start.elapsed()))
+}
+
+async fn nodes(args: NodesArgs) -> Result<()> {
+    let load_at_start = sys::load_average();
+    eprintln!("machine: {}", sys::machine());
+    let relay_bin = args
+        .relay_bin
+        .clone()
+        .unwrap_or_else(spawn::default_relay_bin);
+    let mut flags: Vec<String> = RELAY_LOAD_FLAGS.iter().map(|s| s.to_string()).collect();
+    flags.extend(args.relay_args.iter().cloned());
+    let load = Load {
+        flood_subscribers: args.flood_subscribers,
+        flood_events: args.flood_events,
+        flood_secs: args.flood_secs,
+        lag: 16,
+        window: args.window,
+        rate: vec![args.rate],
+        rate_subscribers: args.rate_subscribers,
+        rate_secs: args.rate_secs,
+        idle_connections: 0,
+        sources: args.sources,
+        in_flight: 256,
+        payload_bytes: args.payload_bytes,
+        probes: 0,
+    };
+    let fleet = |subscribers| Fleet {
+        subscribers,
+        sources: load.sources,
+        in_flight: load.in_flight,
+    };
+    let mut sides: Vec<(Setup, NodesSide)> = args
+        .only
+        .iter()
+        .map(|&s| (s, NodesSide::default()))
+        .collect();
+    // Measurement by measurement, each setup in turn on fresh processes, so
+    // the setups meet the machine's load at about the same time.
+    for measure in [
+        NodesMeasure::Acks,
+        NodesMeasure::Flood,
+        NodesMeasure::Latency,
+    ] {
+        for (setup, side) in sides.iter_mut() {
+            let label = setup.label();
+            let started = Started::start(*setup, &relay_bin, &flags, &args.redis_server).await?;
+            let redis_before = started.redis_cpu();
+            let redis_cpu = |s: &Started| s.redis_cpu().zip(redis_before).map(|(a, b)| a - b);
+            match measure {
+                NodesMeasure::Acks => {
+                    eprintln!(
+                        "== {label}: {} publishes, one pipelined publisher (window {})",
+                        args.publishes, args.window
+                    );
+                    match acks_only(started.publisher(), &args).await {
+                        Ok((p, took)) => {
+                            let cpu = redis_cpu(&started);
+                            eprintln!(
+                                "  acked {} of {} (nacked {}{}) in {:.2} s: {} acks/s; Redis CPU {}",
+                                group(p.acked),
+                                group(p.sent),
+                                p.nacked,
+                                p.first_nack.as_deref().map(|e| format!(": {e}")).unwrap_or_default(),
+                                took.as_secs_f64(),
+                                group((p.acked as f64 / took.as_secs_f64()) as u64),
+                                cpu.map_or("-".into(), |c| format!("{c:.2} s"))
+                            );
+                            side.acks = Some((p, took, cpu));
+                        }
+                        Err(e) => eprintln!("{label}: acks failed: {e:#}"),
+                    }
+                }
+                NodesMeasure::Flood => {
+                    eprintln!(
+                        "== {label}: flood to {} subscribers",
+                        load.flood_subscribers
+                    );
+                    let plan = Plan {
+                        events: load.flood_events,
+                        max_duration: Duration::from_secs(load.flood_secs),
+                        rate: None,
+                        window: load.window,
+                        lag: Some((load.lag, 0)),
+                        payload_bytes: load.payload_bytes,
+                        drain: Duration::from_secs(5),
+                        drain_cap: Duration::from_secs(60),
+                    };
+                    let r = scenario::deliver_across(
+                        started.publisher(),
+                        &started.subscribers(),
+                        fleet(load.flood_subscribers),
+                        &plan,
+                        None,
+                        Duration::from_secs(5),
+                        Duration::from_secs(60),
+                        None,
+                    )
+                    .await;
+                    match r {
+                        Ok(d) => {
+                            print_delivery("flood", &d);
+                            side.flood = Some(d);
+                        }
+                        Err(e) => eprintln!("{label}: flood failed: {e:#}"),
+                    }
+                }
+                NodesMeasure::Latency => {
+                    eprintln!(
+                        "== {label}: {} events/s to {} subscribers for {} s",
+                        args.rate, load.rate_subscribers, load.rate_secs
+                    );
+                    let events = (args.rate * load.rate_secs as f64) as u64;
+                    let plan = Plan {
+                        events,
+                        max_duration: Duration::from_secs(load.rate_secs + 5),
+                        rate: Some(args.rate),
+                        window: events.max(1) as usize,
+                        lag: None,
+                        payload_bytes: load.payload_bytes,
+                        drain: Duration::from_secs(5),
+                        drain_cap: Duration::from_secs(15),
+                    };
+                    let r = scenario::deliver_across(
+                        started.publisher(),
+                        &started.subscribers(),
+                        fleet(load.rate_subscribers),
+                        &plan,
+                        Some(args.rate as u64),
+                        Duration::from_secs(5),
+                        Duration::from_secs(15),
+                        None,
+                    )
+                    .await;
+                    match r {
+                        Ok(d) => {
+                            print_delivery("latency", &d);
+                            side.latency = Some(d);
+                        }
+                        Err(e) => eprintln!("{label}: latency failed: {e:#}"),
+                    }
+                }
+            }
+            started.stop().await;
+        }
+    }
+    println!();
+    print!("{}", nodes_table(&sides, &args));
+    println!();
+    println!("machine: {}", sys::machine());
+    println!(
+        "1-minute load average: {load_at_start} at the start, {} at the end",
+        sys::load_average()
+    );
+    let argv: Vec<String> = std::env::args().collect();
+    println!(
+        "reproduce (from the repository root; Debian: apt-get install redis-server): cargo build --release -p rtet-relay -p rtet-bench && {} {}",
+        argv[0],
+        argv[1..].join(" ")
+    );
+    Ok(())
+}
+
+/// The `nodes` table: one column per setup.
+fn nodes_table(sides: &[(Setup, NodesSide)], args: &NodesArgs) -> String {
+    let ms = |us: u64| format!("{:.2} ms", us as f64 / 1000.0);
+    let cell = |f: &dyn Fn(&NodesSide) -> Option<String>| -> String {
+        sides
+            .iter()
+            .map(|(_, s)| f(s).unwrap_or_else(|| "-".into()))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let mut rows: Vec<(String, String)> = vec![
+        (
+            format!(
+                "publish acks/s, one pipelined publisher (window {})",
+                args.window
+            ),
+            cell(&|s| {
+                s.acks
+                    .as_ref()
+                    .map(|(p, t, _)| group((p.acked as f64 / t.as_secs_f64()) as u64))
+            }),
+        ),
+        (
+            // Only the acks run: during the others Redis also serves the subscribes.
+            "Redis CPU per 1,000 publishes (acks run)".into(),
+            cell(&|s| {
+                let (p, _, cpu) = s.acks.as_ref()?;
+                cpu.map(|c| format!("{:.1} ms", c * 1e6 / p.acked.max(1) as f64))
+            }),
+        ),
+        (
+            format!(
+                "deliveries/s, flood to {} subscribers",
+                group(args.flood_subscribers as u64)
+            ),
+            cell(&|s| s.flood.as_ref().map(|d| group(d.per_sec() as u64))),
+        ),
+        (
+            "deliveries per relay CPU-second (all nodes), same flood".into(),
+            cell(&|s| {
+                s.flood
+                    .as_ref()?
+                    .per_relay_cpu_sec()
+                    .map(|v| group(v as u64))
+            }),
+        ),
+    ];
+    let rate = group(args.rate as u64);
+    let subs = group(args.rate_subscribers as u64);
+    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+        rows.push((
+            format!("publish→deliver latency {name}, {rate} events/s to {subs} subscribers"),
+            cell(&|s| {
+                s.latency
+                    .as_ref()?
+                    .latency
+                    .as_ref()
+                    .filter(|h| !h.is_empty())
+                    .map(|h| ms(h.value_at_quantile(q)))
+            }),
+        ));
+    }
+    rows.push((
+        "acks run: acked / sent".into(),
+        cell(&|s| {
+            s.acks
+                .as_ref()
+                .map(|(p, _, _)| format!("{} / {}", group(p.acked), group(p.sent)))
+        }),
+    ));
+    rows.push((
+        "flood: delivered / expected".into(),
+        cell(&|s| {
+            s.flood
+                .as_ref()
+                .map(|d| format!("{} / {}", group(d.delivered), group(d.expected)))
+        }),
+    ));
+    rows.push((
+        format!("{rate} events/s: delivered / expected"),
+        cell(&|s| {
+            s.latency
+                .as_ref()
+                .map(|d| format!("{} / {}", group(d.delivered), group(d.expected)))
+        }),
+    ));
+    let header = sides
+        .iter()
+        .map(|(s, _)| s.label())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    let mut out = format!(
+        "| measurement | {header} |\n|---|{}\n",
+        "--:|".repeat(sides.len())
+    );
+    for (name, cells) in rows {
+        out.push_str(&format!("| {name} | {cells} |\n"));
+    }
+    out
 }

@@ -109,11 +109,39 @@ pub async fn deliver(
     drain_cap: Duration,
     probing: Option<&Probing>,
 ) -> Result<Delivery> {
+    deliver_across(
+        target,
+        std::slice::from_ref(target),
+        fleet,
+        plan,
+        time_from,
+        quiet,
+        drain_cap,
+        probing,
+    )
+    .await
+}
+
+/// [`deliver`] with the publisher on `publish_to` and the subscribers spread
+/// evenly over `subscribe_to` (relay nodes sharing an engine); the relay CPU
+/// is that of every node together. Probes subscribe on the last node.
+#[allow(clippy::too_many_arguments)]
+pub async fn deliver_across(
+    publish_to: &Target,
+    subscribe_to: &[Target],
+    fleet: Fleet,
+    plan: &Plan,
+    time_from: Option<u64>,
+    quiet: Duration,
+    drain_cap: Duration,
+    probing: Option<&Probing>,
+) -> Result<Delivery> {
+    let target = publish_to;
     let shared = Arc::new(Shared {
         delivered: Default::default(),
         clock: Clock::start(),
     });
-    let opened = open_many(target, fleet.subscribers, fleet.sources, fleet.in_flight).await;
+    let opened = open_across(subscribe_to, fleet).await;
     let subscribers = opened.conns.len();
     let open_per_sec = opened.per_sec();
     if subscribers == 0 {
@@ -131,7 +159,10 @@ pub async fn deliver(
         None => None,
     };
     let probes = match probing {
-        Some(p) => Some(Probes::start(p, target, shared.clock, time_from.unwrap_or(0)).await?),
+        Some(p) => {
+            let node = subscribe_to.last().unwrap_or(target);
+            Some(Probes::start(p, node, shared.clock, time_from.unwrap_or(0)).await?)
+        }
         None => None,
     };
     if target.dialect == Dialect::Nchan {
@@ -161,7 +192,8 @@ pub async fn deliver(
     if let Some((lag, _)) = plan.lag {
         plan.lag = Some((lag, subscribers as u64));
     }
-    let cpu_before = target.pid.and_then(|p| tree_cpu_secs(p).ok());
+    let pids = relay_pids(publish_to, subscribe_to);
+    let cpu_before = pids_cpu_secs(&pids);
     let bench_before = cpu_secs(std::process::id()).ok();
     let published = publish(target, &plan, &shared, &run)
         .await
@@ -179,9 +211,7 @@ pub async fn deliver(
             last_change = Instant::now();
         }
     }
-    let relay_cpu_secs = target
-        .pid
-        .and_then(|p| tree_cpu_secs(p).ok())
+    let relay_cpu_secs = pids_cpu_secs(&pids)
         .zip(cpu_before)
         .map(|(after, before)| after - before);
     let bench_cpu_secs = cpu_secs(std::process::id())
@@ -230,6 +260,48 @@ pub async fn deliver(
     }
     out.elapsed = Duration::from_micros(last_us.saturating_sub(out.published.first_us));
     Ok(out)
+}
+
+/// Opens `fleet.subscribers` spread evenly over `nodes`, one node after another.
+async fn open_across(nodes: &[Target], fleet: Fleet) -> subscriber::Opened {
+    let mut all = subscriber::Opened {
+        conns: Vec::with_capacity(fleet.subscribers),
+        elapsed: Duration::ZERO,
+        failed: 0,
+        first_error: None,
+    };
+    let count = nodes.len().max(1);
+    for (k, node) in nodes.iter().enumerate() {
+        let n = fleet.subscribers / count + usize::from(k < fleet.subscribers % count);
+        let opened = open_many(node, n, fleet.sources, fleet.in_flight).await;
+        all.conns.extend(opened.conns);
+        all.elapsed += opened.elapsed;
+        all.failed += opened.failed;
+        if all.first_error.is_none() {
+            all.first_error = opened.first_error;
+        }
+    }
+    all
+}
+
+/// The distinct relay processes among the publisher's and the subscribers' nodes.
+fn relay_pids(publish_to: &Target, subscribe_to: &[Target]) -> Vec<u32> {
+    let mut pids: Vec<u32> = std::iter::once(publish_to)
+        .chain(subscribe_to)
+        .filter_map(|t| t.pid)
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// CPU seconds of these processes (with their children) together; `None`
+/// when there are none or one cannot be read.
+fn pids_cpu_secs(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&p| tree_cpu_secs(p).ok()).sum()
 }
 
 /// Relay memory for idle connections.

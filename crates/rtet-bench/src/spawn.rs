@@ -93,9 +93,7 @@ fn log_file(name: &str, port: u16) -> Result<(PathBuf, std::fs::File)> {
 }
 
 fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
+    log_tail_text(&std::fs::read_to_string(path).unwrap_or_default())
 }
 
 /// Starts `rtet-relay` on a free port with a generated key, the anonymous
@@ -305,4 +303,102 @@ pub async fn start_node(node: &str, script: &Path) -> Result<Running> {
         dir: None,
         group: false,
     })
+}
+
+/// A `redis-server` child on a free loopback port, with its data (the
+/// append-only file, fsynced every second, as docs/scaling.md advises) in a
+/// directory of its own; killed, and the directory removed, on drop.
+pub struct RedisServer {
+    /// The child; killed on drop.
+    pub child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its working directory (data and log).
+    pub dir: PathBuf,
+}
+
+impl RedisServer {
+    /// The URL relays take with `--engine`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts `redis-server` (the binary `bin`) on a free loopback port and waits
+/// until it answers `PING`. Redis cannot listen on port 0 and say which port
+/// it got, so a port that another process takes first means another pick.
+pub async fn start_redis(bin: &str) -> Result<RedisServer> {
+    for _ in 0..5 {
+        let port = free_port()?;
+        let dir =
+            std::env::temp_dir().join(format!("rtet-bench-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let log = dir.join("redis.log");
+        let mut child = Command::new(bin)
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .args(["--daemonize", "no"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {bin} (Debian: apt-get install redis-server)"))?;
+        let started = Instant::now();
+        loop {
+            if child.try_wait()?.is_some() {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let _ = std::fs::remove_dir_all(&dir);
+                if text.contains("already in use") {
+                    break;
+                }
+                bail!(
+                    "{bin} exited before answering PING: {}",
+                    log_tail_text(&text)
+                );
+            }
+            if redis_ping(port).await {
+                return Ok(RedisServer { child, port, dir });
+            }
+            if started.elapsed() > START_TIMEOUT {
+                bail!("{bin} did not answer PING within {START_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    bail!("no free port for redis-server after 5 attempts")
+}
+
+async fn redis_ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await else {
+        return false;
+    };
+    let mut reply = [0u8; 7];
+    s.write_all(b"PING\r\n").await.is_ok()
+        && tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut reply))
+            .await
+            .is_ok_and(|r| r.is_ok())
+        && &reply == b"+PONG\r\n"
+}
+
+/// The last 15 lines of a log.
+fn log_tail_text(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
 }

@@ -221,3 +221,77 @@ fn compare_counts_every_delivery_on_each_relay() {
         assert_eq!(*cell, "30 / 30", "{relay}: {idle}");
     }
 }
+
+/// `rtet-bench nodes`, the binary, at tiny sizes: one node on the memory
+/// engine, one on Redis and two on one Redis (redis-server from Debian,
+/// started by the bench). Every publish is acked, and every event reaches
+/// every subscriber once, in the flood and at a fixed rate, on all three;
+/// Redis's CPU per publish is read on the two Redis setups.
+#[test]
+fn nodes_counts_every_ack_and_delivery_on_each_setup() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_rtet-bench"));
+    let relay = bin.with_file_name("rtet-relay");
+    assert!(
+        relay.is_file(),
+        "{} is missing: build it first (cargo build -p rtet-relay, with the same profile)",
+        relay.display()
+    );
+    let out = std::process::Command::new(bin)
+        .args([
+            "nodes",
+            "--publishes",
+            "300",
+            "--window",
+            "16",
+            "--flood-subscribers",
+            "20",
+            "--flood-events",
+            "50",
+            "--rate",
+            "200",
+            "--rate-subscribers",
+            "10",
+            "--rate-secs",
+            "2",
+            "--sources",
+            "2",
+        ])
+        .arg("--relay-bin")
+        .arg(&relay)
+        .output()
+        .expect("rtet-bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let header = stdout
+        .lines()
+        .find(|l| l.starts_with("| measurement |"))
+        .unwrap_or_else(|| panic!("no table:\n{stdout}\n{stderr}"));
+    let setups = [
+        "memory engine, 1 node",
+        "Redis engine, 1 node",
+        "Redis engine, 2 nodes",
+    ];
+    assert!(header.contains(&setups.join(" | ")), "{header}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("/ sent |") || l.contains("delivered / expected |"))
+        .collect();
+    // The acks run, the flood and the fixed rate.
+    assert_eq!(rows.len(), 3, "{stdout}\n{stderr}");
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        for (setup, cell) in setups.iter().zip(&cells[2..5]) {
+            assert_all_delivered(row, setup, cell);
+        }
+    }
+    let redis_cpu = stdout
+        .lines()
+        .find(|l| l.starts_with("| Redis CPU per 1,000 publishes"))
+        .expect("Redis CPU row");
+    let cells: Vec<&str> = redis_cpu.split('|').map(str::trim).collect();
+    assert_eq!(cells[2], "-", "no Redis on the memory engine: {redis_cpu}");
+    for cell in &cells[3..5] {
+        assert!(cell.ends_with(" ms"), "{redis_cpu}");
+    }
+}
