@@ -131,6 +131,10 @@ struct PresenceArgs {
     /// Milliseconds each storm client stays subscribed.
     #[arg(long, default_value_t = 1_000)]
     storm_dwell_ms: u64,
+    /// Rounds of storm windows (each: at rest, then churn and visits of
+    /// presence members and of plain subscriptions), interleaved.
+    #[arg(long, default_value_t = 1)]
+    storm_rounds: usize,
     /// Presence channels a storm spreads over.
     #[arg(long, default_value_t = 10)]
     storm_channels: usize,
@@ -829,7 +833,7 @@ async fn soak(args: SoakArgs, nofile: u64) -> Result<()> {
 }
 
 async fn presence(args: PresenceArgs, nofile: u64) -> Result<()> {
-    use rtet_bench::presence::{self as p, Kind, Shape, Storm, Stream};
+    use rtet_bench::presence::{self as p, Kind, Shape, Storm, Stream, Style};
     let load_at_start = sys::load_average();
     eprintln!("machine: {}", sys::machine());
     let shapes = [
@@ -904,25 +908,35 @@ async fn presence(args: PresenceArgs, nofile: u64) -> Result<()> {
             secs: args.storm_secs,
             payload_bytes: args.payload_bytes,
         };
-        let storm = |kind: Kind| Storm {
+        let storm = |kind: Kind, style: Style| Storm {
             connections: args.storm_connections,
             secs: args.storm_secs,
             dwell: Duration::from_millis(args.storm_dwell_ms),
             channels: args.storm_channels,
             kind,
+            style,
             sources: args.sources,
+            in_flight: args.in_flight,
         };
-        let plan = [
-            None,
-            Some(storm(Kind::Presence)),
-            Some(storm(Kind::Plain)),
-            None,
-            Some(storm(Kind::Presence)),
-        ];
+        // Interleaved, so that whatever else the machine does falls on every kind of window.
+        let mut plan = Vec::new();
+        for _ in 0..args.storm_rounds.max(1) {
+            plan.push(None);
+            for style in [Style::Churn, Style::Visits] {
+                for kind in [Kind::Presence, Kind::Plain] {
+                    plan.push(Some(storm(kind, style)));
+                }
+            }
+        }
+        plan.push(None);
         for s in plan {
             eprintln!(
                 "== window: {}",
-                s.map_or("at rest".into(), |s| format!("storm of {}", s.kind.label()))
+                s.map_or("at rest".into(), |s| format!(
+                    "storm of {}, {}",
+                    s.kind.label(),
+                    s.style.label()
+                ))
             );
             let w = p::window(&relay.target, &probing, stream, s).await;
             let w = match w {

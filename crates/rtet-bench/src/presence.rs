@@ -445,14 +445,36 @@ async fn run_phase(
     Ok((cpu, answered.as_secs_f64()))
 }
 
+/// How a storm's clients come and go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Page views: each client connects, authenticates and subscribes on
+    /// arrival, and closes its connection to leave.
+    Visits,
+    /// Joins and leaves only: the connections are open and authenticated
+    /// before the window; each subscribes on arrival and unsubscribes to
+    /// leave, and they close after the window.
+    Churn,
+}
+
+impl Style {
+    /// The name used in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Style::Visits => "visits (connect, join, close)",
+            Style::Churn => "churn (subscribe, unsubscribe on open connections)",
+        }
+    }
+}
+
 /// A join/leave storm: `connections` clients arrive evenly over
-/// `secs - dwell`, each connects, authenticates, subscribes to one of
-/// `channels` channels with a `kind` token, stays `dwell`, and closes.
+/// `secs - dwell`, each subscribes to one of `channels` channels with a
+/// `kind` token, stays `dwell`, and leaves as `style` says.
 #[derive(Debug, Clone, Copy)]
 pub struct Storm {
     /// Clients in all.
     pub connections: usize,
-    /// From the first arrival to the last client's close.
+    /// From the first arrival to the last client's leave.
     pub secs: f64,
     /// How long each client stays subscribed.
     pub dwell: Duration,
@@ -460,16 +482,26 @@ pub struct Storm {
     pub channels: usize,
     /// Presence members or plain subscribers.
     pub kind: Kind,
+    /// Page views, or joins and leaves on open connections.
+    pub style: Style,
     /// Source addresses to spread the clients over.
     pub sources: usize,
+    /// Handshakes in flight at once while opening [`Style::Churn`]'s connections.
+    pub in_flight: usize,
+}
+
+impl Storm {
+    fn channel(&self, i: usize) -> String {
+        format!("post.{}", 1 + i % self.channels.max(1))
+    }
 }
 
 /// What a storm's clients saw.
 #[derive(Debug, Clone, Default)]
 pub struct StormOutcome {
-    /// Clients that connected, authenticated and were subscribed.
+    /// Clients that were subscribed.
     pub joined: u64,
-    /// Clients that failed before being subscribed.
+    /// Clients that failed (to open, to be subscribed or to leave).
     pub failed: u64,
     /// The first failure or `error` frame.
     pub error: Option<String>,
@@ -477,48 +509,104 @@ pub struct StormOutcome {
     pub presence_frames: u64,
     /// Clients the relay closed while they stayed.
     pub closed: u64,
-    /// From the first arrival to the last close.
+    /// From the first arrival to the last leave.
     pub elapsed: Duration,
 }
 
-/// Runs `storm` against `target` (its API key signs the tokens).
-pub async fn run_storm(target: &Target, storm: Storm) -> Result<StormOutcome> {
+/// Opens and authenticates [`Style::Churn`]'s connections, before its window.
+pub async fn open_storm(target: &Target, storm: Storm) -> Result<Vec<Ws>> {
     let key = target.api_key.as_deref().context("the relay's API key")?;
-    let channels = storm.channels.max(1);
+    let gate = Arc::new(Semaphore::new(storm.in_flight.max(1)));
+    let mut opening = JoinSet::new();
+    for i in 0..storm.connections {
+        let token = token(key, storm.kind, i, &storm.channel(i))?;
+        let permit = gate.clone().acquire_owned().await?;
+        let target = target.clone();
+        opening.spawn(async move {
+            let opened = tokio::time::timeout(
+                OPEN_TIMEOUT,
+                open_authed(&target, source_ip(i, storm.sources), token),
+            )
+            .await
+            .context("timed out")
+            .and_then(|r| r);
+            drop(permit);
+            opened.map(|ws| (i, ws))
+        });
+    }
+    let mut conns: Vec<Option<Ws>> = (0..storm.connections).map(|_| None).collect();
+    while let Some(joined) = opening.join_next().await {
+        let (i, ws) = joined??;
+        conns[i] = Some(ws);
+    }
+    Ok(conns.into_iter().flatten().collect())
+}
+
+/// Sends `frame` and reads until an answer `answered` accepts (an `error`
+/// frame fails), noting presence frames in `tally`.
+async fn ask(
+    ws: &mut Ws,
+    frame: &ClientFrame,
+    answered: fn(&ServerFrame) -> bool,
+    tally: &Tally,
+) -> Result<()> {
+    ws.send(Message::text(serde_json::to_string(frame)?))
+        .await?;
+    loop {
+        let f = next_frame(ws).await?;
+        if answered(&f) {
+            return Ok(());
+        }
+        if let ServerFrame::Error { code, message, .. } = f {
+            bail!("refused: {code:?}: {message}");
+        }
+        tally.note(&f);
+    }
+}
+
+/// Runs `storm` against `target` (its API key signs the tokens); `held`
+/// are [`Style::Churn`]'s connections from [`open_storm`], returned once
+/// every client has left (so closing them is not part of the storm).
+pub async fn run_storm(
+    target: &Target,
+    storm: Storm,
+    held: Vec<Ws>,
+) -> Result<(StormOutcome, Vec<Ws>)> {
+    let key = target.api_key.as_deref().context("the relay's API key")?;
     let arrivals = (storm.secs - storm.dwell.as_secs_f64()).max(0.0);
     let tally = Arc::new(Tally::default());
     let start = Instant::now();
+    let mut held = held.into_iter();
     let mut clients = JoinSet::new();
     for i in 0..storm.connections {
-        let channel = format!("post.{}", 1 + i % channels);
-        let token = token(key, storm.kind, i, &channel)?;
+        let channel = storm.channel(i);
+        let conn = match storm.style {
+            Style::Churn => match held.next() {
+                Some(ws) => Ok(ws),
+                None => break,
+            },
+            Style::Visits => Err(token(key, storm.kind, i, &channel)?),
+        };
         let at = start + Duration::from_secs_f64(arrivals * i as f64 / storm.connections as f64);
         let (target, tally) = (target.clone(), tally.clone());
         clients.spawn(async move {
             tokio::time::sleep_until(at.into()).await;
+            let subscribe = ClientFrame::Subscribe {
+                channel: channel.clone(),
+                since: None,
+            };
+            let subscribed = |f: &ServerFrame| matches!(f, ServerFrame::Subscribed { .. });
             let visit = async {
-                let mut ws = open_authed(&target, source_ip(i, storm.sources), token).await?;
-                let subscribe = ClientFrame::Subscribe {
-                    channel: channel.clone(),
-                    since: None,
+                let mut ws = match conn {
+                    Ok(ws) => ws,
+                    Err(token) => open_authed(&target, source_ip(i, storm.sources), token).await?,
                 };
-                ws.send(Message::text(serde_json::to_string(&subscribe)?))
-                    .await?;
-                loop {
-                    match next_frame(&mut ws).await? {
-                        ServerFrame::Subscribed { .. } => return Ok(ws),
-                        ServerFrame::Error { code, message, .. } => {
-                            bail!("subscribe refused: {code:?}: {message}")
-                        }
-                        _ => {}
-                    }
-                }
+                ask(&mut ws, &subscribe, subscribed, &tally).await?;
+                Ok::<_, anyhow::Error>(ws)
             };
-            let mut ws = match tokio::time::timeout(OPEN_TIMEOUT, visit).await {
-                Ok(Ok(ws)) => ws,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => bail!("timed out joining"),
-            };
+            let mut ws = tokio::time::timeout(OPEN_TIMEOUT, visit)
+                .await
+                .context("timed out joining")??;
             tally.subscribed.fetch_add(1, Ordering::Relaxed);
             let leave = tokio::time::sleep_until((at + storm.dwell).into());
             tokio::pin!(leave);
@@ -534,20 +622,40 @@ pub async fn run_storm(target: &Target, storm: Storm) -> Result<StormOutcome> {
                         Some(Ok(_)) => {}
                         Some(Err(_)) | None => {
                             tally.closed.fetch_add(1, Ordering::Relaxed);
-                            return Ok(());
+                            return Ok(None);
                         }
                     },
                 }
             }
-            let _ = ws.close(None).await;
-            Ok(())
+            match storm.style {
+                Style::Visits => {
+                    let _ = ws.close(None).await;
+                    Ok(None)
+                }
+                Style::Churn => {
+                    let unsubscribe = ClientFrame::Unsubscribe { channel };
+                    let unsubscribed =
+                        |f: &ServerFrame| matches!(f, ServerFrame::Unsubscribed { .. });
+                    tokio::time::timeout(
+                        OPEN_TIMEOUT,
+                        ask(&mut ws, &unsubscribe, unsubscribed, &tally),
+                    )
+                    .await
+                    .context("timed out leaving")??;
+                    Ok(Some(ws))
+                }
+            }
         });
     }
     let mut out = StormOutcome::default();
+    let mut kept = Vec::new();
     while let Some(joined) = clients.join_next().await {
-        if let Err(e) = joined.map_err(anyhow::Error::from).and_then(|r| r) {
-            out.failed += 1;
-            tally.fail(format!("{e:#}"));
+        match joined.map_err(anyhow::Error::from).and_then(|r| r) {
+            Ok(ws) => kept.extend(ws),
+            Err(e) => {
+                out.failed += 1;
+                tally.fail(format!("{e:#}"));
+            }
         }
     }
     out.elapsed = start.elapsed();
@@ -555,7 +663,7 @@ pub async fn run_storm(target: &Target, storm: Storm) -> Result<StormOutcome> {
     out.presence_frames = tally.presence_frames.load(Ordering::Relaxed);
     out.closed = tally.closed.load(Ordering::Relaxed);
     out.error = tally.first_error();
-    Ok(out)
+    Ok((out, kept))
 }
 
 /// One latency window: probes timed over a steady publish, with or without a storm.
@@ -598,6 +706,10 @@ pub async fn window(
         delivered: Default::default(),
         clock: Clock::start(),
     };
+    let held = match storm {
+        Some(s) if s.style == Style::Churn => open_storm(target, s).await?,
+        _ => Vec::new(),
+    };
     let warm_events = (stream.rate * stream.warmup_secs) as u64;
     let events = warm_events + (stream.rate * stream.secs) as u64;
     let probes = Probes::start(probing, target, shared.clock, warm_events).await?;
@@ -623,7 +735,9 @@ pub async fn window(
         match storm {
             Some(s) => {
                 tokio::time::sleep(Duration::from_secs_f64(stream.warmup_secs)).await;
-                run_storm(target, s).await.map(|o| Some((s, o)))
+                run_storm(target, s, held)
+                    .await
+                    .map(|(o, kept)| Some((s, o, kept)))
             }
             None => Ok(None),
         }
@@ -632,8 +746,10 @@ pub async fn window(
     let relay_cpu_secs = sys::cpu_secs_precise(pid)? - cpu_before;
     let published = published.context("publishing")?;
     let probes = probes.finish(published.sent).await.context("the probes")?;
+    // The churn's connections close after the window.
+    let storm = storm?.map(|(s, o, _kept)| (s, o));
     Ok(Window {
-        storm: storm?,
+        storm,
         published,
         probes,
         relay_cpu_secs,
@@ -714,7 +830,8 @@ pub fn storm_table(windows: &[Window]) -> String {
         let (what, joined, frames) = match &w.storm {
             Some((s, o)) => (
                 format!(
-                    "storm: {} {} over {} channels in {:.1} s (each stays {:.1} s)",
+                    "storm, {}: {} {} over {} channels in {:.1} s (each stays {:.1} s)",
+                    s.style.label(),
                     group(s.connections as u64),
                     s.kind.label(),
                     s.channels,
