@@ -5,8 +5,10 @@
 //! - [`cost`]: `N` connections, each authenticated with a token of its own
 //!   user, all subscribe to their channel at once (joins), then all
 //!   unsubscribe (leaves). Read from `/proc`: the relay's resident memory
-//!   before and after the joins, and its CPU time over each phase, until the
-//!   presence frames they cause have all arrived. The same connections with
+//!   before the joins and after them and one event to every channel (so
+//!   what a connection keeps once it has sent frames is in both kinds), and
+//!   its CPU time over each phase, until the presence frames it causes have
+//!   all arrived. The same connections with
 //!   [`Kind::Plain`] tokens (the channel granted, no presence) on a fresh
 //!   relay are the baseline: the difference is what presence adds.
 //! - [`window`]: probe subscribers (a separate, pinned process) on the
@@ -126,6 +128,8 @@ pub struct Tally {
     pub unsubscribed: AtomicU64,
     /// `presence`, `join`, `leave` and `presence_count` frames.
     pub presence_frames: AtomicU64,
+    /// `event` frames.
+    pub events: AtomicU64,
     /// `error` frames.
     pub errors: AtomicU64,
     /// Connections the relay closed.
@@ -143,6 +147,7 @@ impl Tally {
             | ServerFrame::PresenceCount { .. }
             | ServerFrame::Join { .. }
             | ServerFrame::Leave { .. } => &self.presence_frames,
+            ServerFrame::Event { .. } => &self.events,
             ServerFrame::Error { code, message, .. } => {
                 self.fail(format!("{code:?}: {message}"));
                 &self.errors
@@ -258,13 +263,15 @@ pub struct Cost {
     pub subscribed: u64,
     /// See [`Cost::subscribed`].
     pub unsubscribed: u64,
+    /// Events received (one per connection: see [`cost`]).
+    pub events: u64,
     /// Presence frames the connections received over both phases.
     pub presence_frames: u64,
     /// Connections the relay closed.
     pub closed: u64,
     /// The relay's VmRSS with every connection open and authenticated, KiB.
     pub rss_before_kib: u64,
-    /// The same with every connection subscribed, KiB.
+    /// The same with every connection subscribed and sent one event, KiB.
     pub rss_joined_kib: u64,
     /// Relay CPU seconds from the first `subscribe` to the last presence frame it caused.
     pub join_cpu_secs: f64,
@@ -288,13 +295,14 @@ impl Cost {
         (self.join_cpu_secs + self.leave_cpu_secs) * 1e6 / (2 * self.connections.max(1)) as f64
     }
 
-    /// Every connection opened, joined and left, and none was closed or refused.
+    /// Every connection opened, joined, got its event and left, and none was closed or refused.
     pub fn complete(&self) -> bool {
         let n = self.connections as u64;
         self.failed == 0
             && self.error.is_none()
             && self.closed == 0
             && self.subscribed == n
+            && self.events == n
             && self.unsubscribed == n
     }
 }
@@ -371,6 +379,17 @@ pub async fn cost(
         expected,
     )
     .await?;
+    // One event to every channel, as a subscriber gets in its first minutes:
+    // what its connection keeps after sending its first frames is then in
+    // both kinds, and the difference is presence's own.
+    prime(target, key, shape).await?;
+    let primed = Instant::now();
+    while tally.events.load(Ordering::Relaxed) + tally.closed.load(Ordering::Relaxed) < expected
+        && primed.elapsed() < PHASE_TIMEOUT
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(QUIET).await;
     let rss_joined_kib = sys::rss_kib(pid)?;
     let (leave_cpu_secs, leave_secs) = run_phase(
         pid,
@@ -392,6 +411,7 @@ pub async fn cost(
         error: tally.first_error(),
         subscribed: tally.subscribed.load(Ordering::Relaxed),
         unsubscribed: tally.unsubscribed.load(Ordering::Relaxed),
+        events: tally.events.load(Ordering::Relaxed),
         presence_frames: tally.presence_frames.load(Ordering::Relaxed),
         closed: tally.closed.load(Ordering::Relaxed),
         rss_before_kib,
@@ -401,6 +421,45 @@ pub async fn cost(
         join_secs,
         leave_secs,
     })
+}
+
+/// Publishes one event to each of `shape`'s channels and waits for the acks.
+async fn prime(target: &Target, key: &str, shape: Shape) -> Result<()> {
+    let mut ws = connect(
+        &target.publish_url(),
+        IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        Some(key),
+    )
+    .await
+    .context("the publisher connection")?;
+    let run = format!(
+        "c{}.{}",
+        std::process::id(),
+        crate::wire::Clock::start().origin()
+    );
+    let pad = crate::wire::padding(100);
+    for c in 0..shape.channels {
+        let channel = shape.channel(c * shape.per_channel);
+        ws.send(Message::text(crate::wire::publish_frame(
+            &run, &channel, c as u64, 0, &pad,
+        )))
+        .await?;
+    }
+    let mut acked = 0;
+    while acked < shape.channels {
+        match tokio::time::timeout(PHASE_TIMEOUT, next_frame(&mut ws))
+            .await
+            .context("waiting for acks")??
+        {
+            ServerFrame::Ack { .. } => acked += 1,
+            ServerFrame::Nack { code, message, .. } => {
+                bail!("publish refused: {code:?}: {message}")
+            }
+            _ => {}
+        }
+    }
+    let _ = ws.close(None).await;
+    Ok(())
 }
 
 /// Tells every connection to do `phase` and waits until `expected` have
