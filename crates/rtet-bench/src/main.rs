@@ -1,8 +1,9 @@
 //! `rtet-bench`: parses flags, raises the fd limit, and runs the scenarios of
 //! the library against rtet-relay, the Node `ws` peer and nginx with nchan
-//! (all started here, `compare`) or against one relay already running
-//! (`flood`, `latency`, `idle`). `probe` is the probe subscribers' process,
-//! which `compare` and `latency` start themselves.
+//! (all started here, `compare`), against rtet-relays it starts (`soak`,
+//! `presence`) or against one relay already running (`flood`, `latency`,
+//! `idle`). `probe` is the probe subscribers' process, which `compare`,
+//! `latency` and `presence` start themselves.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
