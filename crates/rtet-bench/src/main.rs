@@ -834,7 +834,7 @@ async fn soak(args: SoakArgs, nofile: u64) -> Result<()> {
 }
 
 async fn presence(args: PresenceArgs, nofile: u64) -> Result<()> {
-    use rtet_bench::presence::{self as p, Kind, Shape, Storm, Stream, Style};
+    use rtet_bench::presence::{self as p, EventFeed, Kind, Shape, Storm, Style};
     let load_at_start = sys::load_average();
     eprintln!("machine: {}", sys::machine());
     let shapes = [
@@ -903,7 +903,7 @@ async fn presence(args: PresenceArgs, nofile: u64) -> Result<()> {
         let probing = probe::placement(&exe, args.probes.max(1));
         eprintln!("probes: {}", probing.placement);
         let relay = spawn::start_relay(&relay_bin, &flags).await?;
-        let stream = Stream {
+        let feed = EventFeed {
             rate: args.rate,
             warmup_secs: args.warmup_secs,
             secs: args.storm_secs,
@@ -939,7 +939,7 @@ async fn presence(args: PresenceArgs, nofile: u64) -> Result<()> {
                     s.style.label()
                 ))
             );
-            let w = p::window(&relay.target, &probing, stream, s).await;
+            let w = p::window(&relay.target, &probing, feed, s).await;
             let w = match w {
                 Ok(w) => w,
                 Err(e) => {

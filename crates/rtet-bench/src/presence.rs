@@ -740,7 +740,7 @@ pub struct Window {
 
 /// How a [`window`] publishes.
 #[derive(Debug, Clone, Copy)]
-pub struct Stream {
+pub struct EventFeed {
     /// Events per second to the probes' channel.
     pub rate: f64,
     /// Seconds of warm-up before the timed part (not timed).
@@ -751,13 +751,13 @@ pub struct Stream {
     pub payload_bytes: usize,
 }
 
-/// Publishes `stream` to the probes on `target`'s channel and, after the
+/// Publishes `feed` to the probes on `target`'s channel and, after the
 /// warm-up, runs `storm` at the same time; the probes time the events
 /// published after the warm-up.
 pub async fn window(
     target: &Target,
     probing: &Probing,
-    stream: Stream,
+    feed: EventFeed,
     storm: Option<Storm>,
 ) -> Result<Window> {
     let pid = target.pid.context("the window needs the relay's pid")?;
@@ -769,8 +769,8 @@ pub async fn window(
         Some(s) if s.style == Style::Churn => open_storm(target, s).await?,
         _ => Vec::new(),
     };
-    let warm_events = (stream.rate * stream.warmup_secs) as u64;
-    let events = warm_events + (stream.rate * stream.secs) as u64;
+    let warm_events = (feed.rate * feed.warmup_secs) as u64;
+    let events = warm_events + (feed.rate * feed.secs) as u64;
     let probes = Probes::start(probing, target, shared.clock, warm_events).await?;
     // The load tool (and the storm's clients) keep off the probes' CPU meanwhile.
     let _pinned = if probing.load_cpus.is_empty() {
@@ -780,11 +780,11 @@ pub async fn window(
     };
     let plan = Plan {
         events,
-        max_duration: Duration::from_secs_f64(stream.warmup_secs + stream.secs + 10.0),
-        rate: Some(stream.rate),
+        max_duration: Duration::from_secs_f64(feed.warmup_secs + feed.secs + 10.0),
+        rate: Some(feed.rate),
         window: events.max(1) as usize,
         lag: None,
-        payload_bytes: stream.payload_bytes,
+        payload_bytes: feed.payload_bytes,
         drain: Duration::from_secs(5),
         drain_cap: Duration::from_secs(15),
     };
@@ -793,7 +793,7 @@ pub async fn window(
     let storming = async {
         match storm {
             Some(s) => {
-                tokio::time::sleep(Duration::from_secs_f64(stream.warmup_secs)).await;
+                tokio::time::sleep(Duration::from_secs_f64(feed.warmup_secs)).await;
                 run_storm(target, s, held)
                     .await
                     .map(|(o, kept)| Some((s, o, kept)))

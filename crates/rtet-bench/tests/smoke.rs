@@ -251,11 +251,11 @@ async fn presence_cost_sees_every_join_and_leave() {
 /// joins and leaves, members hear of each other, every probe gets every event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_presence_storm_joins_every_client_and_the_probes_get_every_event() {
-    use rtet_bench::presence::{window, Kind, Storm, Stream, Style};
+    use rtet_bench::presence::{window, EventFeed, Kind, Storm, Style};
     let (target, stop, server) = relay().await;
     let probing =
         rtet_bench::probe::placement(std::path::Path::new(env!("CARGO_BIN_EXE_rtet-bench")), 2);
-    let stream = Stream {
+    let feed = EventFeed {
         rate: 100.0,
         warmup_secs: 0.2,
         secs: 1.0,
@@ -272,7 +272,7 @@ async fn a_presence_storm_joins_every_client_and_the_probes_get_every_event() {
             sources: 2,
             in_flight: 8,
         };
-        let w = window(&target, &probing, stream, Some(storm))
+        let w = window(&target, &probing, feed, Some(storm))
             .await
             .expect("the window runs");
         assert!(w.probes.complete(), "{style:?}: {:?}", w.probes);
