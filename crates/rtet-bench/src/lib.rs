@@ -17,6 +17,7 @@
 //! - [`nchan`]: nginx's configuration for the nchan peer, its HTTP answers and status.
 //! - [`probe`]: probe subscribers in a separate, pinned process, for the latency
 //!   one subscriber feels apart from the load tool's own queueing.
+//! - [`presence`]: presence cost (memory, CPU per join/leave) and the join/leave storm.
 //! - [`scenario`]: the measurements: flood, latency, idle memory, connection rate.
 //! - [`spawn`]: starting rtet-relay, the Node peer and nginx as children on free ports.
 //! - [`sys`]: the fd limit, a process tree's memory and CPU, CPU pinning.
@@ -29,6 +30,7 @@
 
 pub mod conn;
 pub mod nchan;
+pub mod presence;
 pub mod probe;
 pub mod publisher;
 pub mod report;

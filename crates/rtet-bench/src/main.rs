@@ -1,8 +1,9 @@
 //! `rtet-bench`: parses flags, raises the fd limit, and runs the scenarios of
 //! the library against rtet-relay, the Node `ws` peer and nginx with nchan
-//! (all started here, `compare`) or against one relay already running
-//! (`flood`, `latency`, `idle`). `probe` is the probe subscribers' process,
-//! which `compare` and `latency` start themselves.
+//! (all started here, `compare`), against rtet-relays it starts (`soak`,
+//! `presence`) or against one relay already running (`flood`, `latency`,
+//! `idle`). `probe` is the probe subscribers' process, which `compare`,
+//! `latency` and `presence` start themselves.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +52,10 @@ enum Command {
     /// publish acks/s from one pipelined publisher, flood deliveries/s,
     /// latency at a fixed rate, Redis CPU per 1,000 publishes.
     Nodes(NodesArgs),
+    /// Start rtet-relay and measure presence: memory per member and relay CPU
+    /// per join/leave beside plain subscriptions (a fresh relay for each),
+    /// and probe subscribers' latency at rest and during join/leave storms.
+    Presence(PresenceArgs),
     /// Probe subscribers (started by `compare` and `latency`, one process for
     /// all probes): see the library's `probe` module for the line protocol on
     /// stdin and stdout.
@@ -180,6 +185,74 @@ impl Setup {
             Setup::Redis2 => "Redis engine, 2 nodes",
         }
     }
+}
+
+#[derive(Args)]
+struct PresenceArgs {
+    /// Members in the one-channel shape.
+    #[arg(long, default_value_t = 10_000)]
+    members: usize,
+    /// Channels in the many-channels shape.
+    #[arg(long, default_value_t = 1_000)]
+    channels: usize,
+    /// Members per channel in the many-channels shape.
+    #[arg(long, default_value_t = 10)]
+    per_channel: usize,
+    /// Cost measurements of each shape and kind, interleaved (plain, presence, plain, ...).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Clients in a join/leave storm.
+    #[arg(long, default_value_t = 5_000)]
+    storm_connections: usize,
+    /// Seconds from a storm's first arrival to its last client's close.
+    #[arg(long, default_value_t = 5.0)]
+    storm_secs: f64,
+    /// Milliseconds each storm client stays subscribed.
+    #[arg(long, default_value_t = 1_000)]
+    storm_dwell_ms: u64,
+    /// Rounds of storm windows (each: at rest, then churn and visits of
+    /// presence members and of plain subscriptions), interleaved.
+    #[arg(long, default_value_t = 1)]
+    storm_rounds: usize,
+    /// Presence channels a storm spreads over.
+    #[arg(long, default_value_t = 10)]
+    storm_channels: usize,
+    /// Events per second to the probes during each latency window.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Seconds of warm-up (untimed) before each latency window.
+    #[arg(long, default_value_t = 1.0)]
+    warmup_secs: f64,
+    /// Probe subscribers, in a separate process pinned to a CPU of their own.
+    #[arg(long, default_value_t = 5)]
+    probes: usize,
+    /// Padding bytes in each event's data.
+    #[arg(long, default_value_t = 100)]
+    payload_bytes: usize,
+    /// Source addresses to spread connections over: 127.0.0.1 ..= 127.0.0.N.
+    #[arg(long, default_value_t = 16)]
+    sources: usize,
+    /// WebSocket handshakes in flight at once while opening connections.
+    #[arg(long, default_value_t = 256)]
+    in_flight: usize,
+    /// The rtet-relay binary (default: next to this executable).
+    #[arg(long)]
+    relay_bin: Option<PathBuf>,
+    /// Extra flags for rtet-relay (repeatable), after the bench's own limit flags.
+    #[arg(long = "relay-arg", allow_hyphen_values = true)]
+    relay_args: Vec<String>,
+    /// The measurements to run.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "cost,storm")]
+    only: Vec<PresenceMeasure>,
+}
+
+/// One measurement of `presence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PresenceMeasure {
+    /// Memory per member and CPU per join/leave, beside plain subscriptions.
+    Cost,
+    /// Probe latency at rest and during join/leave storms.
+    Storm,
 }
 
 #[derive(Args, Clone)]
@@ -343,6 +416,7 @@ fn main() -> Result<()> {
             }
             Command::Soak(args) => soak(args, nofile).await,
             Command::Nodes(args) => nodes(args).await,
+            Command::Presence(args) => presence(args, nofile).await,
             Command::Probe(_) => unreachable!("handled before the runtime starts"),
         }
     })
@@ -1196,4 +1270,168 @@ fn nodes_table(sides: &[(Setup, NodesSide)], args: &NodesArgs) -> String {
         out.push_str(&format!("| {name} | {cells} |\n"));
     }
     out
+}
+
+async fn presence(args: PresenceArgs, nofile: u64) -> Result<()> {
+    use rtet_bench::presence::{self as p, EventFeed, Kind, Shape, Storm, Style};
+    let load_at_start = sys::load_average();
+    eprintln!("machine: {}", sys::machine());
+    let shapes = [
+        Shape {
+            channels: 1,
+            per_channel: args.members,
+        },
+        Shape {
+            channels: args.channels,
+            per_channel: args.per_channel,
+        },
+    ];
+    // The bench holds every connection of one measurement at once, and so
+    // does the relay (a fresh one per cost measurement): each within the
+    // fd limit, with room for everything else they hold open.
+    let most = shapes
+        .iter()
+        .map(|s| s.total())
+        .chain([args.storm_connections])
+        .max()
+        .unwrap_or(0);
+    eprintln!("fd limit (RLIMIT_NOFILE) for the bench and the relays it starts: {nofile}");
+    if idle_count(most, nofile) < most {
+        bail!(
+            "{most} connections do not fit under the fd limit of {nofile} (with 512 spare): \
+             ask for fewer (--members, --channels × --per-channel, --storm-connections)"
+        );
+    }
+    let relay_bin = args
+        .relay_bin
+        .clone()
+        .unwrap_or_else(spawn::default_relay_bin);
+    let mut flags: Vec<String> = RELAY_LOAD_FLAGS.iter().map(|s| s.to_string()).collect();
+    flags.extend(args.relay_args.iter().cloned());
+
+    let mut costs = Vec::new();
+    if args.only.contains(&PresenceMeasure::Cost) {
+        for _ in 0..args.rounds.max(1) {
+            for shape in shapes {
+                for kind in [Kind::Plain, Kind::Presence] {
+                    eprintln!("== cost: {}, {}", shape.label(), kind.label());
+                    let relay = spawn::start_relay(&relay_bin, &flags).await?;
+                    let c = p::cost(&relay.target, kind, shape, args.sources, args.in_flight).await;
+                    relay.stop().await;
+                    let c = c?;
+                    eprintln!(
+                        "  {} connections ({} failed{}): {:.0} B per subscription, {:.1} µs per join or leave (joins {:.2} s, leaves {:.2} s of wall time), {} presence frames",
+                        c.connections,
+                        c.failed,
+                        c.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default(),
+                        c.bytes_per_sub(),
+                        c.us_per_op(),
+                        c.join_secs,
+                        c.leave_secs,
+                        group(c.presence_frames)
+                    );
+                    costs.push(c);
+                }
+            }
+        }
+    }
+
+    let mut windows = Vec::new();
+    if args.only.contains(&PresenceMeasure::Storm) {
+        let exe = std::env::current_exe().context("finding this executable for the probes")?;
+        let probing = probe::placement(&exe, args.probes.max(1));
+        eprintln!("probes: {}", probing.placement);
+        let relay = spawn::start_relay(&relay_bin, &flags).await?;
+        let feed = EventFeed {
+            rate: args.rate,
+            warmup_secs: args.warmup_secs,
+            secs: args.storm_secs,
+            payload_bytes: args.payload_bytes,
+        };
+        let storm = |kind: Kind, style: Style| Storm {
+            connections: args.storm_connections,
+            secs: args.storm_secs,
+            dwell: Duration::from_millis(args.storm_dwell_ms),
+            channels: args.storm_channels,
+            kind,
+            style,
+            sources: args.sources,
+            in_flight: args.in_flight,
+        };
+        // Interleaved, so that whatever else the machine does falls on every kind of window.
+        let mut plan = Vec::new();
+        for _ in 0..args.storm_rounds.max(1) {
+            plan.push(None);
+            for style in [Style::Churn, Style::Visits] {
+                for kind in [Kind::Presence, Kind::Plain] {
+                    plan.push(Some(storm(kind, style)));
+                }
+            }
+        }
+        plan.push(None);
+        for s in plan {
+            eprintln!(
+                "== window: {}",
+                s.map_or("at rest".into(), |s| format!(
+                    "storm of {}, {}",
+                    s.kind.label(),
+                    s.style.label()
+                ))
+            );
+            let w = p::window(&relay.target, &probing, feed, s).await;
+            let w = match w {
+                Ok(w) => w,
+                Err(e) => {
+                    relay.stop().await;
+                    return Err(e);
+                }
+            };
+            eprintln!(
+                "  probes p99 {:.3} ms, {} of {} delivered",
+                w.probes.latency.value_at_quantile(0.99) as f64 / 1000.0,
+                w.probes.received,
+                w.probes.expected
+            );
+            if let Some((_, o)) = &w.storm {
+                if let Some(e) = &o.error {
+                    eprintln!("  storm: {} failed; the first: {e}", o.failed);
+                }
+            }
+            windows.push(w);
+        }
+        relay.stop().await;
+    }
+
+    println!();
+    if !costs.is_empty() {
+        print!("{}", p::cost_table(&costs));
+        println!();
+    }
+    if !windows.is_empty() {
+        println!(
+            "probes: {} subscribers of the anonymous channel, {} events/s, the first {} s of each window untimed",
+            args.probes.max(1),
+            args.rate,
+            args.warmup_secs
+        );
+        print!("{}", p::storm_table(&windows));
+        println!();
+    }
+    println!("machine: {}", sys::machine());
+    println!(
+        "1-minute load average: {load_at_start} at the start, {} at the end",
+        sys::load_average()
+    );
+    let argv: Vec<String> = std::env::args().collect();
+    println!(
+        "reproduce (from the repository root): cargo build --release -p rtet-relay -p rtet-bench && {} {}",
+        argv[0],
+        argv[1..].join(" ")
+    );
+    let incomplete =
+        costs.iter().any(|c| !c.complete()) || windows.iter().any(|w| !w.probes.complete());
+    if incomplete {
+        bail!("a measurement lost connections, answers or events (see the tables)");
+    }
+    Ok(())
 }

@@ -295,3 +295,69 @@ fn nodes_counts_every_ack_and_delivery_on_each_setup() {
         assert!(cell.ends_with(" ms"), "{redis_cpu}");
     }
 }
+
+/// `presence` cost at tiny scale: every connection authenticates with its
+/// own token, joins and leaves; members are shown presence, plain
+/// subscribers are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_cost_sees_every_join_and_leave() {
+    use rtet_bench::presence::{cost, Kind, Shape};
+    let (target, stop, server) = relay().await;
+    let shape = Shape {
+        channels: 3,
+        per_channel: 4,
+    };
+    for kind in [Kind::Plain, Kind::Presence] {
+        let c = cost(&target, kind, shape, 2, 8).await.expect("cost runs");
+        assert!(c.complete(), "{kind:?}: {c:?}");
+        assert_eq!((c.connections, c.subscribed, c.unsubscribed), (12, 12, 12));
+        match kind {
+            // At least the whole `presence` frame after each join.
+            Kind::Presence => assert!(c.presence_frames >= 12, "{c:?}"),
+            Kind::Plain => assert_eq!(c.presence_frames, 0, "{c:?}"),
+        }
+    }
+    let _ = stop.send(());
+    server.await.expect("relay stops");
+}
+
+/// A tiny join/leave storm of each style beside the probes: every client
+/// joins and leaves, members hear of each other, every probe gets every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presence_storm_joins_every_client_and_the_probes_get_every_event() {
+    use rtet_bench::presence::{window, EventFeed, Kind, Storm, Style};
+    let (target, stop, server) = relay().await;
+    let probing =
+        rtet_bench::probe::placement(std::path::Path::new(env!("CARGO_BIN_EXE_rtet-bench")), 2);
+    let feed = EventFeed {
+        rate: 100.0,
+        warmup_secs: 0.2,
+        secs: 1.0,
+        payload_bytes: 16,
+    };
+    for style in [Style::Churn, Style::Visits] {
+        let storm = Storm {
+            connections: 20,
+            secs: 1.0,
+            dwell: Duration::from_millis(500),
+            channels: 2,
+            kind: Kind::Presence,
+            style,
+            sources: 2,
+            in_flight: 8,
+        };
+        let w = window(&target, &probing, feed, Some(storm))
+            .await
+            .expect("the window runs");
+        assert!(w.probes.complete(), "{style:?}: {:?}", w.probes);
+        let (_, seen) = w.storm.expect("a storm ran");
+        assert_eq!(
+            (seen.joined, seen.failed, seen.closed),
+            (20, 0, 0),
+            "{style:?}: {seen:?}"
+        );
+        assert!(seen.presence_frames >= 20, "{style:?}: {seen:?}");
+    }
+    let _ = stop.send(());
+    server.await.expect("relay stops");
+}

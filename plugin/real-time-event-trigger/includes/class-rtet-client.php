@@ -20,6 +20,9 @@ class RTET_Client {
 	/** Script and style handle. */
 	const HANDLE = 'rtet-client';
 
+	/** Counts whose readers' text the client is given (see readers_text()). */
+	const READERS_COUNTS = 200;
+
 	/**
 	 * `wp_enqueue_scripts`.
 	 */
@@ -106,10 +109,7 @@ class RTET_Client {
 				/* translators: 1: comment author's name, 2: post title */
 				'heldComment'   => __( 'A comment by %1$s on "%2$s" is waiting for moderation.', 'real-time-event-trigger' ),
 				'moderate'      => __( 'Moderate it', 'real-time-event-trigger' ),
-				/* translators: %s: how many people are reading this post (one) */
-				'readersOne'    => __( '%s person reading', 'real-time-event-trigger' ),
-				/* translators: %s: how many people are reading this post (more than one) */
-				'readersMany'   => __( '%s people reading', 'real-time-event-trigger' ),
+				'readers'       => 'front' === $context && (bool) RTET_Settings::value( 'readers_badge' ) ? self::readers_text() : null,
 			),
 		);
 		/**
@@ -180,5 +180,38 @@ class RTET_Client {
 		 */
 		$posts = (array) apply_filters( 'rtet_page_posts', $posts, $context );
 		return RTET_Channels::parse_post_ids( array_map( 'intval', $posts ) );
+	}
+
+	/**
+	 * "N people reading" in the site's language, for any count the badge
+	 * may show: the distinct texts `_n()` gives, and for each count under
+	 * READERS_COUNTS the index of its text.
+	 *
+	 * The count is known only in the browser, and a language may have more
+	 * than two plural forms (Polish: 1 osoba, 2 osoby, 5 osób, 22 osoby).
+	 * Gettext plural rules look at a count only through its last digit, its
+	 * last two digits and comparisons with numbers under 100, so a count of
+	 * 200 or more takes the text of 100 + count % 100: the client looks up
+	 * `pick[ n < 200 ? n : 100 + n % 100 ]`.
+	 *
+	 * @return array{forms: string[], pick: int[]}
+	 */
+	public static function readers_text() {
+		$forms = array();
+		$pick  = array();
+		for ( $n = 0; $n < self::READERS_COUNTS; $n++ ) {
+			/* translators: %s: how many people are reading this post */
+			$form = _n( '%s person reading', '%s people reading', $n, 'real-time-event-trigger' );
+			$i    = array_search( $form, $forms, true );
+			if ( false === $i ) {
+				$i       = count( $forms );
+				$forms[] = $form;
+			}
+			$pick[] = $i;
+		}
+		return array(
+			'forms' => $forms,
+			'pick'  => $pick,
+		);
 	}
 }

@@ -146,8 +146,18 @@
 	 * @return {string} The text.
 	 */
 	function t( key ) {
-		var args = Array.prototype.slice.call( arguments, 1 );
 		var text = typeof settings.i18n[ key ] === 'string' ? settings.i18n[ key ] : key;
+		return fill( text, Array.prototype.slice.call( arguments, 1 ) );
+	}
+
+	/**
+	 * A text with its %s / %1$s placeholders filled.
+	 *
+	 * @param {string} text Text.
+	 * @param {Array}  args Values.
+	 * @return {string} The text, filled.
+	 */
+	function fill( text, args ) {
 		var next = 0;
 		return text.replace( /%(?:(\d+)\$)?s/g, function ( m, n ) {
 			var v = n ? args[ Number( n ) - 1 ] : args[ next++ ];
@@ -708,8 +718,7 @@
 		if ( ! settings.readersBadge || ! m || settings.posts.indexOf( Number( m[ 1 ] ) ) === -1 ) {
 			return;
 		}
-		var n = p.member_count + p.anonymous;
-		var text = t( n === 1 ? 'readersOne' : 'readersMany', String( n ) );
+		var text = readersText( p.member_count + p.anonymous );
 		var marked = document.querySelectorAll( '[data-rtet-readers="' + m[ 1 ] + '"]' );
 		if ( marked.length === 0 ) {
 			var badge = document.createElement( 'div' );
@@ -722,6 +731,23 @@
 		Array.prototype.forEach.call( marked, function ( el ) {
 			el.textContent = text;
 		} );
+	}
+
+	/**
+	 * "N people reading" in the site's language: `settings.i18n.readers`
+	 * holds the texts `_n()` gives and, for each count under 200, which of
+	 * them it takes; a larger count takes the text of 100 + count % 100
+	 * (RTET_Client::readers_text() says why).
+	 *
+	 * @param {number} n How many are reading.
+	 * @return {string} The text.
+	 */
+	function readersText( n ) {
+		var readers = settings.i18n.readers || {};
+		var forms = Array.isArray( readers.forms ) ? readers.forms : [];
+		var pick = Array.isArray( readers.pick ) ? readers.pick : [];
+		var form = forms[ pick[ n < pick.length ? n : 100 + ( n % 100 ) ] ];
+		return fill( typeof form === 'string' ? form : '%s', [ String( n ) ] );
 	}
 
 	/**
