@@ -231,3 +231,27 @@ async fn one_address_stalling_half_requests_cannot_keep_another_address_from_con
     finish(&mut stalled).await;
     assert_eq!(healthz_from("127.0.0.2", &relay).await, 200);
 }
+
+#[tokio::test]
+async fn a_trusted_proxy_is_not_capped_per_address_so_clients_behind_it_share_every_slot() {
+    let mut cfg = config();
+    cfg.max_handshakes = 3;
+    cfg.handshakes_per_ip = 1;
+    cfg.handshake_queue = 0;
+    cfg.trusted_proxies = vec!["127.0.0.2/32".parse().unwrap()];
+    let relay = start(cfg).await;
+
+    // Three clients behind the proxy open at once: capped per address, two would get 503.
+    let mut behind_proxy = stall_from("127.0.0.2", &relay, 3).await;
+    finish(&mut behind_proxy).await;
+    // Any other peer is capped.
+    let mut direct = stall_from("127.0.0.3", &relay, 1).await;
+    tokio::time::timeout(WAIT, async {
+        while healthz_from("127.0.0.3", &relay).await == 200 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("a direct peer holds at most its one slot");
+    finish(&mut direct).await;
+}
