@@ -10,6 +10,12 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 
+/// Whether `peer` is one of the `trusted` proxies (`--trusted-proxy`).
+pub fn is_trusted_proxy(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    let peer = canonical(peer);
+    trusted.iter().any(|net| net.contains(&peer))
+}
+
 /// The client's address: `peer` itself unless `peer` is in `trusted`. From a
 /// trusted proxy, the right-most `X-Forwarded-For` address that is not itself
 /// a trusted proxy (the hops to its left are written by the client and prove
@@ -20,7 +26,7 @@ use ipnet::IpNet;
 /// client the proxies did not vouch for.
 pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let peer = canonical(peer);
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(&ip));
+    let is_trusted = |ip: IpAddr| is_trusted_proxy(ip, trusted);
     if !is_trusted(peer) {
         return peer;
     }

@@ -206,6 +206,15 @@ pub struct Settings {
     #[arg(long, env = "RTET_MAX_HANDSHAKES", value_name = "N")]
     pub max_handshakes: Option<usize>,
 
+    /// Of `--max-handshakes`, the slots connections from one client address (per /64 for IPv6)
+    /// may hold at once; its further connections wait in the handshake queue for one of its own
+    /// slots. So clients that send a few bytes and stall hold at most this many slots per
+    /// address, and everyone else keeps connecting. Not applied to a `--trusted-proxy` peer:
+    /// the address behind it is known only after the request headers, and the proxy bounds its
+    /// own clients.
+    #[arg(long, env = "RTET_HANDSHAKES_PER_IP", value_name = "N")]
+    pub handshakes_per_ip: Option<usize>,
+
     /// Connections waiting for one of `--max-handshakes` to finish. When the queue is full, or
     /// a connection has waited the handshake timeout (10 s), it is answered 503 with
     /// Retry-After (over TLS: closed).
@@ -352,6 +361,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Connections being opened at once (TLS handshake, request headers, upgrade).
     pub max_handshakes: usize,
+    /// Of those, the ones one client address (not a trusted proxy) holds at once.
+    pub handshakes_per_ip: usize,
     /// Connections waiting for an opening slot; more are answered 503.
     pub handshake_queue: usize,
     /// Channels held at once.
@@ -474,6 +485,7 @@ impl std::fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("max_connections", &self.max_connections)
             .field("max_handshakes", &self.max_handshakes)
+            .field("handshakes_per_ip", &self.handshakes_per_ip)
             .field("handshake_queue", &self.handshake_queue)
             .field("max_channels", &self.max_channels)
             .field("max_history_bytes", &self.max_history_bytes)
@@ -512,6 +524,7 @@ impl Config {
             limits: Limits::default(),
             max_connections: 200_000,
             max_handshakes: 256,
+            handshakes_per_ip: 16,
             handshake_queue: 65_536,
             max_channels: 100_000,
             max_history_bytes: 128 * 1024 * 1024,
@@ -668,6 +681,11 @@ impl Config {
             limits,
             max_connections: pick(cli.max_connections, file.max_connections, d.max_connections),
             max_handshakes: pick(cli.max_handshakes, file.max_handshakes, d.max_handshakes),
+            handshakes_per_ip: pick(
+                cli.handshakes_per_ip,
+                file.handshakes_per_ip,
+                d.handshakes_per_ip,
+            ),
             handshake_queue: pick(cli.handshake_queue, file.handshake_queue, d.handshake_queue),
             max_channels: pick(cli.max_channels, file.max_channels, d.max_channels),
             max_history_bytes: pick(
@@ -741,7 +759,7 @@ impl Config {
             })?;
         }
         let l = &self.limits;
-        let positive: [(&'static str, bool); 19] = [
+        let positive: [(&'static str, bool); 20] = [
             ("max_frame_bytes", l.max_frame_bytes > 0),
             ("max_token_bytes", l.max_token_bytes > 0),
             ("client_frames_per_sec", l.client_frames_per_sec > 0),
@@ -754,6 +772,7 @@ impl Config {
             ("max_channels", self.max_channels > 0),
             ("max_connections", self.max_connections > 0),
             ("max_handshakes", self.max_handshakes > 0),
+            ("handshakes_per_ip", self.handshakes_per_ip > 0),
             ("max_subscriptions", l.max_subscriptions > 0),
             ("first_frame_timeout", !l.first_frame_timeout.is_zero()),
             ("http_body_timeout", !self.http_body_timeout.is_zero()),
@@ -833,6 +852,7 @@ impl Settings {
             ("connections_per_ip", l.connections_per_ip.to_string()),
             ("max_connections", c.max_connections.to_string()),
             ("max_handshakes", c.max_handshakes.to_string()),
+            ("handshakes_per_ip", c.handshakes_per_ip.to_string()),
             ("handshake_queue", c.handshake_queue.to_string()),
             ("max_channels", c.max_channels.to_string()),
             ("max_history_bytes", c.max_history_bytes.to_string()),

@@ -56,7 +56,8 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
-/// `GET /publish`: checks the key, then upgrades.
+/// `GET /publish`: checks the key, refuses with 503 while the engine is
+/// down, then upgrades.
 pub async fn upgrade(
     State(relay): State<Arc<Relay>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -72,6 +73,9 @@ pub async fn upgrade(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
+    if let Err(r) = relay.engine_ready() {
+        return r.into_response();
+    }
     let guard = match relay.admit(relay.client_ip(peer, &headers), Role::publisher) {
         Ok(g) => g,
         Err(r) => return r.into_response(),

@@ -4,8 +4,9 @@
 //! the binary and the tests start the relay the same way. One port serves
 //! HTTP/1.1 and both WebSocket endpoints, over plain TCP or TLS.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use ipnet::IpNet;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::client_addr::{is_trusted_proxy, limit_key};
 use crate::config::EngineChoice;
 use crate::config::{Config, ConfigError, TlsFiles};
 use crate::engine::{Engine, MemoryEngine, MemoryEngineConfig, RedisEngine, RedisEngineConfig};
@@ -103,10 +106,7 @@ pub async fn run_with_engine(
         ),
         None => None,
     };
-    let handshakes = Arc::new(Handshakes::new(
-        config.max_handshakes,
-        config.handshake_queue,
-    ));
+    let handshakes = Arc::new(Handshakes::new(&config));
     let relay = Arc::new(Relay::new(config, engine));
     let app = router(Arc::clone(&relay));
     if let Some(listener) = metrics_listener {
@@ -185,7 +185,7 @@ pub async fn run_with_engine(
                 _ = stop.cancelled() => return,
             }
             let slot = tokio::select! {
-                slot = handshakes.enter() => slot,
+                slot = handshakes.enter(peer.ip()) => slot,
                 _ = stop.cancelled() => return,
             };
             let Some(slot) = slot else {
@@ -289,7 +289,7 @@ async fn open(
     app: Router,
     stop: CancellationToken,
     tls: Option<TlsAcceptor>,
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
 ) {
     match tls {
         None => serve_http(stream, peer, app, stop, Some(slot)).await,
@@ -303,15 +303,22 @@ async fn open(
     }
 }
 
-/// Bounds the connections being opened at once (`--max-handshakes`) and
-/// those waiting for a slot (`--handshake-queue`). Opening a connection takes
-/// buffers (hyper's request buffer, TLS state, the upgrade) that are freed
-/// once it is open; many at once leave the allocator's memory fragmented, so
-/// a burst of openings would cost every connection that stays.
+/// Bounds the connections being opened at once (`--max-handshakes`), those
+/// one client address holds (`--handshakes-per-ip`), and those waiting for a
+/// slot (`--handshake-queue`). Opening a connection takes buffers (hyper's
+/// request buffer, TLS state, the upgrade) that are freed once it is open;
+/// many at once leave the allocator's memory fragmented, so a burst of
+/// openings would cost every connection that stays. The cap per address
+/// keeps clients that send a byte and stall (slowloris) from one address
+/// from holding every slot.
 struct Handshakes {
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
     queue: usize,
+    per_address: usize,
+    trusted: Vec<IpNet>,
+    /// The slots of each address with a connection being opened or waiting.
+    addresses: Mutex<HashMap<IpAddr, Arc<Semaphore>>>,
 }
 
 /// Counts one connection in the queue while it waits.
@@ -323,31 +330,109 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// What a connection being opened holds: one of the relay's slots and, from
+/// an address that is not a trusted proxy, one of its address's.
+struct Slot {
+    _slot: OwnedSemaphorePermit,
+    _own: Option<OwnSlot>,
+}
+
+/// A connection's place among its address's slots (held or awaited). The
+/// address's entry is forgotten when its last connection lets go.
+struct OwnSlot {
+    handshakes: Arc<Handshakes>,
+    address: IpAddr,
+    slots: Arc<Semaphore>,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl OwnSlot {
+    fn try_take(&mut self) -> bool {
+        self.held = Arc::clone(&self.slots).try_acquire_owned().ok();
+        self.held.is_some()
+    }
+
+    async fn take(&mut self) {
+        if self.held.is_none() {
+            self.held = Arc::clone(&self.slots).acquire_owned().await.ok();
+        }
+    }
+}
+
+impl Drop for OwnSlot {
+    fn drop(&mut self) {
+        self.held.take();
+        let mut addresses = rtet_protocol::sync::lock(&self.handshakes.addresses);
+        // The map's copy and ours: nobody else holds or awaits this address's slots.
+        if Arc::strong_count(&self.slots) == 2 {
+            addresses.remove(&self.address);
+        }
+    }
+}
+
 impl Handshakes {
-    fn new(slots: usize, queue: usize) -> Self {
+    fn new(config: &Config) -> Self {
         Handshakes {
-            slots: Arc::new(Semaphore::new(slots)),
+            slots: Arc::new(Semaphore::new(config.max_handshakes)),
             waiting: AtomicUsize::new(0),
-            queue,
+            queue: config.handshake_queue,
+            per_address: config.handshakes_per_ip,
+            trusted: config.trusted_proxies.clone(),
+            addresses: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A slot for one connection being opened: at once, or after waiting in
-    /// the queue for at most [`HANDSHAKE_TIMEOUT`]. `None`: the queue is full,
+    /// The slots of `peer`'s address (per /64 for IPv6); none for a trusted
+    /// proxy, whose clients are known only after their request headers.
+    fn own_slots(self: &Arc<Self>, peer: IpAddr) -> Option<OwnSlot> {
+        if is_trusted_proxy(peer, &self.trusted) {
+            return None;
+        }
+        let address = limit_key(peer);
+        let slots = Arc::clone(
+            rtet_protocol::sync::lock(&self.addresses)
+                .entry(address)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_address))),
+        );
+        Some(OwnSlot {
+            handshakes: Arc::clone(self),
+            address,
+            slots,
+            held: None,
+        })
+    }
+
+    /// A slot for one connection from `peer` being opened: at once, or after
+    /// waiting in the queue (for one of its address's slots, then one of the
+    /// relay's) for at most [`HANDSHAKE_TIMEOUT`]. `None`: the queue is full,
     /// or no slot freed in time.
-    async fn enter(&self) -> Option<OwnedSemaphorePermit> {
-        if let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() {
-            return Some(slot);
+    async fn enter(self: &Arc<Self>, peer: IpAddr) -> Option<Slot> {
+        let mut own = self.own_slots(peer);
+        if own.as_mut().is_none_or(OwnSlot::try_take) {
+            if let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() {
+                return Some(Slot {
+                    _slot: slot,
+                    _own: own,
+                });
+            }
         }
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
         let _waiting = Waiting(&self.waiting);
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, Arc::clone(&self.slots).acquire_owned())
-            .await
-            .ok()?
-            .ok()
+        let slot = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+            if let Some(own) = own.as_mut() {
+                own.take().await;
+            }
+            Arc::clone(&self.slots).acquire_owned().await.ok()
+        })
+        .await
+        .ok()??;
+        Some(Slot {
+            _slot: slot,
+            _own: own,
+        })
     }
 }
 
@@ -382,7 +467,7 @@ async fn serve_http<S>(
     peer: SocketAddr,
     app: Router,
     stop: CancellationToken,
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Option<Slot>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -146,7 +146,14 @@ pub enum Refusal {
     PerIp,
     /// Too many connections in total: answer 503.
     Total,
+    /// The engine cannot deliver (its store is unreachable): answer 503 with
+    /// `Retry-After`, so a balancer tries another node and a client retries.
+    EngineDown,
 }
+
+/// Seconds a client refused with [`Refusal::EngineDown`] is asked to wait
+/// (`Retry-After`) before it tries this node again.
+pub const ENGINE_DOWN_RETRY_AFTER_SECS: u32 = 1;
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
@@ -159,6 +166,15 @@ impl IntoResponse for Refusal {
             Refusal::Total => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the relay is at its connection limit\n",
+            )
+                .into_response(),
+            Refusal::EngineDown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(
+                    header::RETRY_AFTER,
+                    ENGINE_DOWN_RETRY_AFTER_SECS.to_string(),
+                )],
+                "the relay cannot deliver: its engine is unavailable; retry soon\n",
             )
                 .into_response(),
         }
@@ -267,6 +283,19 @@ impl Relay {
     /// map holds only addresses that replayed within the last minute or so.
     pub fn forget_refilled_replay_budgets(&self) {
         lock(&self.replay_per_ip).retain(|_, bucket| !bucket.is_full());
+    }
+
+    /// Refuses a WebSocket upgrade while the engine cannot deliver, so a
+    /// passive balancer (`proxy_next_upstream http_503`) moves the client to
+    /// a node that can. Connections already open stay: they get what the
+    /// engine delivers once it is back.
+    pub fn engine_ready(&self) -> Result<(), Refusal> {
+        if self.engine.is_up() {
+            Ok(())
+        } else {
+            self.metrics.refused("engine_down");
+            Err(Refusal::EngineDown)
+        }
     }
 
     /// Counts a new WebSocket connection, or refuses it when a limit is reached.

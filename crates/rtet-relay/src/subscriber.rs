@@ -65,8 +65,9 @@ pub fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
     }
 }
 
-/// `GET /ws`: counts the connection (429 over the per-IP limit), upgrades,
-/// and closes with 1008 at once when the origin is not allowed.
+/// `GET /ws`: refuses with 503 while the engine is down, counts the
+/// connection (429 over the per-IP limit), upgrades, and closes with 1008 at
+/// once when the origin is not allowed.
 pub async fn upgrade(
     State(relay): State<Arc<Relay>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -77,6 +78,9 @@ pub async fn upgrade(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
+    if let Err(r) = relay.engine_ready() {
+        return r.into_response();
+    }
     let origin_ok = origin_allowed(&relay.config.allowed_origins, &headers);
     let client = relay.client_ip(peer, &headers);
     let guard = match relay.admit(client, Role::subscriber) {

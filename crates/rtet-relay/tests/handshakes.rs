@@ -156,3 +156,102 @@ async fn a_full_handshake_queue_answers_503_with_retry_after_and_opens_again_onc
         .expect("a slot is free again");
     assert_eq!(relay.metric(REFUSED).await, refused);
 }
+
+/// A raw connection to `relay` from the loopback address `local`.
+async fn connect_from(local: &str, relay: &TestRelay) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(local.parse().unwrap(), 0))
+        .expect("bind the source address");
+    socket.connect(relay.addr).await.expect("connect")
+}
+
+/// `GET /healthz` from `local`: its status.
+async fn healthz_from(local: &str, relay: &TestRelay) -> u16 {
+    let mut s = connect_from(local, relay).await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    status_of(&mut s).await
+}
+
+/// Opens `count` connections from `local` that send the start of a request
+/// and stall.
+async fn stall_from(local: &str, relay: &TestRelay, count: usize) -> Vec<TcpStream> {
+    let mut stalled = Vec::new();
+    for _ in 0..count {
+        let mut s = connect_from(local, relay).await;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n")
+            .await
+            .unwrap();
+        stalled.push(s);
+    }
+    stalled
+}
+
+/// Lets stalled connections finish their request: each is answered 200.
+async fn finish(stalled: &mut [TcpStream]) {
+    for s in stalled {
+        s.write_all(b"Connection: close\r\n\r\n").await.unwrap();
+        assert_eq!(status_of(s).await, 200);
+    }
+}
+
+#[tokio::test]
+async fn one_address_stalling_half_requests_cannot_keep_another_address_from_connecting() {
+    let mut cfg = config();
+    cfg.max_handshakes = 3;
+    cfg.handshakes_per_ip = 2;
+    cfg.handshake_queue = 0;
+    let relay = start(cfg).await;
+
+    let mut stalled = stall_from("127.0.0.2", &relay, 2).await;
+    // Until they hold their address's slots a probe from it may still open (200); then 503.
+    tokio::time::timeout(WAIT, async {
+        while healthz_from("127.0.0.2", &relay).await == 200 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the stalled connections hold their address's slots");
+    assert_eq!(healthz_from("127.0.0.2", &relay).await, 503);
+
+    // Another address still connects, over HTTP and WebSocket, while they stall.
+    assert_eq!(healthz_from("127.0.0.3", &relay).await, 200);
+    let mut ws = relay
+        .subscriber_from("127.0.0.3", &[])
+        .await
+        .expect("another address opens a WebSocket");
+    assert_eq!(
+        subscribe(&mut ws, "public", None).await["type"],
+        "subscribed"
+    );
+
+    // The stalled connections were held, not dropped: they finish and are answered.
+    finish(&mut stalled).await;
+    assert_eq!(healthz_from("127.0.0.2", &relay).await, 200);
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_is_not_capped_per_address_so_clients_behind_it_share_every_slot() {
+    let mut cfg = config();
+    cfg.max_handshakes = 3;
+    cfg.handshakes_per_ip = 1;
+    cfg.handshake_queue = 0;
+    cfg.trusted_proxies = vec!["127.0.0.2/32".parse().unwrap()];
+    let relay = start(cfg).await;
+
+    // Three clients behind the proxy open at once: capped per address, two would get 503.
+    let mut behind_proxy = stall_from("127.0.0.2", &relay, 3).await;
+    finish(&mut behind_proxy).await;
+    // Any other peer is capped.
+    let mut direct = stall_from("127.0.0.3", &relay, 1).await;
+    tokio::time::timeout(WAIT, async {
+        while healthz_from("127.0.0.3", &relay).await == 200 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("a direct peer holds at most its one slot");
+    finish(&mut direct).await;
+}

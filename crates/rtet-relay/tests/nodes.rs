@@ -235,6 +235,92 @@ async fn while_redis_is_down_publishes_are_refused_to_retry_and_the_node_is_unhe
     );
 }
 
+/// A WebSocket upgrade request to `path` written by hand, so the test sees
+/// every header of a refusal; returns the answer's head (status line and
+/// headers, lower-cased).
+async fn upgrade_head(relay: &TestRelay, path: &str, extra: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(relay.addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n",
+        relay.addr
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = stream.read(&mut byte).await.expect("read");
+            assert_eq!(n, 1, "the connection ended before the answer's head");
+            head.push(byte[0]);
+        }
+    })
+    .await
+    .expect("an answer in time");
+    String::from_utf8_lossy(&head).to_lowercase()
+}
+
+#[tokio::test]
+async fn while_redis_is_down_websocket_upgrades_are_refused_503_so_a_balancer_tries_another_node() {
+    let mut redis = Redis::start_new();
+    let (a, _b) = two_nodes(&redis).await;
+    wait_health(&a, 200).await;
+    let mut open_before = a.subscriber().await;
+    subscribe(&mut open_before, "public", None).await;
+    let mut publisher_before = a.publisher().await;
+
+    redis.stop();
+    wait_health(&a, 503).await;
+    let bearer = format!("authorization: Bearer {KEY}\r\n");
+    for (path, extra) in [("/ws", ""), ("/publish", bearer.as_str())] {
+        let head = upgrade_head(&a, path, extra).await;
+        assert!(
+            head.starts_with("http/1.1 503"),
+            "{path}: refused, not upgraded: {head}"
+        );
+        assert!(
+            head.contains("\r\nretry-after: 1\r\n"),
+            "{path}: says when to retry: {head}"
+        );
+    }
+    assert_eq!(a.subscriber_with_origin(None).await.err(), Some(503));
+    assert_eq!(a.publisher_with(Some(KEY)).await.err(), Some(503));
+    // A wrong key is still told so first.
+    assert_eq!(a.publisher_with(Some("wrong")).await.err(), Some(401));
+    assert!(
+        a.metric("rtet_connections_refused_total{reason=\"engine_down\"}")
+            .await
+            >= 4.0
+    );
+
+    redis.start();
+    wait_health(&a, 200).await;
+    // The connections opened before the outage were kept through it: the
+    // subscriber hears that Redis came back without its channel's history
+    // (closed to resume), and the publisher publishes again.
+    assert_eq!(closed_with(&mut open_before).await, 4408);
+    let mut fresh = a.subscriber().await;
+    assert_eq!(
+        subscribe(&mut fresh, "public", None).await["type"],
+        "subscribed"
+    );
+    let ack = publish(&mut publisher_before, "after", "public", json!(1)).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let mut p = a.publisher().await;
+    assert_eq!(
+        publish(&mut p, "later", "public", json!(2)).await["type"],
+        "ack"
+    );
+    let got = events(&mut fresh, 2).await;
+    assert_eq!(
+        got.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>(),
+        ["after", "later"]
+    );
+}
+
 #[tokio::test]
 async fn redis_restarted_empty_makes_resuming_subscribers_see_recovered_false() {
     let mut redis = Redis::start_new();
