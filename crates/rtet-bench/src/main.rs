@@ -371,11 +371,14 @@ struct OneArgs {
 }
 
 /// Limit flags that let one loopback client load rtet-relay: the defaults
-/// are sized for browsers on the internet (1,000 connections per IP, 10,000
-/// publishes/s per key, 20 frames/s per client).
+/// are sized for browsers on the internet (1,000 connections per IP, 16 of
+/// them opening at once, 10,000 publishes/s per key, 20 frames/s per client).
+/// One address may use every handshake slot (`--max-handshakes`, 256).
 const RELAY_LOAD_FLAGS: &[&str] = &[
     "--connections-per-ip",
     "1000000",
+    "--handshakes-per-ip",
+    "256",
     "--max-connections",
     "1000000",
     "--publishes-per-sec",
