@@ -208,3 +208,32 @@ async fn the_members_of_a_killed_node_leave_after_the_expiry() {
         .await;
     survivor.shutdown().await;
 }
+
+#[tokio::test]
+async fn presence_comes_back_right_after_redis_restarts_empty() {
+    let mut redis = Redis::start_new();
+    let a = start_with(config_on(&redis)).await;
+    let b = start_with(config_on(&redis)).await;
+    let mut alice = a.subscriber().await;
+    join(&mut alice, "alice").await;
+    let mut carol = a.subscriber().await;
+    join(&mut carol, "carol").await;
+    let mut bob = b.subscriber().await;
+    let mut view = View::from(&join(&mut bob, "bob").await);
+    assert_eq!(view.counts, (3, 0));
+
+    // Redis goes away, Carol leaves meanwhile, Redis comes back with nothing.
+    redis.stop();
+    drop(carol);
+    a.wait_metric("rtet_connections{role=\"subscriber\"}", 1.0)
+        .await;
+    redis.start();
+
+    // Every node rewrites its part: Bob ends up shown Alice and himself.
+    // (Until both nodes have rewritten, a node may briefly see only its own
+    // part, so joins and leaves are allowed on the way.)
+    view.until(&mut bob, &["alice", "bob"], (2, 0), &["join", "leave"])
+        .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
