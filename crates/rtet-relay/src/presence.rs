@@ -140,6 +140,9 @@ struct Channel {
     shared: Option<SharedPresence>,
     /// The members listed at the last flush (empty when the list was not kept).
     sent_members: HashSet<String>,
+    /// With shared presence: this node's part changed since it was last
+    /// written to the store (else only its expiry is renewed).
+    part_changed: bool,
     /// Whether the list was kept (under the cap) at the last flush.
     sent_listed: bool,
     /// (members, anonymous) at the last flush.
@@ -154,6 +157,7 @@ impl Channel {
             viewers: HashMap::new(),
             shared: None,
             sent_members: HashSet::new(),
+            part_changed: true,
             sent_listed: true,
             sent_counts: (0, 0),
         }
@@ -267,11 +271,21 @@ impl Presence {
                 channel,
                 members: Vec::new(),
                 anonymous: 0,
+                unchanged: false,
             })
             .collect();
         for (name, ch) in &mut inner.channels {
             for viewer in ch.viewers.values_mut() {
                 viewer.synced = true;
+            }
+            if !std::mem::take(&mut ch.part_changed) {
+                parts.push(LocalPresence {
+                    channel: name.clone(),
+                    members: Vec::new(),
+                    anonymous: 0,
+                    unchanged: true,
+                });
+                continue;
             }
             parts.push(LocalPresence {
                 channel: name.clone(),
@@ -284,9 +298,25 @@ impl Presence {
                     })
                     .collect(),
                 anonymous: ch.anonymous,
+                unchanged: false,
             });
         }
         parts
+    }
+
+    /// The store did not take the parts from [`Presence::local_parts`]
+    /// (it did not answer): every part is written whole at the next sync.
+    pub fn sync_failed(&self, parts: &[LocalPresence]) {
+        let mut inner = lock(&self.inner);
+        for part in parts {
+            match inner.channels.get_mut(&part.channel) {
+                Some(ch) => ch.part_changed = true,
+                None if part.members.is_empty() && !part.unchanged => {
+                    inner.gone.insert(part.channel.clone());
+                }
+                None => {}
+            }
+        }
     }
 
     /// Takes each channel's presence over every node, as the store answered
@@ -299,6 +329,9 @@ impl Presence {
             let Some(ch) = inner.channels.get_mut(&part.channel) else {
                 continue;
             };
+            if shared.lost {
+                ch.part_changed = true;
+            }
             if ch.shared.as_ref() != Some(&shared) {
                 ch.shared = Some(shared);
                 inner.dirty.insert(part.channel.clone());
@@ -336,10 +369,12 @@ impl Presence {
                         connections: 0,
                     });
                 entry.connections += 1;
+                ch.part_changed |= entry.connections == 1;
                 Some(sub)
             }
             Seat::Anonymous => {
                 ch.anonymous += 1;
+                ch.part_changed = true;
                 None
             }
         };
@@ -370,10 +405,14 @@ impl Presence {
                     entry.connections -= 1;
                     if entry.connections == 0 {
                         ch.members.remove(&sub);
+                        ch.part_changed = true;
                     }
                 }
             }
-            None => ch.anonymous = ch.anonymous.saturating_sub(1),
+            None => {
+                ch.anonymous = ch.anonymous.saturating_sub(1);
+                ch.part_changed = true;
+            }
         }
         if ch.is_empty() {
             inner.channels.remove(channel);

@@ -240,12 +240,20 @@ pub async fn run_with_engine(
 /// store and takes back every channel's presence over all nodes.
 async fn sync_presence(relay: &Relay) -> Result<(), crate::engine::EngineError> {
     let parts = relay.presence.local_parts();
-    let shared = relay
+    match relay
         .engine
         .sync_presence(parts.clone(), relay.presence.cap())
-        .await?;
-    relay.presence.apply_shared(&parts, shared);
-    Ok(())
+        .await
+    {
+        Ok(shared) => {
+            relay.presence.apply_shared(&parts, shared);
+            Ok(())
+        }
+        Err(e) => {
+            relay.presence.sync_failed(&parts);
+            Err(e)
+        }
+    }
 }
 
 /// Hands memory freed after a burst (many connections, a large replay) back

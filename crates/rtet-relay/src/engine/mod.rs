@@ -181,6 +181,9 @@ pub struct LocalPresence {
     pub members: Vec<(String, String)>,
     /// The other subscriptions on this node.
     pub anonymous: usize,
+    /// The part is as last written: only its expiry is renewed (members
+    /// and anonymous are not sent).
+    pub unchanged: bool,
 }
 
 /// One channel's presence over every node.
@@ -193,6 +196,9 @@ pub struct SharedPresence {
     pub member_count: usize,
     /// The other subscriptions, summed over the nodes.
     pub anonymous: usize,
+    /// The store did not hold this node's part, though it was sent as
+    /// unchanged (the store lost it): it is to be written whole again.
+    pub lost: bool,
 }
 
 /// Fan-out and history for every channel.

@@ -28,10 +28,10 @@
 //! (a node with local subscribers refreshes them), so idle channels vanish;
 //! a channel that comes back gets a new epoch.
 //!
-//! Presence ([`PRESENCE_SCRIPT`]): every presence tick each node rewrites
-//! its part of every channel it has presence in, with an expiry of
-//! [`PRESENCE_EXPIRY`], and reads back the union of the parts that have not
-//! expired. A node that dies without withdrawing its part (killed, cut off)
+//! Presence ([`PRESENCE_SCRIPT`]): every presence tick each node writes
+//! its part of every channel it has presence in (whole when it changed,
+//! else it renews the part's expiry of [`PRESENCE_EXPIRY`]) and reads back
+//! the union of the parts that have not expired. A node that dies without withdrawing its part (killed, cut off)
 //! drops out of every channel's presence after that expiry.
 //!
 //! Every reply is treated as hostile: sizes are bounded, anything that does
@@ -127,7 +127,7 @@ return {epoch, seq, entries}
 "#;
 
 /// How long a node's part of a channel's presence outlives its last
-/// rewrite: a node rewrites it every presence tick, so only a node that
+/// write or renewal: a node renews it every presence tick, so only a node that
 /// stopped (killed, cut off from Redis) lets it expire.
 pub const PRESENCE_EXPIRY: Duration = Duration::from_secs(5);
 
@@ -136,21 +136,31 @@ pub const PRESENCE_EXPIRY: Duration = Duration::from_secs(5);
 ///
 /// KEYS: the channel's presence sorted set. ARGV: the key prefix of the
 /// parts (`rtet:{CHANNEL}:presence:`), this node's id, now (ms), the expiry
-/// (ms), members to list at most, this node's anonymous count, then `sub`,
-/// encoded `info` per member of this node. The parts' keys share the
-/// channel's hash tag, so they live in the sorted set's cluster slot.
-/// Returns `{member_count, anonymous, listed (0/1), sub, info, sub, info, ...}`.
+/// (ms), members to list at most, `keep` (only renew the part's expiry) or
+/// this node's anonymous count followed by `sub`, encoded `info` per member
+/// of this node. The parts' keys share the channel's hash tag, so they live
+/// in the sorted set's cluster slot.
+/// Returns `{member_count, anonymous, listed (0/1), lost (0/1), sub, info, ...}`,
+/// `lost` when a part to keep was not there.
 pub const PRESENCE_SCRIPT: &str = r#"
 local nodes, prefix, node = KEYS[1], ARGV[1], ARGV[2]
 local now, expiry, cap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local mine = prefix .. node
-redis.call('DEL', mine)
-if #ARGV > 6 or tonumber(ARGV[6]) > 0 then
+local lost = 0
+if ARGV[6] == 'keep' then
+  if redis.call('PEXPIRE', mine, expiry) == 1 then
+    redis.call('ZADD', nodes, now + expiry, node)
+  else
+    lost = 1
+  end
+elseif #ARGV > 6 or tonumber(ARGV[6]) > 0 then
+  redis.call('DEL', mine)
   redis.call('HSET', mine, '', ARGV[6])
   for i = 7, #ARGV, 2 do redis.call('HSET', mine, ARGV[i], ARGV[i + 1]) end
   redis.call('PEXPIRE', mine, expiry)
   redis.call('ZADD', nodes, now + expiry, node)
 else
+  redis.call('DEL', mine)
   redis.call('ZREM', nodes, node)
 end
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now)) do
@@ -170,7 +180,7 @@ for _, n in ipairs(redis.call('ZRANGE', nodes, 0, -1)) do
     end
   end
 end
-local out = {count, anonymous, 0}
+local out = {count, anonymous, 0, lost}
 if count <= cap then
   out[3] = 1
   for sub, info in pairs(members) do
@@ -534,10 +544,14 @@ impl Inner {
                     .arg(&self.node)
                     .arg(now)
                     .arg(expiry)
-                    .arg(cap)
-                    .arg(part.anonymous);
-                for (sub, info) in &part.members {
-                    cmd.arg(sub).arg(info);
+                    .arg(cap);
+                if part.unchanged {
+                    cmd.arg("keep");
+                } else {
+                    cmd.arg(part.anonymous);
+                    for (sub, info) in &part.members {
+                        cmd.arg(sub).arg(info);
+                    }
                 }
             }
             let mut conn = self.conn.clone();
@@ -881,7 +895,7 @@ impl Inner {
     }
 }
 
-/// A presence script's reply: `{member_count, anonymous, listed, sub, info, ...}`.
+/// A presence script's reply: `{member_count, anonymous, listed, lost, sub, info, ...}`.
 /// A member whose `sub` or `info` breaks the token rules (Redis was written
 /// to by someone else) is left out of the list but still counted.
 fn parse_presence(value: &Value, cap: usize) -> Option<SharedPresence> {
@@ -895,12 +909,14 @@ fn parse_presence(value: &Value, cap: usize) -> Option<SharedPresence> {
     let member_count = int(items.first())?;
     let anonymous = int(items.get(1))?;
     let listed = int(items.get(2))? == 1;
-    let rest = items.get(3..).unwrap_or_default();
+    let lost = int(items.get(3))? == 1;
+    let rest = items.get(4..).unwrap_or_default();
     if !listed || member_count > cap {
         return Some(SharedPresence {
             members: None,
             member_count,
             anonymous,
+            lost,
         });
     }
     if rest.len() != member_count * 2 {
@@ -924,6 +940,7 @@ fn parse_presence(value: &Value, cap: usize) -> Option<SharedPresence> {
         members: Some(members),
         member_count,
         anonymous,
+        lost,
     })
 }
 
@@ -1248,6 +1265,7 @@ mod tests {
             Value::Int(3),
             Value::Int(2),
             Value::Int(1),
+            Value::Int(0),
             bulk("b"),
             bulk(r#"{"name":"B"}"#),
             bulk("a"),
@@ -1267,9 +1285,20 @@ mod tests {
         // Over the cap: counts only, whatever the store sent.
         assert_eq!(parse_presence(&reply, 2).unwrap().members, None);
         // Lengths that disagree, negative counts, not an array: refused.
-        let short = Value::Array(vec![Value::Int(2), Value::Int(0), Value::Int(1), bulk("a")]);
+        let short = Value::Array(vec![
+            Value::Int(2),
+            Value::Int(0),
+            Value::Int(1),
+            Value::Int(0),
+            bulk("a"),
+        ]);
         assert_eq!(parse_presence(&short, 10), None);
-        let negative = Value::Array(vec![Value::Int(-1), Value::Int(0), Value::Int(0)]);
+        let negative = Value::Array(vec![
+            Value::Int(-1),
+            Value::Int(0),
+            Value::Int(0),
+            Value::Int(0),
+        ]);
         assert_eq!(parse_presence(&negative, 10), None);
         assert_eq!(parse_presence(&bulk("x"), 10), None);
     }
