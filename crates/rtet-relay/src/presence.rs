@@ -332,7 +332,11 @@ impl Presence {
             if shared.lost {
                 ch.part_changed = true;
             }
-            if ch.shared.as_ref() != Some(&shared) {
+            let same = ch.shared.as_ref().is_some_and(|old| {
+                (&old.members, old.member_count, old.anonymous)
+                    == (&shared.members, shared.member_count, shared.anonymous)
+            });
+            if !same {
                 ch.shared = Some(shared);
                 inner.dirty.insert(part.channel.clone());
             }
@@ -568,6 +572,71 @@ mod tests {
         p.leave("room", 2);
         assert_eq!(p.flush().frames, 0);
         assert!(frames(&watcher).is_empty());
+    }
+
+    fn shared(subs: &[&str], anonymous: usize) -> SharedPresence {
+        SharedPresence {
+            members: Some(
+                subs.iter()
+                    .map(|sub| Member {
+                        sub: sub.to_string(),
+                        info: MemberInfo {
+                            name: sub.to_uppercase(),
+                            avatar: None,
+                        },
+                    })
+                    .collect(),
+            ),
+            member_count: subs.len(),
+            anonymous,
+            lost: false,
+        }
+    }
+
+    #[test]
+    fn shared_presence_shows_other_nodes_and_waits_for_a_viewers_own_seat() {
+        let p = Presence::shared(10);
+        let watcher = Arc::new(Outbox::new(100));
+        p.join("room", 1, member("a"), View::List, &watcher);
+        // Not written to the store yet: nothing to show.
+        assert_eq!(p.flush().frames, 0);
+        let parts = p.local_parts();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].members.len(), 1);
+        assert!(!parts[0].unchanged);
+        // Another node's "b" is in the store beside "a".
+        p.apply_shared(&parts, vec![shared(&["a", "b"], 0)]);
+        p.flush();
+        let got = frames(&watcher);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["type"], "presence");
+        assert_eq!(got[0]["member_count"], 2);
+
+        // Nothing changed here: only the expiry is renewed. "b" left elsewhere.
+        let parts = p.local_parts();
+        assert!(parts[0].unchanged);
+        p.apply_shared(&parts, vec![shared(&["a"], 0)]);
+        p.flush();
+        let got = frames(&watcher);
+        assert_eq!(got[0]["type"], "leave");
+        assert_eq!(got[0]["subs"], serde_json::json!(["b"]));
+
+        // The store lost this node's part: it is written whole next time.
+        let parts = p.local_parts();
+        p.apply_shared(
+            &parts,
+            vec![SharedPresence {
+                lost: true,
+                ..shared(&[], 0)
+            }],
+        );
+        assert!(!p.local_parts()[0].unchanged);
+
+        // The channel forgotten here is withdrawn from the store.
+        p.leave("room", 1);
+        let parts = p.local_parts();
+        assert_eq!(parts.len(), 1);
+        assert!(parts[0].members.is_empty() && !parts[0].unchanged);
     }
 
     #[test]
