@@ -23,16 +23,15 @@
 //!
 //! # Where the state lives
 //!
-//! This is the in-memory presence of one relay node, beside the
-//! [`MemoryEngine`](crate::engine::MemoryEngine). With several nodes (the
-//! Redis engine), the members of a channel become a Redis hash per channel
-//! (`sub` → info and connection count per node) whose entries each node
-//! refreshes every tick with an expiry (so a node that dies takes its
-//! members with it after the expiry, as Centrifugo does), and the net
-//! changes of a tick go to the other nodes over pub/sub; the anonymous count
-//! becomes a per-node counter summed on read. The node-local part stays
-//! here: which local connections view the channel, and their outboxes. The
-//! API below (join, leave, flush, stats) is the boundary that move keeps.
+//! The seats of this node's subscribers (members with a connection count,
+//! the anonymous count) and its viewers' outboxes are always here. On the
+//! memory engine they are the whole presence. On an engine that shares
+//! presence (Redis), every tick the server task writes this node's part
+//! ([`Presence::local_parts`]) and takes back each channel over every node
+//! ([`Presence::apply_shared`]); [`Presence::flush`] then shows that shared
+//! view, and its `join`s and `leave`s are the differences between what the
+//! last flush listed and what this one lists, whichever node they happened
+//! on. A viewer's first frame waits for a read that holds its own seat.
 //!
 //! # Cost (for the benchmark to measure)
 //!
@@ -53,7 +52,7 @@ use axum::extract::ws::Utf8Bytes;
 use rtet_protocol::sync::lock;
 use rtet_protocol::{Claims, Member, MemberInfo, ServerFrame};
 
-use crate::engine::SubscriberId;
+use crate::engine::{LocalPresence, SharedPresence, SubscriberId};
 use crate::outbox::{Outbox, Push};
 
 /// How often changed channels send their coalesced presence frames.
@@ -127,15 +126,23 @@ struct Viewer {
     lists: bool,
     /// The member this connection is, if it is one.
     member: Option<String>,
+    /// With shared presence: its own seat is in the channel's shared view
+    /// (it was written to the store before the last read), so its first
+    /// `presence` frame may be sent.
+    synced: bool,
 }
 
 struct Channel {
     members: HashMap<String, MemberEntry>,
     anonymous: usize,
     viewers: HashMap<SubscriberId, Viewer>,
-    /// Users whose membership changed since the last flush, each with
-    /// whether it was a member at the last flush.
-    changed: HashMap<String, bool>,
+    /// With shared presence: the channel over every node, as last read.
+    shared: Option<SharedPresence>,
+    /// The members listed at the last flush (empty when the list was not kept).
+    sent_members: HashSet<String>,
+    /// With shared presence: this node's part changed since it was last
+    /// written to the store (else only its expiry is renewed).
+    part_changed: bool,
     /// Whether the list was kept (under the cap) at the last flush.
     sent_listed: bool,
     /// (members, anonymous) at the last flush.
@@ -148,7 +155,9 @@ impl Channel {
             members: HashMap::new(),
             anonymous: 0,
             viewers: HashMap::new(),
-            changed: HashMap::new(),
+            shared: None,
+            sent_members: HashSet::new(),
+            part_changed: true,
             sent_listed: true,
             sent_counts: (0, 0),
         }
@@ -158,32 +167,40 @@ impl Channel {
         self.members.is_empty() && self.anonymous == 0 && self.viewers.is_empty()
     }
 
-    fn listed(&self, cap: usize) -> bool {
-        self.members.len() <= cap
-    }
-
-    /// The members, ordered by `sub` so every viewer sees the same list.
-    fn member_list<'a>(&self, subs: impl Iterator<Item = &'a String>) -> Vec<Member> {
-        let mut list: Vec<Member> = subs
-            .filter_map(|sub| {
-                self.members.get(sub).map(|m| Member {
+    /// The channel's presence as viewers are shown it: the members ordered
+    /// by `sub` (so every viewer sees the same list; none beyond the cap),
+    /// the member count and the anonymous count. With shared presence, over
+    /// every node; else this node's.
+    fn totals(&self, cap: usize) -> (Option<Vec<Member>>, usize, usize) {
+        if let Some(shared) = &self.shared {
+            return (
+                shared.members.clone(),
+                shared.member_count,
+                shared.anonymous,
+            );
+        }
+        let list = (self.members.len() <= cap).then(|| {
+            let mut list: Vec<Member> = self
+                .members
+                .iter()
+                .map(|(sub, m)| Member {
                     sub: sub.clone(),
                     info: m.info.clone(),
                 })
-            })
-            .collect();
-        list.sort_by(|a, b| a.sub.cmp(&b.sub));
-        list
+                .collect();
+            list.sort_by(|a, b| a.sub.cmp(&b.sub));
+            list
+        });
+        (list, self.members.len(), self.anonymous)
     }
 
     fn snapshot(&self, name: &str, view: View, cap: usize) -> ServerFrame {
-        let members =
-            (view == View::List && self.listed(cap)).then(|| self.member_list(self.members.keys()));
+        let (list, member_count, anonymous) = self.totals(cap);
         ServerFrame::Presence {
             channel: name.to_owned(),
-            members,
-            member_count: self.members.len(),
-            anonymous: self.anonymous,
+            members: list.filter(|_| view == View::List),
+            member_count,
+            anonymous,
         }
     }
 }
@@ -193,6 +210,9 @@ struct Inner {
     channels: HashMap<String, Channel>,
     /// Channels changed since the last flush.
     dirty: HashSet<String>,
+    /// Channels forgotten since the last sync, whose part in the shared
+    /// presence is still to be withdrawn.
+    gone: HashSet<String>,
 }
 
 /// Every channel's presence on this node.
@@ -200,6 +220,9 @@ pub struct Presence {
     inner: Mutex<Inner>,
     /// Members listed per channel (`--max-presence-members`).
     cap: usize,
+    /// Shared with other nodes through the engine's store
+    /// ([`Presence::local_parts`], [`Presence::apply_shared`]).
+    shares: bool,
 }
 
 impl Presence {
@@ -208,6 +231,115 @@ impl Presence {
         Presence {
             inner: Mutex::new(Inner::default()),
             cap,
+            shares: false,
+        }
+    }
+
+    /// Empty presence listing at most `cap` members per channel, shown as
+    /// the engine's store has it over every node: each tick, this node's
+    /// part goes out ([`Presence::local_parts`]) and the whole comes back
+    /// ([`Presence::apply_shared`]) before [`Presence::flush`].
+    pub fn shared(cap: usize) -> Self {
+        Presence {
+            shares: true,
+            ..Presence::new(cap)
+        }
+    }
+
+    /// Members listed per channel at most.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Whether presence is shared with other nodes.
+    pub fn shares(&self) -> bool {
+        self.shares
+    }
+
+    /// This node's part of every channel's presence, to write to the shared
+    /// store (an empty part for a channel forgotten since the last call).
+    /// Every viewer counted here may get its first frame once the store's
+    /// answer is applied.
+    pub fn local_parts(&self) -> Vec<LocalPresence> {
+        let mut inner = lock(&self.inner);
+        let inner = &mut *inner;
+        let mut parts: Vec<LocalPresence> = inner
+            .gone
+            .drain()
+            .filter(|name| !inner.channels.contains_key(name))
+            .map(|channel| LocalPresence {
+                channel,
+                members: Vec::new(),
+                anonymous: 0,
+                unchanged: false,
+            })
+            .collect();
+        for (name, ch) in &mut inner.channels {
+            for viewer in ch.viewers.values_mut() {
+                viewer.synced = true;
+            }
+            if !std::mem::take(&mut ch.part_changed) {
+                parts.push(LocalPresence {
+                    channel: name.clone(),
+                    members: Vec::new(),
+                    anonymous: 0,
+                    unchanged: true,
+                });
+                continue;
+            }
+            parts.push(LocalPresence {
+                channel: name.clone(),
+                members: ch
+                    .members
+                    .iter()
+                    .map(|(sub, m)| {
+                        let info = serde_json::to_string(&m.info).unwrap_or_default();
+                        (sub.clone(), info)
+                    })
+                    .collect(),
+                anonymous: ch.anonymous,
+                unchanged: false,
+            });
+        }
+        parts
+    }
+
+    /// The store did not take the parts from [`Presence::local_parts`]
+    /// (it did not answer): every part is written whole at the next sync.
+    pub fn sync_failed(&self, parts: &[LocalPresence]) {
+        let mut inner = lock(&self.inner);
+        for part in parts {
+            match inner.channels.get_mut(&part.channel) {
+                Some(ch) => ch.part_changed = true,
+                None if part.members.is_empty() && !part.unchanged => {
+                    inner.gone.insert(part.channel.clone());
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Takes each channel's presence over every node, as the store answered
+    /// for `parts` (in their order); channels whose presence changed send
+    /// their frames at the next flush.
+    pub fn apply_shared(&self, parts: &[LocalPresence], shared: Vec<SharedPresence>) {
+        let mut inner = lock(&self.inner);
+        let inner = &mut *inner;
+        for (part, shared) in parts.iter().zip(shared) {
+            let Some(ch) = inner.channels.get_mut(&part.channel) else {
+                continue;
+            };
+            if shared.lost {
+                ch.part_changed = true;
+            }
+            let same = ch.shared.as_ref().is_some_and(|old| {
+                (&old.members, old.member_count, old.anonymous)
+                    == (&shared.members, shared.member_count, shared.anonymous)
+            });
+            if !same {
+                ch.shared = Some(shared);
+                inner.dirty.insert(part.channel.clone());
+            }
         }
     }
 
@@ -241,13 +373,12 @@ impl Presence {
                         connections: 0,
                     });
                 entry.connections += 1;
-                if entry.connections == 1 {
-                    ch.changed.entry(sub.clone()).or_insert(false);
-                }
+                ch.part_changed |= entry.connections == 1;
                 Some(sub)
             }
             Seat::Anonymous => {
                 ch.anonymous += 1;
+                ch.part_changed = true;
                 None
             }
         };
@@ -259,6 +390,7 @@ impl Presence {
                     fresh: true,
                     lists: view == View::List,
                     member,
+                    synced: !self.shares,
                 },
             );
         }
@@ -277,15 +409,21 @@ impl Presence {
                     entry.connections -= 1;
                     if entry.connections == 0 {
                         ch.members.remove(&sub);
-                        ch.changed.entry(sub).or_insert(true);
+                        ch.part_changed = true;
                     }
                 }
             }
-            None => ch.anonymous = ch.anonymous.saturating_sub(1),
+            None => {
+                ch.anonymous = ch.anonymous.saturating_sub(1);
+                ch.part_changed = true;
+            }
         }
         if ch.is_empty() {
             inner.channels.remove(channel);
             inner.dirty.remove(channel);
+            if self.shares {
+                inner.gone.insert(channel.to_owned());
+            }
         } else {
             inner.dirty.insert(channel.to_owned());
         }
@@ -300,13 +438,22 @@ impl Presence {
         let mut out = Flushed::default();
         let mut inner = lock(&self.inner);
         let inner = &mut *inner;
+        let mut waiting = Vec::new();
         for name in std::mem::take(&mut inner.dirty) {
             let Some(ch) = inner.channels.get_mut(&name) else {
                 continue;
             };
-            let listed = ch.listed(self.cap);
-            let counts = (ch.members.len(), ch.anonymous);
-            let changed = std::mem::take(&mut ch.changed);
+            if self.shares && (ch.shared.is_none() || ch.viewers.values().any(|v| !v.synced)) {
+                // Its view over every node is not read yet (or not with every
+                // viewer's own seat in it): the next sync will tell.
+                waiting.push(name);
+                continue;
+            }
+            let (list, member_count, anonymous) = ch.totals(self.cap);
+            let listed = list.is_some();
+            let counts = (member_count, anonymous);
+            let now: HashSet<String> = list.iter().flatten().map(|m| m.sub.clone()).collect();
+            let before = std::mem::replace(&mut ch.sent_members, now);
             let was_listed = std::mem::replace(&mut ch.sent_listed, listed);
             let counts_changed = std::mem::replace(&mut ch.sent_counts, counts) != counts;
             if ch.viewers.is_empty() {
@@ -315,17 +462,14 @@ impl Presence {
             let mut to_listers = Vec::new();
             if listed != was_listed {
                 to_listers.push(ch.snapshot(&name, View::List, self.cap));
-            } else if listed {
-                let joined = ch.member_list(
-                    changed
-                        .iter()
-                        .filter(|(sub, was)| !**was && ch.members.contains_key(*sub))
-                        .map(|(sub, _)| sub),
-                );
-                let mut left: Vec<String> = changed
+            } else if let Some(list) = list {
+                let joined: Vec<Member> = list
                     .into_iter()
-                    .filter(|(sub, was)| *was && !ch.members.contains_key(sub))
-                    .map(|(sub, _)| sub)
+                    .filter(|m| !before.contains(&m.sub))
+                    .collect();
+                let mut left: Vec<String> = before
+                    .into_iter()
+                    .filter(|sub| !ch.sent_members.contains(sub))
                     .collect();
                 left.sort();
                 if !left.is_empty() {
@@ -375,6 +519,7 @@ impl Presence {
                 }
             }
         }
+        inner.dirty.extend(waiting);
         out
     }
 
@@ -427,6 +572,71 @@ mod tests {
         p.leave("room", 2);
         assert_eq!(p.flush().frames, 0);
         assert!(frames(&watcher).is_empty());
+    }
+
+    fn shared(subs: &[&str], anonymous: usize) -> SharedPresence {
+        SharedPresence {
+            members: Some(
+                subs.iter()
+                    .map(|sub| Member {
+                        sub: sub.to_string(),
+                        info: MemberInfo {
+                            name: sub.to_uppercase(),
+                            avatar: None,
+                        },
+                    })
+                    .collect(),
+            ),
+            member_count: subs.len(),
+            anonymous,
+            lost: false,
+        }
+    }
+
+    #[test]
+    fn shared_presence_shows_other_nodes_and_waits_for_a_viewers_own_seat() {
+        let p = Presence::shared(10);
+        let watcher = Arc::new(Outbox::new(100));
+        p.join("room", 1, member("a"), View::List, &watcher);
+        // Not written to the store yet: nothing to show.
+        assert_eq!(p.flush().frames, 0);
+        let parts = p.local_parts();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].members.len(), 1);
+        assert!(!parts[0].unchanged);
+        // Another node's "b" is in the store beside "a".
+        p.apply_shared(&parts, vec![shared(&["a", "b"], 0)]);
+        p.flush();
+        let got = frames(&watcher);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["type"], "presence");
+        assert_eq!(got[0]["member_count"], 2);
+
+        // Nothing changed here: only the expiry is renewed. "b" left elsewhere.
+        let parts = p.local_parts();
+        assert!(parts[0].unchanged);
+        p.apply_shared(&parts, vec![shared(&["a"], 0)]);
+        p.flush();
+        let got = frames(&watcher);
+        assert_eq!(got[0]["type"], "leave");
+        assert_eq!(got[0]["subs"], serde_json::json!(["b"]));
+
+        // The store lost this node's part: it is written whole next time.
+        let parts = p.local_parts();
+        p.apply_shared(
+            &parts,
+            vec![SharedPresence {
+                lost: true,
+                ..shared(&[], 0)
+            }],
+        );
+        assert!(!p.local_parts()[0].unchanged);
+
+        // The channel forgotten here is withdrawn from the store.
+        p.leave("room", 1);
+        let parts = p.local_parts();
+        assert_eq!(parts.len(), 1);
+        assert!(parts[0].members.is_empty() && !parts[0].unchanged);
     }
 
     #[test]

@@ -145,6 +145,12 @@ pub async fn run_with_engine(
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                // With shared presence, frames wait for Redis: while it does
+                // not answer, nothing is sent (and nothing lost: the changes
+                // stay pending until a sync succeeds).
+                if relay.presence.shares() && sync_presence(&relay).await.is_err() {
+                    continue;
+                }
                 let flushed = relay.presence.flush();
                 relay
                     .metrics
@@ -221,8 +227,33 @@ pub async fn run_with_engine(
     let _ = tokio::time::timeout(grace, relay.subscribers.wait()).await;
     maintenance.abort();
     presence.abort();
+    if relay.presence.shares() {
+        // Withdraws this node's members from the other nodes' view at once
+        // rather than after the expiry.
+        let _ = tokio::time::timeout(grace, sync_presence(&relay)).await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Writes this node's part of every channel's presence to the engine's
+/// store and takes back every channel's presence over all nodes.
+async fn sync_presence(relay: &Relay) -> Result<(), crate::engine::EngineError> {
+    let parts = relay.presence.local_parts();
+    match relay
+        .engine
+        .sync_presence(parts.clone(), relay.presence.cap())
+        .await
+    {
+        Ok(shared) => {
+            relay.presence.apply_shared(&parts, shared);
+            Ok(())
+        }
+        Err(e) => {
+            relay.presence.sync_failed(&parts);
+            Err(e)
+        }
+    }
 }
 
 /// Hands memory freed after a burst (many connections, a large replay) back

@@ -187,7 +187,8 @@ pub struct Relay {
     pub config: Config,
     /// Fan-out and history.
     pub engine: Arc<dyn Engine>,
-    /// Who is subscribed where (members and counts), on this node.
+    /// Who is subscribed where (members and counts): this node's
+    /// subscribers, shown with the other nodes' when the engine shares presence.
     pub presence: Presence,
     /// Prometheus metrics.
     pub metrics: Metrics,
@@ -217,7 +218,11 @@ impl Relay {
     pub fn new(config: Config, engine: Arc<dyn Engine>) -> Self {
         Relay {
             keys: ApiKeys::new(&config.api_keys, config.limits.publishes_per_sec_per_key),
-            presence: Presence::new(config.limits.max_presence_members),
+            presence: if engine.shares_presence() {
+                Presence::shared(config.limits.max_presence_members)
+            } else {
+                Presence::new(config.limits.max_presence_members)
+            },
             config,
             engine,
             metrics: Metrics::new(),

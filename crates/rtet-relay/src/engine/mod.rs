@@ -172,6 +172,35 @@ impl EngineError {
     }
 }
 
+/// This node's part of one channel's presence, as it shares it with the other nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPresence {
+    /// The channel.
+    pub channel: String,
+    /// The members (`sub`, encoded `info`) with a subscription on this node.
+    pub members: Vec<(String, String)>,
+    /// The other subscriptions on this node.
+    pub anonymous: usize,
+    /// The part is as last written: only its expiry is renewed (members
+    /// and anonymous are not sent).
+    pub unchanged: bool,
+}
+
+/// One channel's presence over every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedPresence {
+    /// The members (`sub`, `info`), sorted by `sub`; none when there are
+    /// more than the cap the store was asked for.
+    pub members: Option<Vec<rtet_protocol::Member>>,
+    /// Distinct members (users).
+    pub member_count: usize,
+    /// The other subscriptions, summed over the nodes.
+    pub anonymous: usize,
+    /// The store did not hold this node's part, though it was sent as
+    /// unchanged (the store lost it): it is to be written whole again.
+    pub lost: bool,
+}
+
 /// Fan-out and history for every channel.
 pub trait Engine: Send + Sync + 'static {
     /// Stores the event (assigning the next `seq`, unless (channel, id) is a
@@ -222,5 +251,23 @@ pub trait Engine: Send + Sync + 'static {
     /// Shutdown waits for it before closing subscribers.
     fn settle(&self) -> BoxFuture<'_, ()> {
         Box::pin(std::future::ready(()))
+    }
+
+    /// Whether presence is shared with other nodes through this engine's
+    /// store ([`Engine::sync_presence`]); otherwise it is this node's alone.
+    fn shares_presence(&self) -> bool {
+        false
+    }
+
+    /// Writes this node's part of each channel's presence (an empty part
+    /// withdraws it) and reads back each channel's presence over every node,
+    /// in the same order, listing at most `cap` members. Only called when
+    /// [`Engine::shares_presence`].
+    fn sync_presence(
+        &self,
+        _local: Vec<LocalPresence>,
+        _cap: usize,
+    ) -> BoxFuture<'_, Result<Vec<SharedPresence>, EngineError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
     }
 }

@@ -19,12 +19,20 @@
 //! | `rtet:{CHANNEL}:stream` | stream | the history: entry id `SEQ-0`, fields `f` (the encoded event) and `t` (ms) |
 //! | `rtet:{CHANNEL}:dedupe:ID` | string | the `seq` an event id got, for the dedupe window |
 //! | `rtet:{CHANNEL}:live` | pub/sub channel | `EPOCH:SEQ:FRAME` for every stored event |
+//! | `rtet:{CHANNEL}:presence` | sorted set | the nodes with a part in the channel's presence, scored by when that part expires (ms) |
+//! | `rtet:{CHANNEL}:presence:NODE` | hash | one node's part: `sub` → encoded `info` per member, and `""` → its anonymous count |
 //!
 //! One publish is one Lua script ([`PUBLISH_SCRIPT`]), so `seq`, history,
 //! dedupe and the pub/sub message agree. The meta hash and stream expire
 //! after the longer of the history age and dedupe window without a publish
 //! (a node with local subscribers refreshes them), so idle channels vanish;
 //! a channel that comes back gets a new epoch.
+//!
+//! Presence ([`PRESENCE_SCRIPT`]): every presence tick each node writes
+//! its part of every channel it has presence in (whole when it changed,
+//! else it renews the part's expiry of [`PRESENCE_EXPIRY`]) and reads back
+//! the union of the parts that have not expired. A node that dies without withdrawing its part (killed, cut off)
+//! drops out of every channel's presence after that expiry.
 //!
 //! Every reply is treated as hostile: sizes are bounded, anything that does
 //! not parse is counted as an error and never panics.
@@ -39,13 +47,13 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
 use redis::Value;
 use rtet_protocol::frames::encode_event;
-use rtet_protocol::{PublishFrame, Since};
+use rtet_protocol::{Member, MemberInfo, PublishFrame, Since};
 use tokio::sync::{mpsc, oneshot};
 
 use super::hub::Hub;
 use super::{
-    new_epoch, BoxFuture, Engine, EngineError, EngineErrors, EngineStats, History, Published,
-    SubscriberId, Subscription,
+    new_epoch, BoxFuture, Engine, EngineError, EngineErrors, EngineStats, History, LocalPresence,
+    Published, SharedPresence, SubscriberId, Subscription,
 };
 use crate::config::{Config, RedisUrl};
 use crate::outbox::Outbox;
@@ -118,6 +126,75 @@ end
 return {epoch, seq, entries}
 "#;
 
+/// How long a node's part of a channel's presence outlives its last
+/// write or renewal: a node renews it every presence tick, so only a node that
+/// stopped (killed, cut off from Redis) lets it expire.
+pub const PRESENCE_EXPIRY: Duration = Duration::from_secs(5);
+
+/// Rewrites this node's part of one channel's presence and reads the
+/// channel's presence over every node whose part has not expired.
+///
+/// KEYS: the channel's presence sorted set. ARGV: the key prefix of the
+/// parts (`rtet:{CHANNEL}:presence:`), this node's id, now (ms), the expiry
+/// (ms), members to list at most, `keep` (only renew the part's expiry) or
+/// this node's anonymous count followed by `sub`, encoded `info` per member
+/// of this node. The parts' keys share the channel's hash tag, so they live
+/// in the sorted set's cluster slot.
+/// Returns `{member_count, anonymous, listed (0/1), lost (0/1), sub, info, ...}`,
+/// `lost` when a part to keep was not there.
+pub const PRESENCE_SCRIPT: &str = r#"
+local nodes, prefix, node = KEYS[1], ARGV[1], ARGV[2]
+local now, expiry, cap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local mine = prefix .. node
+local lost = 0
+if ARGV[6] == 'keep' then
+  if redis.call('PEXPIRE', mine, expiry) == 1 then
+    redis.call('ZADD', nodes, now + expiry, node)
+  else
+    lost = 1
+  end
+elseif #ARGV > 6 or tonumber(ARGV[6]) > 0 then
+  redis.call('DEL', mine)
+  redis.call('HSET', mine, '', ARGV[6])
+  for i = 7, #ARGV, 2 do redis.call('HSET', mine, ARGV[i], ARGV[i + 1]) end
+  redis.call('PEXPIRE', mine, expiry)
+  redis.call('ZADD', nodes, now + expiry, node)
+else
+  redis.call('DEL', mine)
+  redis.call('ZREM', nodes, node)
+end
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now)) do
+  redis.call('DEL', prefix .. gone)
+end
+redis.call('ZREMRANGEBYSCORE', nodes, '-inf', now)
+if redis.call('ZCARD', nodes) > 0 then redis.call('PEXPIRE', nodes, expiry) end
+local members, count, anonymous = {}, 0, 0
+for _, n in ipairs(redis.call('ZRANGE', nodes, 0, -1)) do
+  local part = redis.call('HGETALL', prefix .. n)
+  for i = 1, #part, 2 do
+    if part[i] == '' then
+      anonymous = anonymous + (tonumber(part[i + 1]) or 0)
+    elseif members[part[i]] == nil then
+      members[part[i]] = part[i + 1]
+      count = count + 1
+    end
+  end
+end
+local out = {count, anonymous, 0, lost}
+if count <= cap then
+  out[3] = 1
+  for sub, info in pairs(members) do
+    out[#out + 1] = sub
+    out[#out + 1] = info
+  end
+end
+return out
+"#;
+
+/// The longest `sub` read back from presence (a token's `sub` is bounded by
+/// the token's size; anything longer was not written by a relay).
+const MAX_SUB_BYTES: usize = 4096;
+
 /// Bounds and lifetimes of the Redis engine, taken from the relay's [`Config`].
 #[derive(Debug, Clone)]
 pub struct RedisEngineConfig {
@@ -151,6 +228,12 @@ fn stream_key(channel: &str) -> String {
 }
 fn dedupe_key(channel: &str, id: &str) -> String {
     format!("rtet:{{{channel}}}:dedupe:{id}")
+}
+fn presence_key(channel: &str) -> String {
+    format!("rtet:{{{channel}}}:presence")
+}
+fn presence_part_prefix(channel: &str) -> String {
+    format!("rtet:{{{channel}}}:presence:")
 }
 fn live_name(channel: &str) -> String {
     format!("rtet:{{{channel}}}:live")
@@ -199,6 +282,9 @@ struct Inner {
     hub: Hub,
     publish_script: redis::Script,
     snapshot_script: redis::Script,
+    presence_script: redis::Script,
+    /// This node's name in presence (random, fresh at every start).
+    node: String,
     /// The pub/sub connection's command half; none while it is down.
     sink: tokio::sync::Mutex<Option<PubSubSink>>,
     /// Per channel, the last event handed to the hub.
@@ -242,6 +328,8 @@ impl RedisEngine {
             hub: Hub::new(),
             publish_script: redis::Script::new(PUBLISH_SCRIPT),
             snapshot_script: redis::Script::new(SNAPSHOT_SCRIPT),
+            presence_script: redis::Script::new(PRESENCE_SCRIPT),
+            node: new_epoch(),
             sink: tokio::sync::Mutex::new(None),
             cursors: Mutex::new(HashMap::new()),
             commands_up: AtomicBool::new(false),
@@ -429,6 +517,80 @@ impl Inner {
             }
             return out;
         }
+    }
+
+    /// Rewrites this node's part of each channel's presence and reads back
+    /// each channel's presence over every node, in one pipeline.
+    async fn sync_presence(
+        &self,
+        local: &[LocalPresence],
+        cap: usize,
+    ) -> Result<Vec<SharedPresence>, EngineError> {
+        if local.is_empty() {
+            return Ok(Vec::new());
+        }
+        let expiry = PRESENCE_EXPIRY.as_millis() as u64;
+        for attempt in 1..=2 {
+            let now = now_ms();
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for part in local {
+                let cmd = pipe
+                    .cmd("EVALSHA")
+                    .arg(self.presence_script.get_hash())
+                    .arg(1)
+                    .arg(presence_key(&part.channel))
+                    .arg(presence_part_prefix(&part.channel))
+                    .arg(&self.node)
+                    .arg(now)
+                    .arg(expiry)
+                    .arg(cap);
+                if part.unchanged {
+                    cmd.arg("keep");
+                } else {
+                    cmd.arg(part.anonymous);
+                    for (sub, info) in &part.members {
+                        cmd.arg(sub).arg(info);
+                    }
+                }
+            }
+            let mut conn = self.conn.clone();
+            let replies: Vec<Value> = match pipe.query_async(&mut conn).await {
+                Ok(v) => v,
+                Err(e) => {
+                    self.errors.maintain.fetch_add(1, Ordering::Relaxed);
+                    return Err(unavailable(&e));
+                }
+            };
+            let no_script = replies
+                .iter()
+                .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"));
+            if no_script && attempt == 1 {
+                // Redis restarted or its script cache was flushed: every part is
+                // rewritten whole, so running them all again is harmless.
+                let mut conn = self.conn.clone();
+                let loaded: redis::RedisResult<String> = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(PRESENCE_SCRIPT)
+                    .query_async(&mut conn)
+                    .await;
+                if loaded.is_ok() {
+                    continue;
+                }
+            }
+            let mut out = Vec::with_capacity(local.len());
+            for i in 0..local.len() {
+                match replies.get(i).and_then(|v| parse_presence(v, cap)) {
+                    Some(shared) => out.push(shared),
+                    None => {
+                        self.errors.corrupt.fetch_add(1, Ordering::Relaxed);
+                        return Err(corrupt("presence reply"));
+                    }
+                }
+            }
+            return Ok(out);
+        }
+        Err(corrupt("presence script not loadable"))
     }
 
     /// The channel's epoch and seq, and its history after `after` (when given), at one instant.
@@ -733,6 +895,55 @@ impl Inner {
     }
 }
 
+/// A presence script's reply: `{member_count, anonymous, listed, lost, sub, info, ...}`.
+/// A member whose `sub` or `info` breaks the token rules (Redis was written
+/// to by someone else) is left out of the list but still counted.
+fn parse_presence(value: &Value, cap: usize) -> Option<SharedPresence> {
+    let Value::Array(items) = value else {
+        return None;
+    };
+    let int = |v: Option<&Value>| match v {
+        Some(Value::Int(n)) if *n >= 0 => Some(*n as usize),
+        _ => None,
+    };
+    let member_count = int(items.first())?;
+    let anonymous = int(items.get(1))?;
+    let listed = int(items.get(2))? == 1;
+    let lost = int(items.get(3))? == 1;
+    let rest = items.get(4..).unwrap_or_default();
+    if !listed || member_count > cap {
+        return Some(SharedPresence {
+            members: None,
+            member_count,
+            anonymous,
+            lost,
+        });
+    }
+    if rest.len() != member_count * 2 {
+        return None;
+    }
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => std::str::from_utf8(b).ok().map(str::to_owned),
+        _ => None,
+    };
+    let mut members: Vec<Member> = rest
+        .chunks_exact(2)
+        .filter_map(|pair| {
+            let sub = text(&pair[0]).filter(|s| !s.is_empty() && s.len() <= MAX_SUB_BYTES)?;
+            let info: MemberInfo = serde_json::from_str(&text(&pair[1])?).ok()?;
+            info.check().ok()?;
+            Some(Member { sub, info })
+        })
+        .collect();
+    members.sort_by(|a, b| a.sub.cmp(&b.sub));
+    Some(SharedPresence {
+        members: Some(members),
+        member_count,
+        anonymous,
+        lost,
+    })
+}
+
 /// A pub/sub message's payload: `EPOCH:SEQ:FRAME`.
 fn parse_live(payload: &[u8], max: usize) -> Option<(String, u64, Utf8Bytes)> {
     if payload.len() > max {
@@ -987,6 +1198,18 @@ impl Engine for RedisEngine {
         })
     }
 
+    fn shares_presence(&self) -> bool {
+        true
+    }
+
+    fn sync_presence(
+        &self,
+        local: Vec<LocalPresence>,
+        cap: usize,
+    ) -> BoxFuture<'_, Result<Vec<SharedPresence>, EngineError>> {
+        Box::pin(async move { self.inner.sync_presence(&local, cap).await })
+    }
+
     fn is_up(&self) -> bool {
         self.inner.commands_up.load(Ordering::Relaxed)
             && self.inner.pubsub_up.load(Ordering::Relaxed)
@@ -1033,6 +1256,51 @@ mod tests {
             encode_event("c", 42, "a", "e", &frame.data, 5),
             "the seq lands where encode_event puts it"
         );
+    }
+
+    #[test]
+    fn presence_replies_parse_and_hostile_members_are_counted_never_listed() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reply = Value::Array(vec![
+            Value::Int(3),
+            Value::Int(2),
+            Value::Int(1),
+            Value::Int(0),
+            bulk("b"),
+            bulk(r#"{"name":"B"}"#),
+            bulk("a"),
+            bulk(r#"{"name":"A","avatar":"https://example.com/a.png"}"#),
+            bulk("evil"),
+            bulk(r#"{"name":"E","avatar":"javascript:alert(1)"}"#),
+        ]);
+        let shared = parse_presence(&reply, 10).unwrap();
+        let listed: Vec<&str> = shared
+            .members
+            .iter()
+            .flatten()
+            .map(|m| m.sub.as_str())
+            .collect();
+        assert_eq!(listed, ["a", "b"]);
+        assert_eq!((shared.member_count, shared.anonymous), (3, 2));
+        // Over the cap: counts only, whatever the store sent.
+        assert_eq!(parse_presence(&reply, 2).unwrap().members, None);
+        // Lengths that disagree, negative counts, not an array: refused.
+        let short = Value::Array(vec![
+            Value::Int(2),
+            Value::Int(0),
+            Value::Int(1),
+            Value::Int(0),
+            bulk("a"),
+        ]);
+        assert_eq!(parse_presence(&short, 10), None);
+        let negative = Value::Array(vec![
+            Value::Int(-1),
+            Value::Int(0),
+            Value::Int(0),
+            Value::Int(0),
+        ]);
+        assert_eq!(parse_presence(&negative, 10), None);
+        assert_eq!(parse_presence(&bulk("x"), 10), None);
     }
 
     #[test]
