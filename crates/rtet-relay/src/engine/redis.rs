@@ -405,6 +405,25 @@ async fn publish_worker(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Queue
 }
 
 impl Inner {
+    /// Whether `replies` say Redis no longer has `script` cached (it restarted,
+    /// or its script cache was flushed) and loading it again worked, so the
+    /// caller may send its pipeline once more.
+    async fn reloaded_after_noscript(&self, replies: &[Value], script: &str) -> bool {
+        let no_script = replies
+            .iter()
+            .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"));
+        if !no_script {
+            return false;
+        }
+        let mut conn = self.conn.clone();
+        let loaded: redis::RedisResult<String> = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(script)
+            .query_async(&mut conn)
+            .await;
+        loaded.is_ok()
+    }
+
     fn key_lifetime_ms(&self) -> u64 {
         let c = &self.config;
         c.history_age.max(c.dedupe_window).as_millis() as u64
@@ -463,21 +482,9 @@ impl Inner {
                 }
             };
             self.set_commands_up(true);
-            let no_script = replies
-                .iter()
-                .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"));
-            if no_script && attempt == 1 {
-                // Redis restarted or its script cache was flushed: nothing of this
-                // batch ran (a script either is cached or not). Load and resend it all.
-                let mut conn = self.conn.clone();
-                let loaded: redis::RedisResult<String> = redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(PUBLISH_SCRIPT)
-                    .query_async(&mut conn)
-                    .await;
-                if loaded.is_ok() {
-                    continue;
-                }
+            // Nothing of this batch ran (a script either is cached or not): resend it all.
+            if attempt == 1 && self.reloaded_after_noscript(&replies, PUBLISH_SCRIPT).await {
+                continue;
             }
             let mut out = Vec::with_capacity(batch.len());
             for (i, _) in batch.iter().enumerate() {
@@ -562,21 +569,13 @@ impl Inner {
                     return Err(unavailable(&e));
                 }
             };
-            let no_script = replies
-                .iter()
-                .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"));
-            if no_script && attempt == 1 {
-                // Redis restarted or its script cache was flushed: every part is
-                // rewritten whole, so running them all again is harmless.
-                let mut conn = self.conn.clone();
-                let loaded: redis::RedisResult<String> = redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(PRESENCE_SCRIPT)
-                    .query_async(&mut conn)
-                    .await;
-                if loaded.is_ok() {
-                    continue;
-                }
+            // Every part is rewritten whole, so running them all again is harmless.
+            if attempt == 1
+                && self
+                    .reloaded_after_noscript(&replies, PRESENCE_SCRIPT)
+                    .await
+            {
+                continue;
             }
             let mut out = Vec::with_capacity(local.len());
             for i in 0..local.len() {
