@@ -54,7 +54,8 @@ ${servers}
       proxy_set_header X-Real-IP $remote_addr;
       proxy_set_header X-Forwarded-Proto $scheme;
       # A node that refuses the connection, times out or answers 502/503/504
-      # (503: at its connection limit) is marked failed and the next one is tried.
+      # (503: at its connection limit, or its Redis is unreachable) is marked
+      # failed and the next one is tried.
       # non_idempotent: a publish retried on another node is safe, the engine
       # dedupes (channel, id) across nodes.
       proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;
