@@ -760,18 +760,34 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
     println!();
     print!("{}", report::table(&measured, &settings));
     println!();
-    println!("machine: {}", sys::machine());
-    println!(
-        "1-minute load average: {load_at_start} at the start, {} at the end",
-        sys::load_average()
+    print_run_footer(
+        Some(&load_at_start),
+        "; Debian: apt-get install nginx libnginx-mod-nchan",
+        "npm ci --prefix bench/node-ws-peer && ",
     );
+    Ok(())
+}
+
+/// The lines every report ends with: the machine, the 1-minute load average
+/// at the start and end of the run when it was taken (the bench shares the
+/// cores with whatever else runs), and the command that reproduces the run.
+/// `packages` names Debian packages the run needs (after the repository
+/// root, e.g. "; Debian: apt-get install redis-server"), `prepare` a step
+/// between the build and the run, ending in " && ".
+fn print_run_footer(load_at_start: Option<&str>, packages: &str, prepare: &str) {
+    println!("machine: {}", sys::machine());
+    if let Some(load_at_start) = load_at_start {
+        println!(
+            "1-minute load average: {load_at_start} at the start, {} at the end",
+            sys::load_average()
+        );
+    }
     let argv: Vec<String> = std::env::args().collect();
     println!(
-        "reproduce (from the repository root; Debian: apt-get install nginx libnginx-mod-nchan): cargo build --release -p rtet-relay -p rtet-bench && npm ci --prefix bench/node-ws-peer && {} {}",
+        "reproduce (from the repository root{packages}): cargo build --release -p rtet-relay -p rtet-bench && {prepare}{} {}",
         argv[0],
         argv[1..].join(" ")
     );
-    Ok(())
 }
 
 /// One sample of the relay process during a soak.
@@ -900,13 +916,7 @@ async fn soak(args: SoakArgs, nofile: u64) -> Result<()> {
         "every event to every subscriber once, in order: {}",
         if d.complete() { "yes" } else { "NO" }
     );
-    println!("machine: {}", sys::machine());
-    let argv: Vec<String> = std::env::args().collect();
-    println!(
-        "reproduce (from the repository root): cargo build --release -p rtet-relay -p rtet-bench && {} {}",
-        argv[0],
-        argv[1..].join(" ")
-    );
+    print_run_footer(None, "", "");
     relay.stop().await;
     if d.complete() && after.is_ok() {
         Ok(())
@@ -1160,16 +1170,10 @@ async fn nodes(args: NodesArgs) -> Result<()> {
     println!();
     print!("{}", nodes_table(&sides, &args));
     println!();
-    println!("machine: {}", sys::machine());
-    println!(
-        "1-minute load average: {load_at_start} at the start, {} at the end",
-        sys::load_average()
-    );
-    let argv: Vec<String> = std::env::args().collect();
-    println!(
-        "reproduce (from the repository root; Debian: apt-get install redis-server): cargo build --release -p rtet-relay -p rtet-bench && {} {}",
-        argv[0],
-        argv[1..].join(" ")
+    print_run_footer(
+        Some(&load_at_start),
+        "; Debian: apt-get install redis-server",
+        "",
     );
     Ok(())
 }
@@ -1420,17 +1424,7 @@ async fn presence(args: PresenceArgs, nofile: u64) -> Result<()> {
         print!("{}", p::storm_table(&windows));
         println!();
     }
-    println!("machine: {}", sys::machine());
-    println!(
-        "1-minute load average: {load_at_start} at the start, {} at the end",
-        sys::load_average()
-    );
-    let argv: Vec<String> = std::env::args().collect();
-    println!(
-        "reproduce (from the repository root): cargo build --release -p rtet-relay -p rtet-bench && {} {}",
-        argv[0],
-        argv[1..].join(" ")
-    );
+    print_run_footer(Some(&load_at_start), "", "");
     let incomplete =
         costs.iter().any(|c| !c.complete()) || windows.iter().any(|w| !w.probes.complete());
     if incomplete {
