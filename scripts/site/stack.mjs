@@ -561,6 +561,16 @@ update_option( 'rtet_settings', $s );
     throw err;
   }
 
+  /** The last lines of the site's server logs, for a failure message that says what the servers saw. */
+  logTails(bytes = 1500) {
+    const logs = ['php-error.log', 'wp-debug.log', 'php-fpm.log', 'nginx-error.log', 'nginx-access.log', 'relay.log'];
+    return logs.map((name) => {
+      const file = path.join(this.dir, name);
+      const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').slice(-bytes).trim() : '';
+      return text ? `--- ${name} (last ${bytes} bytes)\n${text}` : `--- ${name}: empty`;
+    }).join('\n');
+  }
+
   /** Tears everything down; the working directory goes too unless keepDir. */
   async stop({ keepDir = false } = {}) {
     const nodes = Array.from({ length: this.nodes }, (_, i) => Site.nodeKey(i)).filter((k) => k !== 'relay');

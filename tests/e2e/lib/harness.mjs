@@ -71,14 +71,28 @@ export async function waitConnected(page, n = 1) {
   await page.waitForFunction((k) => window.__rtet && window.__rtet.connected >= k, n, { timeout: SEE_TIMEOUT });
 }
 
-/** Logs `user` in within the context. */
+/**
+ * Logs `user` in within the context: the login form's POST to wp-login.php,
+ * sent by the context's own request API so the session cookies land in the
+ * context. (Typed into the page under load, the form was sometimes sent
+ * without the password filled in: WordPress answered "The password field is
+ * empty" while its login-page scripts (user-profile.js, which disables a
+ * password field it finds hidden) were still starting.)
+ */
 export async function login(ctx, site, user, password) {
-  const page = await ctx.newPage();
-  await page.goto(`${site.url}/wp-login.php`);
-  await page.fill('#user_login', user);
-  await page.fill('#user_pass', password);
-  await Promise.all([page.waitForURL(/wp-admin/), page.click('#wp-submit')]);
-  await page.close();
+  const url = `${site.url}/wp-login.php`;
+  await ctx.request.get(url); // sets WordPress's test cookie, as opening the form does
+  const answer = await ctx.request.post(url, {
+    form: { log: user, pwd: password, testcookie: '1', 'wp-submit': 'Log In', redirect_to: `${site.url}/wp-admin/` },
+    maxRedirects: 0,
+  });
+  const location = answer.headers().location || '';
+  if (answer.status() !== 302 || !location.includes('/wp-admin/')) {
+    const body = await answer.text().catch((e) => `(no body: ${e.message})`);
+    const said = /<div id="login_error"[^>]*>([\s\S]*?)<\/div>/.exec(body)?.[1].replace(/<[^>]+>/g, '').trim();
+    throw new Error(`login as ${user}: wp-login.php answered HTTP ${answer.status()} ${location}, not a redirect to wp-admin: ` +
+      `${said || body.replace(/\s+/g, ' ').slice(0, 600)}\n${site.logTails()}`);
+  }
 }
 
 /** The REST API as the context's logged-in user (cookie + X-WP-Nonce). */
