@@ -50,14 +50,12 @@ count cargo-test
 # (a real redis-server per relay, tests/common). Only the test files that start
 # relays run (the rest do not depend on the engine). Skipped, as they test the
 # memory engine's own budgets, which the Redis engine leaves to Redis's maxmemory:
-# budgets.rs (history bytes, dedupe entries), the --max-channels refusals, and
-# the metrics test that reads the memory engine's history gauges.
+# budgets.rs (history bytes, dedupe entries) and the --max-channels refusals.
 suite cargo-test-redis env RTET_TEST_ENGINE=redis cargo test -p rtet-relay --release --no-fail-fast \
   --test flow --test http --test interop --test presence --test proxy --test publisher \
   --test replay --test subscriber --test tls -- \
   --skip send_event_beyond_the_channel_limit_is_429_rate_limited \
-  --skip publishing_beyond_the_channel_limit_is_nacked_rate_limited_to_retry_later \
-  --skip metrics_use_the_rtet_prefix_and_count_what_happens
+  --skip publishing_beyond_the_channel_limit_is_nacked_rate_limited_to_retry_later
 count cargo-test-redis
 
 if [ -x php/tests/run.sh ]; then

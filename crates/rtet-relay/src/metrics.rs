@@ -12,13 +12,13 @@
 //! | `rtet_nacks_total` | counter | `code` | refused publisher frames (nacks, errors on /publish, HTTP publish errors) by code |
 //! | `rtet_subscriber_errors_total` | counter | `code` | `error` frames sent to subscribers by code |
 //! | `rtet_auth_failures_total` | counter | `role` | refused API keys (publisher) and tokens (subscriber) |
-//! | `rtet_channels` | gauge | | channels held by the engine |
-//! | `rtet_history_events` | gauge | | events held in all channels' history |
-//! | `rtet_history_bytes` | gauge | | bytes of encoded events in all channels' history |
+//! | `rtet_channels` | gauge | | channels held by the engine (on Redis: channels this node has subscribers for) |
+//! | `rtet_history_events` | gauge | | events held in all channels' history (memory engine only: on Redis, Redis holds them) |
+//! | `rtet_history_bytes` | gauge | | bytes of encoded events in all channels' history (memory engine only) |
 //! | `rtet_subscriptions` | gauge | | subscriptions over all channels |
 //! | `rtet_replay_bytes_total` | counter | | bytes of history replayed to subscribers |
 //! | `rtet_replays_cut_total` | counter | | subscribes with `since` answered `recovered: false` because the replay was over a replay bound or budget |
-//! | `rtet_dedupe_entries` | gauge | | (channel, id) pairs remembered for dedupe in all channels |
+//! | `rtet_dedupe_entries` | gauge | | (channel, id) pairs remembered for dedupe in all channels (memory engine only) |
 //! | `rtet_presence_members` | gauge | | presence members (users, not connections) over all channels |
 //! | `rtet_presence_channels` | gauge | | channels with at least one presence member |
 //! | `rtet_engine_up` | gauge | | 1 when the engine's backing store answers (always, in memory), else 0 (and `/healthz` answers 503) |
@@ -126,13 +126,15 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(true)
     }
 }
 
 impl Metrics {
-    /// Registers every metric.
-    pub fn new() -> Self {
+    /// Registers every metric; the history and dedupe gauges only where the
+    /// engine keeps those in this process (`stores_locally`): on Redis a
+    /// node's own count would be a misleading 0.
+    pub fn new(stores_locally: bool) -> Self {
         let mut registry = Registry::default();
         let m = Metrics {
             connections: Family::default(),
@@ -212,25 +214,27 @@ impl Metrics {
         );
         registry.register("rtet_channels", "Channels held", m.channels.clone());
         registry.register(
-            "rtet_history_events",
-            "Events held in all channels' history",
-            m.history_events.clone(),
-        );
-        registry.register(
-            "rtet_history_bytes",
-            "Bytes of encoded events in all channels' history",
-            m.history_bytes.clone(),
-        );
-        registry.register(
             "rtet_subscriptions",
             "Subscriptions over all channels",
             m.subscriptions.clone(),
         );
-        registry.register(
-            "rtet_dedupe_entries",
-            "(channel, id) pairs remembered for dedupe in all channels",
-            m.dedupe_entries.clone(),
-        );
+        if stores_locally {
+            registry.register(
+                "rtet_history_events",
+                "Events held in all channels' history",
+                m.history_events.clone(),
+            );
+            registry.register(
+                "rtet_history_bytes",
+                "Bytes of encoded events in all channels' history",
+                m.history_bytes.clone(),
+            );
+            registry.register(
+                "rtet_dedupe_entries",
+                "(channel, id) pairs remembered for dedupe in all channels",
+                m.dedupe_entries.clone(),
+            );
+        }
         registry.register(
             "rtet_presence_members",
             "Presence members (users, not connections) over all channels",

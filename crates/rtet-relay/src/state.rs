@@ -224,8 +224,8 @@ impl Relay {
                 Presence::new(config.limits.max_presence_members)
             },
             config,
+            metrics: Metrics::new(engine.stores_locally()),
             engine,
-            metrics: Metrics::new(),
             per_ip: Mutex::new(HashMap::new()),
             replay_per_ip: Mutex::new(HashMap::new()),
             total: AtomicUsize::new(0),

@@ -253,6 +253,13 @@ pub trait Engine: Send + Sync + 'static {
         Box::pin(std::future::ready(()))
     }
 
+    /// Whether history and dedupe records live in this process (their totals
+    /// in [`EngineStats`] mean something); on a shared store they live there,
+    /// and the store's own tools measure them.
+    fn stores_locally(&self) -> bool {
+        true
+    }
+
     /// Whether presence is shared with other nodes through this engine's
     /// store ([`Engine::sync_presence`]); otherwise it is this node's alone.
     fn shares_presence(&self) -> bool {

@@ -1197,6 +1197,10 @@ impl Engine for RedisEngine {
         })
     }
 
+    fn stores_locally(&self) -> bool {
+        false
+    }
+
     fn shares_presence(&self) -> bool {
         true
     }
