@@ -38,27 +38,30 @@ function status_field(int $pid, string $field): int {
 }
 
 /**
- * Private_Dirty of each of a process's mappings, in KiB, keyed by start address and name:
- * memory only this process holds and the kernel cannot drop (anonymous pages, and pages of a
- * file it wrote to). Clean file pages (the code of php-fpm, rtet.so and libraries) are page
- * cache the kernel can drop, and they count as private only while no other process maps them:
- * their share rises and falls as other php-fpm processes on the machine start and end.
+ * Private memory of each of a process's anonymous mappings (the heap, malloc's arenas, Zend
+ * MM's chunks, thread stacks), in KiB, keyed by start address and name: what only this process
+ * holds and no file backs. File pages are left out: they are page cache, and whether they count
+ * as private or dirty depends on other processes (a page of php-fpm's code is private only
+ * while no other process maps it, so it rises and falls as other php-fpm processes on the
+ * machine start and end) and on the disk (a just-built rtet.so's pages are dirty until written
+ * back).
  */
-function private_dirty(int $pid): array {
+function private_anonymous(int $pid): array {
     $out = [];
-    $mapping = '';
+    $mapping = null;
     foreach (file("/proc/$pid/smaps") as $line) {
-        if (preg_match('/^([0-9a-f]+)-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/', $line, $m)) {
-            $mapping = $m[1] . ' ' . ($m[2] === '' ? 'anonymous' : basename($m[2]));
-        } elseif (preg_match('/^Private_Dirty:\s+(\d+) kB/', $line, $m)) {
-            $out[$mapping] = (int)$m[1];
+        if (preg_match('/^([0-9a-f]+)-[0-9a-f]+ \S+ \S+ \S+ (\d+)\s*(.*)$/', $line, $m)) {
+            // Inode 0: no file behind the mapping.
+            $mapping = $m[2] === '0' ? $m[1] . ' ' . ($m[3] === '' ? 'anonymous' : $m[3]) : null;
+        } elseif ($mapping !== null && preg_match('/^Private_(?:Clean|Dirty):\s+(\d+) kB/', $line, $m)) {
+            $out[$mapping] = ($out[$mapping] ?? 0) + (int)$m[1];
         }
     }
     check($out !== [], "the mappings of $pid");
     return $out;
 }
 
-/** The mappings whose private dirty memory grew from $before to $after, most first. */
+/** The mappings whose private memory grew from $before to $after, most first. */
 function growth(array $before, array $after): string {
     $grew = [];
     foreach ($after as $mapping => $kib) {
@@ -141,7 +144,7 @@ test('a worker gives back the memory a burst of 10,000 events made it hold', fun
     [$fpm, $pid] = one_worker($relay);
     for ($r = 0; $r < 5; $r++) request($fpm, ['k' => 3]);
     check(request($fpm, ['flush' => 20])['flushed'], 'the warm-up acked');
-    $before = private_dirty($pid);
+    $before = private_anonymous($pid);
     request($fpm, ['k' => 10000]);
     $a = request($fpm, ['flush' => 20]);
     check($a['flushed'], 'the burst acked: ' . json_encode($a['stats']));
@@ -153,11 +156,11 @@ test('a worker gives back the memory a burst of 10,000 events made it hold', fun
     $after = $before;
     wait_until(
         function () use ($pid, $before, &$after) {
-            $after = private_dirty($pid);
+            $after = private_anonymous($pid);
             return array_sum($after) - array_sum($before) <= 512;
         },
         function () use ($before, &$after) {
-            return sprintf('private dirty memory back within 512 KiB of the %d KiB before the burst: %d KiB; grew: %s',
+            return sprintf('private anonymous memory back within 512 KiB of the %d KiB before the burst: %d KiB; grew: %s',
                 array_sum($before), array_sum($after), growth($before, $after));
         },
     );
