@@ -519,13 +519,19 @@ final class FastCgi {
     }
 }
 
-/** Polls $fn (a real condition) until it returns something other than null/false, or fails after $seconds. */
-function wait_until(callable $fn, string $what, float $seconds = 10.0) {
+/**
+ * Polls $fn (a real condition) until it returns something other than null or false, and returns
+ * that, or fails after $seconds. $what says what was awaited; a Closure is asked at the time of
+ * failure, so that it can tell the last values $fn saw.
+ */
+function wait_until(callable $fn, string|Closure $what, float $seconds = 10.0) {
     $deadline = microtime(true) + $seconds;
     while (true) {
         $v = $fn();
         if ($v !== null && $v !== false) return $v;
-        check(microtime(true) < $deadline, "$what (waited $seconds s)");
+        if (microtime(true) >= $deadline) {
+            throw new CheckFailed(($what instanceof Closure ? $what() : $what) . " (waited $seconds s)");
+        }
         usleep(10000);
     }
 }

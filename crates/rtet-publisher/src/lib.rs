@@ -84,6 +84,14 @@ impl Event {
             origin: None,
         }
     }
+
+    /// The memory the event holds: its slot in a queue and its strings.
+    pub(crate) fn held_bytes(&self) -> usize {
+        std::mem::size_of::<Event>()
+            + self.id.capacity()
+            + self.channel.capacity()
+            + self.frame.capacity()
+    }
 }
 
 /// Encodes a `publish` frame around `data_json`, which must already be JSON

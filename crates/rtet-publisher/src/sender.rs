@@ -45,13 +45,18 @@ struct State {
     files: HashMap<u64, Track>,
     next_file: u64,
     tls: Option<native_tls::TlsConnector>,
-    /// Events acked since the allocator last gave free memory back.
-    acked_since_release: usize,
+    /// Bytes of events delivered since the allocator last gave free memory back.
+    freed_since_release: usize,
 }
 
-/// After this many acked events, the next time nothing is in flight the
-/// allocator's free memory goes back to the system (see [`release_freed_memory`]).
-const RELEASE_EVERY: usize = 1024;
+/// Once events holding this many bytes have been delivered, the next time
+/// nothing is in flight or queued the allocator's free memory goes back to
+/// the system (see [`release_freed_memory`]). Counted in bytes, not events:
+/// a few hundred events near the frame limit hold megabytes. A worker keeps
+/// at most about this much of what its events held; below it, the release (a
+/// walk of the allocator's free lists, under the lock the PHP thread's
+/// allocations take) is not paid for each request's few events.
+const RELEASE_AFTER_BYTES: usize = 256 * 1024;
 
 enum End {
     /// The process is ending.
@@ -94,7 +99,7 @@ async fn main_loop(shared: Arc<Shared>) {
         files: HashMap::new(),
         next_file: 1,
         tls,
-        acked_since_release: 0,
+        freed_since_release: 0,
     };
     let min = shared.cfg.reconnect_min.max(Duration::from_millis(1));
     let max = shared.cfg.reconnect_max.max(min);
@@ -191,8 +196,8 @@ fn ws_config() -> WebSocketConfig {
 }
 
 /// Returns the allocator's free memory to the system, once a burst (or
-/// [`RELEASE_EVERY`] events in all) has been delivered and nothing is in
-/// flight. The events' frames were allocated by the PHP thread and freed
+/// [`RELEASE_AFTER_BYTES`] of events in all) has been delivered and nothing
+/// is in flight or queued. The events were allocated by the PHP thread and freed
 /// here; glibc keeps such memory in its free lists unless it sits at the
 /// very top of the heap, so without this a worker would keep the size of
 /// its largest burst for the rest of its life. It runs on this thread, never
@@ -417,6 +422,22 @@ impl State {
         }
     }
 
+    /// Drops an event taken out of flight (acked or refused for good); once
+    /// [`RELEASE_AFTER_BYTES`] have gone and nothing is left in flight or
+    /// queued, gives the allocator's free memory back.
+    fn forget(&mut self, ev: Event) {
+        self.freed_since_release += ev.held_bytes();
+        drop(ev);
+        crate::shrink_when_empty(&mut self.inflight);
+        if self.freed_since_release >= RELEASE_AFTER_BYTES
+            && self.inflight.is_empty()
+            && lock(&self.shared.q).mem.is_empty()
+        {
+            release_freed_memory();
+            self.freed_since_release = 0;
+        }
+    }
+
     /// Handles one frame from the relay; `Some` ends the session.
     fn answer(&mut self, text: &str) -> Option<End> {
         let shared = self.shared.clone();
@@ -429,13 +450,7 @@ impl State {
                 if let Some(ev) = pos.and_then(|p| self.inflight.remove(p)) {
                     shared.c.acked.fetch_add(1, Ordering::Relaxed);
                     self.event_done(&ev);
-                    drop(ev);
-                    self.acked_since_release += 1;
-                    crate::shrink_when_empty(&mut self.inflight);
-                    if self.inflight.is_empty() && self.acked_since_release >= RELEASE_EVERY {
-                        release_freed_memory();
-                        self.acked_since_release = 0;
-                    }
+                    self.forget(ev);
                 }
                 None
             }
@@ -457,6 +472,7 @@ impl State {
                     shared.set_error(msg.clone());
                     shared.log(msg);
                     self.event_done(&ev);
+                    self.forget(ev);
                 }
                 None
             }
