@@ -1,5 +1,6 @@
 //! The hub: this node's subscribers per channel, and the fan-out of one
-//! encoded event frame to each of their [`Outbox`]es.
+//! encoded event frame to each of their [`Outbox`]es (which write it straight
+//! to the sockets of subscribers that are caught up).
 //!
 //! It knows nothing of where events come from (a broker in another process,
 //! pub/sub, a stream): whoever feeds it calls [`Hub::deliver`] for one channel
@@ -22,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::ws::Utf8Bytes;
 
 use super::SubscriberId;
-use crate::outbox::{Outbox, Push};
+use crate::outbox::{Outbox, Outgoing, Push};
 use rtet_protocol::sync::lock;
 
 /// Shards of the channel map: enough that two hot channels rarely share a lock.
@@ -42,7 +43,7 @@ type Channels = HashMap<String, HashMap<SubscriberId, Local>>;
 /// What a delivery did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Fanout {
-    /// Subscribers the frame was queued (or held) for.
+    /// Subscribers the frame was sent, queued or held for.
     pub delivered: usize,
     /// Subscribers whose queue overflowed with it.
     pub overflowed: usize,
@@ -109,7 +110,7 @@ impl Hub {
         local.floor = replayed_up_to.saturating_add(1);
         for (seq, frame) in local.held.take().unwrap_or_default() {
             if seq >= local.floor {
-                local.outbox.push(frame);
+                local.outbox.push(&Outgoing::new(&frame));
             }
         }
     }
@@ -132,9 +133,10 @@ impl Hub {
         }
     }
 
-    /// Queues `frame` (the channel's event number `seq`) for every local
+    /// Sends `frame` (the channel's event number `seq`) to every local
     /// subscriber that has not had it yet, without waiting.
     pub fn deliver(&self, channel: &str, seq: u64, frame: &Utf8Bytes) -> Fanout {
+        let outgoing = Outgoing::new(frame);
         let mut shard = lock(self.shard(channel));
         let mut out = Fanout::default();
         let Some(subs) = shard.get_mut(channel) else {
@@ -156,8 +158,8 @@ impl Hub {
                     }
                     out.delivered += 1;
                 }
-                None => match local.outbox.push(frame.clone()) {
-                    Push::Queued => out.delivered += 1,
+                None => match local.outbox.push(&outgoing) {
+                    Push::Sent | Push::Queued => out.delivered += 1,
                     Push::Overflowed => out.overflowed += 1,
                     Push::Dropped => {}
                 },
@@ -225,7 +227,7 @@ mod tests {
     #[test]
     fn a_held_subscriber_gets_only_what_follows_its_replay() {
         let hub = Hub::new();
-        let q = Arc::new(Outbox::new(10));
+        let q = Arc::new(Outbox::new(10, None));
         assert!(hub.add_held("c", 1, Arc::clone(&q)), "first on the channel");
         hub.deliver("c", 4, &"4".into());
         hub.deliver("c", 5, &"5".into());
@@ -243,7 +245,7 @@ mod tests {
     #[test]
     fn the_second_subscriber_is_not_first_and_the_last_removal_says_so() {
         let hub = Hub::new();
-        let q = Arc::new(Outbox::new(10));
+        let q = Arc::new(Outbox::new(10, None));
         assert!(hub.add_held("c", 1, Arc::clone(&q)));
         assert!(!hub.add_held("c", 2, Arc::clone(&q)));
         assert_eq!(hub.subscriptions(), 2);
@@ -255,7 +257,7 @@ mod tests {
     #[test]
     fn a_hold_longer_than_the_queue_overflows_it() {
         let hub = Hub::new();
-        let q = Arc::new(Outbox::new(2));
+        let q = Arc::new(Outbox::new(2, None));
         hub.add_held("c", 1, Arc::clone(&q));
         for seq in 1..=3 {
             hub.deliver("c", seq, &"x".into());
