@@ -122,7 +122,9 @@ impl Outbox {
                         self.ready.notify_one();
                         return Push::Sent;
                     }
-                    Written::Not => {}
+                    // Queued below, for the task: later frames wait behind it
+                    // even once the socket has room again.
+                    Written::Not => inner.idle = false,
                 }
             }
         }
@@ -288,6 +290,41 @@ mod tests {
         // The queue let go of the socket at close: the peer sees its end.
         peer.read_to_end(&mut received).await.unwrap();
         assert_eq!(crate::direct::tests::texts(&received), ["d", "f"]);
+    }
+
+    #[tokio::test]
+    async fn once_a_frame_waits_in_the_queue_later_ones_wait_behind_it() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (direct, mut peer) = crate::direct::tests::socket_pair().await;
+        let mut io = crate::direct::DirectIo(Arc::clone(&direct));
+        let q = Outbox::new(10, Some(direct));
+        q.idle();
+        // The connection's own writer fills the socket and stops inside a frame.
+        let own = crate::direct::wire_frame(&"z".repeat(50_000_000).into());
+        let n = io.write(&own).await.unwrap();
+        assert!(n < own.len(), "the socket took all of 50 MB");
+        assert_eq!(push(&q, "a"), Push::Queued, "not inside the other frame");
+        // The peer reads everything while the writer finishes its frame.
+        let reader = tokio::spawn(async move {
+            let mut received = Vec::new();
+            peer.read_to_end(&mut received).await.unwrap();
+            received
+        });
+        io.write_all(&own[n..]).await.unwrap();
+        assert_eq!(
+            push(&q, "b"),
+            Push::Queued,
+            "a is queued: b may not overtake it"
+        );
+        q.close();
+        io.shutdown().await.unwrap();
+        drop(io);
+        let received = reader.await.unwrap();
+        assert_eq!(
+            crate::direct::tests::texts(&received).len(),
+            1,
+            "only the writer's own frame"
+        );
     }
 
     #[test]

@@ -185,6 +185,18 @@ async fn every_subscriber_gets_every_event_once_in_order_and_whole_while_some_re
     );
 }
 
+/// A subscriber that has already been answered once (`auth_ok`): its
+/// connection is idle, so live events may go straight to its socket the
+/// moment it subscribes.
+async fn authenticated(relay: &TestRelay) -> Ws {
+    let mut ws = relay.subscriber().await;
+    assert_eq!(
+        auth(&mut ws, &token("joiner", &["public"])).await["type"],
+        "auth_ok"
+    );
+    ws
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_joining_during_a_burst_get_what_follows_their_since_or_their_subscribe_without_gap_or_repeat(
 ) {
@@ -211,12 +223,12 @@ async fn subscribers_joining_during_a_burst_get_what_follows_their_since_or_thei
                 continue;
             }
             let after = seen - 7;
-            let mut resumed = relay.subscriber().await;
+            let mut resumed = authenticated(&relay).await;
             let s = subscribe(&mut resumed, "public", Some((&epoch, after))).await;
             assert_eq!(s["type"], "subscribed", "{s}");
             assert_eq!(s["recovered"], true, "{s}");
             joined.push((after, resumed));
-            let mut fresh = relay.subscriber().await;
+            let mut fresh = authenticated(&relay).await;
             let s = subscribe(&mut fresh, "public", None).await;
             assert_eq!(s["type"], "subscribed", "{s}");
             joined.push((s["seq"].as_u64().expect("seq"), fresh));
