@@ -14,13 +14,11 @@
 //! - [`publish`]: one checked event through the key's rate budget into the engine,
 //!   for both publisher endpoints.
 //! - [`connection`]: the socket side of a WebSocket connection: reads, queued writes, close.
-//! - [`direct`]: a plain TCP socket the fan-out writes whole event frames to, beside its task.
 //! - [`keepalive`]: pings and dead-peer detection for both endpoints.
 //! - [`engine`]: the [`Engine`](engine::Engine) trait (seq, history, dedupe, fan-out)
 //!   and its in-memory implementation.
 //! - [`presence`]: presence members and counts per channel, coalesced per tick.
-//! - [`outbox`]: a subscriber's bounded outgoing queue, the slow-consumer policy, and
-//!   when a frame may skip the queue for the socket.
+//! - [`outbox`]: a subscriber's bounded outgoing queue and the slow-consumer policy.
 //! - [`metrics`]: the `rtet_*` Prometheus metrics.
 //!
 //! Start a relay in-process (as the tests and the benchmark do):
@@ -36,7 +34,6 @@
 pub mod client_addr;
 pub mod config;
 pub mod connection;
-pub mod direct;
 pub mod engine;
 pub mod http;
 pub mod keepalive;

@@ -7,7 +7,7 @@
 //! | `rtet_connections_refused_total` | counter | `reason` = per_ip, max_connections, origin, handshakes | connections refused before or at upgrade |
 //! | `rtet_events_published_total` | counter | | events stored (duplicates not counted) |
 //! | `rtet_duplicates_total` | counter | | publishes answered from the dedupe window |
-//! | `rtet_deliveries_total` | counter | | event frames sent or queued to subscribers, replays included |
+//! | `rtet_deliveries_total` | counter | | event frames queued to subscribers, replays included |
 //! | `rtet_slow_consumer_disconnects_total` | counter | | subscribers closed with 4408 because their queue overflowed |
 //! | `rtet_nacks_total` | counter | `code` | refused publisher frames (nacks, errors on /publish, HTTP publish errors) by code |
 //! | `rtet_subscriber_errors_total` | counter | `code` | `error` frames sent to subscribers by code |
@@ -95,7 +95,7 @@ pub struct Metrics {
     pub events_published: Counter,
     /// Duplicate publishes.
     pub duplicates: Counter,
-    /// Event frames sent or queued to subscribers.
+    /// Event frames queued to subscribers.
     pub deliveries: Counter,
     /// Slow subscribers disconnected.
     pub slow_consumers: Counter,
@@ -187,7 +187,7 @@ impl Metrics {
         );
         registry.register(
             "rtet_deliveries",
-            "Event frames sent or queued to subscribers, replays included",
+            "Event frames queued to subscribers, replays included",
             m.deliveries.clone(),
         );
         registry.register(

@@ -28,7 +28,6 @@ use tower::ServiceExt;
 use crate::client_addr::{is_trusted_proxy, limit_key};
 use crate::config::EngineChoice;
 use crate::config::{Config, ConfigError, TlsFiles};
-use crate::direct::{Direct, DirectIo};
 use crate::engine::{Engine, MemoryEngine, MemoryEngineConfig, RedisEngine, RedisEngineConfig};
 use crate::state::Relay;
 use crate::{http, publisher, subscriber};
@@ -292,14 +291,9 @@ fn serve_metrics(listener: TcpListener, relay: Arc<Relay>) {
                     }
                 },
             };
-            relay.http.spawn(serve_http(
-                stream,
-                peer,
-                app.clone(),
-                stop.clone(),
-                None,
-                None,
-            ));
+            relay
+                .http
+                .spawn(serve_http(stream, peer, app.clone(), stop.clone(), None));
         }
     });
 }
@@ -329,15 +323,10 @@ async fn open(
     slot: Slot,
 ) {
     match tls {
-        None => {
-            // Shared with the fan-out, which writes event frames to it directly.
-            let direct = Arc::new(Direct::new(stream));
-            let io = DirectIo(Arc::clone(&direct));
-            serve_http(io, peer, app, stop, Some(slot), Some(direct)).await
-        }
+        None => serve_http(stream, peer, app, stop, Some(slot)).await,
         Some(acceptor) => {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => serve_http(stream, peer, app, stop, Some(slot), None).await,
+                Ok(Ok(stream)) => serve_http(stream, peer, app, stop, Some(slot)).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -504,24 +493,18 @@ async fn refuse_busy(mut stream: TcpStream) {
 /// Serves HTTP/1.1 (with upgrades) on one connection until it ends or the
 /// relay stops. `slot` (a connection being opened) is given back once the
 /// first request is answered (a WebSocket upgrade or an HTTP response).
-/// `direct`, the socket of a plain TCP connection, goes with each request
-/// to the subscriber's upgrade.
 async fn serve_http<S>(
     stream: S,
     peer: SocketAddr,
     app: Router,
     stop: CancellationToken,
     slot: Option<Slot>,
-    direct: Option<Arc<Direct>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let slot = Arc::new(Mutex::new(slot));
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        if let Some(direct) = &direct {
-            req.extensions_mut().insert(Arc::clone(direct));
-        }
         let answered = app.clone().oneshot(req);
         let slot = Arc::clone(&slot);
         async move {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Extension, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
@@ -29,7 +29,6 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::config::normalize_origin;
 use crate::connection::{Connection, Incoming};
-use crate::direct::Direct;
 use crate::engine::SubscriberId;
 use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::metrics::Role;
@@ -72,7 +71,6 @@ pub fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
 pub async fn upgrade(
     State(relay): State<Arc<Relay>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    direct: Option<Extension<Arc<Direct>>>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -105,7 +103,6 @@ pub async fn upgrade(
             let session = Session::new(
                 relay,
                 client,
-                direct.map(|Extension(d)| d),
                 Held {
                     _guard: guard,
                     _tracked: tracked,
@@ -209,8 +206,6 @@ impl Drop for Session {
     /// Leaves the presence of every channel still held: a session that
     /// ended by any path, a panic included, leaves no member behind.
     fn drop(&mut self) {
-        // Lets go of the socket, should the hub keep the queue.
-        self.outbox.close();
         for channel in &self.subs {
             self.relay.presence.leave(channel, self.id);
         }
@@ -218,13 +213,13 @@ impl Drop for Session {
 }
 
 impl Session {
-    fn new(relay: Arc<Relay>, client: IpAddr, direct: Option<Arc<Direct>>, held: Held) -> Self {
+    fn new(relay: Arc<Relay>, client: IpAddr, held: Held) -> Self {
         let l = &relay.config.limits;
         Session {
             client,
             replay_budget: replay_bucket(relay.config.replay_bytes_per_connection),
             id: relay.next_id(),
-            outbox: Arc::new(Outbox::new(l.subscriber_queue_frames, direct)),
+            outbox: Arc::new(Outbox::new(l.subscriber_queue_frames)),
             claims: None,
             subs: Vec::new(),
             bucket: TokenBucket::new(l.client_frames_per_sec, l.client_frames_burst),
@@ -284,7 +279,6 @@ impl Session {
                 _ = stop.cancelled() => break Some(Box::pin(self.going_away(conn)).await),
                 _ = self.outbox.overflowed() => break Some(self.slow()),
                 _ = &mut timer => {
-                    self.outbox.occupy();
                     if timer_kind != Timer::Off && Instant::now() >= deadline {
                         break Some(match timer_kind {
                             Timer::FirstFrame => (close::POLICY, "no frame within the first-frame timeout"),
@@ -314,8 +308,6 @@ impl Session {
                         Incoming::Binary => None,
                     };
                     keepalive.seen();
-                    // Events the answer must precede (a subscribe's replay) wait in the queue.
-                    self.outbox.occupy();
                     if timer_kind == Timer::FirstFrame {
                         timer_kind = Timer::Off;
                     }
@@ -344,8 +336,7 @@ impl Session {
                     None
                 }
             };
-            // A direct write that left part of a frame is finished by a flush.
-            if conn.has_queued() || self.outbox.take_flush() {
+            if conn.has_queued() {
                 if let Err(cut) =
                     Box::pin(write(conn, &self.outbox, &stop, limits.dead_peer_timeout)).await
                 {
@@ -359,8 +350,6 @@ impl Session {
             if close_after.is_some() {
                 break close_after;
             }
-            // Everything taken is written: events may go straight to the socket.
-            self.outbox.idle();
         };
 
         // Stop receiving before saying goodbye, so nothing more is queued.

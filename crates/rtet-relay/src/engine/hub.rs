@@ -1,6 +1,5 @@
 //! The hub: this node's subscribers per channel, and the fan-out of one
-//! encoded event frame to each of their [`Outbox`]es (which write it straight
-//! to the sockets of subscribers that are caught up).
+//! encoded event frame to each of their [`Outbox`]es.
 //!
 //! It knows nothing of where events come from (a broker in another process,
 //! pub/sub, a stream): whoever feeds it calls [`Hub::deliver`] for one channel
@@ -23,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::ws::Utf8Bytes;
 
 use super::SubscriberId;
-use crate::outbox::{Outbox, Outgoing, Push};
+use crate::outbox::{Outbox, Push};
 use rtet_protocol::sync::lock;
 
 /// Shards of the channel map: enough that two hot channels rarely share a lock.
@@ -43,7 +42,7 @@ type Channels = HashMap<String, HashMap<SubscriberId, Local>>;
 /// What a delivery did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Fanout {
-    /// Subscribers the frame was sent, queued or held for.
+    /// Subscribers the frame was queued (or held) for.
     pub delivered: usize,
     /// Subscribers whose queue overflowed with it.
     pub overflowed: usize,
@@ -110,7 +109,7 @@ impl Hub {
         local.floor = replayed_up_to.saturating_add(1);
         for (seq, frame) in local.held.take().unwrap_or_default() {
             if seq >= local.floor {
-                local.outbox.push(&Outgoing::new(&frame));
+                local.outbox.push(frame);
             }
         }
     }
@@ -133,10 +132,9 @@ impl Hub {
         }
     }
 
-    /// Sends `frame` (the channel's event number `seq`) to every local
+    /// Queues `frame` (the channel's event number `seq`) for every local
     /// subscriber that has not had it yet, without waiting.
     pub fn deliver(&self, channel: &str, seq: u64, frame: &Utf8Bytes) -> Fanout {
-        let outgoing = Outgoing::new(frame);
         let mut shard = lock(self.shard(channel));
         let mut out = Fanout::default();
         let Some(subs) = shard.get_mut(channel) else {
@@ -158,8 +156,8 @@ impl Hub {
                     }
                     out.delivered += 1;
                 }
-                None => match local.outbox.push(&outgoing) {
-                    Push::Sent | Push::Queued => out.delivered += 1,
+                None => match local.outbox.push(frame.clone()) {
+                    Push::Queued => out.delivered += 1,
                     Push::Overflowed => out.overflowed += 1,
                     Push::Dropped => {}
                 },
@@ -227,7 +225,7 @@ mod tests {
     #[test]
     fn a_held_subscriber_gets_only_what_follows_its_replay() {
         let hub = Hub::new();
-        let q = Arc::new(Outbox::new(10, None));
+        let q = Arc::new(Outbox::new(10));
         assert!(hub.add_held("c", 1, Arc::clone(&q)), "first on the channel");
         hub.deliver("c", 4, &"4".into());
         hub.deliver("c", 5, &"5".into());
@@ -245,7 +243,7 @@ mod tests {
     #[test]
     fn the_second_subscriber_is_not_first_and_the_last_removal_says_so() {
         let hub = Hub::new();
-        let q = Arc::new(Outbox::new(10, None));
+        let q = Arc::new(Outbox::new(10));
         assert!(hub.add_held("c", 1, Arc::clone(&q)));
         assert!(!hub.add_held("c", 2, Arc::clone(&q)));
         assert_eq!(hub.subscriptions(), 2);
@@ -257,7 +255,7 @@ mod tests {
     #[test]
     fn a_hold_longer_than_the_queue_overflows_it() {
         let hub = Hub::new();
-        let q = Arc::new(Outbox::new(2, None));
+        let q = Arc::new(Outbox::new(2));
         hub.add_held("c", 1, Arc::clone(&q));
         for seq in 1..=3 {
             hub.deliver("c", seq, &"x".into());

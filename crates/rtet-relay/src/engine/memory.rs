@@ -464,7 +464,7 @@ mod tests {
             history_events: 3,
             ..Default::default()
         });
-        let q = Arc::new(Outbox::new(10, None));
+        let q = Arc::new(Outbox::new(10));
         let first = subscribe(&e, None, &q);
         assert_eq!((first.seq, first.recovered), (0, false));
         for i in 0..5 {
@@ -514,7 +514,7 @@ mod tests {
         tokio::time::advance(Duration::from_secs(45)).await;
         publish(&e, "c", "new");
         tokio::time::advance(Duration::from_secs(30)).await;
-        let q = Arc::new(Outbox::new(10, None));
+        let q = Arc::new(Outbox::new(10));
         let epoch = subscribe(&e, None, &q).epoch;
         let s = subscribe(
             &e,
@@ -558,10 +558,7 @@ mod tests {
     #[test]
     fn fan_out_pushes_the_same_bytes_to_every_subscriber() {
         let e = MemoryEngine::new(MemoryEngineConfig::default());
-        let (a, b) = (
-            Arc::new(Outbox::new(10, None)),
-            Arc::new(Outbox::new(1, None)),
-        );
+        let (a, b) = (Arc::new(Outbox::new(10)), Arc::new(Outbox::new(1)));
         futures_util::FutureExt::now_or_never(e.subscribe("c".into(), None, 1, Arc::clone(&a), 0));
         futures_util::FutureExt::now_or_never(e.subscribe("c".into(), None, 2, Arc::clone(&b), 0));
         let p = publish(&e, "c", "x");
@@ -706,7 +703,7 @@ mod tests {
             publish(&e, "c", &format!("id{i}"));
         }
         let one = e.stats().history_bytes / 4;
-        let q = Arc::new(Outbox::new(10, None));
+        let q = Arc::new(Outbox::new(10));
         let epoch = subscribe(&e, None, &q).epoch;
         let since = |seq| {
             Some(Since {

@@ -126,7 +126,7 @@ pub struct EngineStats {
     pub dedupe_entries: usize,
     /// The backing store cannot be reached: publishes are refused, `/healthz` answers 503.
     pub down: bool,
-    /// Event frames sent or queued to subscribers by the engine on its own (fed from
+    /// Event frames queued to subscribers by the engine on its own (fed from
     /// another node), since it started; those queued by a publish are in [`Published`].
     pub fed_deliveries: u64,
     /// Subscribers whose queue overflowed with such a frame, since it started.

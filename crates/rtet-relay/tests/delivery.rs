@@ -1,7 +1,10 @@
-//! Event frames written straight to caught-up subscribers' sockets: whatever
-//! the socket takes at once and whatever waits in the queue, every subscriber
-//! gets every event once, in order, in whole frames, beside the task's own
-//! frames (replies, replays, pings, pongs, presence).
+//! Every subscriber gets every event once, in order, in whole frames,
+//! whether it reads fast, stalls until its socket is full, or reads in fits;
+//! whether it subscribes before a burst or in the middle of one (with `since`
+//! or without); and with the relay's other frames (replies, replays, pings,
+//! pongs, presence) between the events. Whatever path a frame takes to a
+//! socket (the subscriber's queue, or a write straight from the fan-out, which
+//! was tried: BENCHMARKS.md, "Where the relay's time goes"), these hold.
 
 mod common;
 
@@ -185,9 +188,9 @@ async fn every_subscriber_gets_every_event_once_in_order_and_whole_while_some_re
     );
 }
 
-/// A subscriber that has already been answered once (`auth_ok`): its
-/// connection is idle, so live events may go straight to its socket the
-/// moment it subscribes.
+/// A subscriber that has already been answered once (`auth_ok`) before it
+/// subscribes: its connection task is waiting, not busy with its first frame,
+/// when the `subscribe` arrives.
 async fn authenticated(relay: &TestRelay) -> Ws {
     let mut ws = relay.subscriber().await;
     assert_eq!(
