@@ -222,7 +222,7 @@ async fn subscribers_joining_during_a_burst_get_what_follows_their_since_or_thei
             let ev = recv(&mut watcher).await;
             seen += 1;
             assert_eq!(ev["seq"], seen, "the watcher gets every event in order");
-            if seen % 40 != 0 || seen == EVENTS {
+            if !seen.is_multiple_of(40) || seen == EVENTS {
                 continue;
             }
             let after = seen - 7;
