@@ -53,7 +53,7 @@ count cargo-test
 # budgets.rs (history bytes, dedupe entries) and the --max-channels refusals.
 suite cargo-test-redis env RTET_TEST_ENGINE=redis cargo test -p rtet-relay --release --no-fail-fast \
   --test flow --test http --test interop --test presence --test proxy --test publisher \
-  --test replay --test subscriber --test tls -- \
+  --test replay --test subscriber --test tls --test delivery -- \
   --skip send_event_beyond_the_channel_limit_is_429_rate_limited \
   --skip publishing_beyond_the_channel_limit_is_nacked_rate_limited_to_retry_later
 count cargo-test-redis
