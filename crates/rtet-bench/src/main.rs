@@ -3,7 +3,7 @@
 //! (all started here, `compare`), against rtet-relays it starts (`soak`,
 //! `presence`) or against one relay already running (`flood`, `latency`,
 //! `idle`). `probe` is the probe subscribers' process, which `compare`,
-//! `latency` and `presence` start themselves.
+//! `latency`, `nodes` and `presence` start themselves.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,9 +58,9 @@ enum Command {
     /// per join/leave beside plain subscriptions (a fresh relay for each),
     /// and probe subscribers' latency at rest and during join/leave storms.
     Presence(PresenceArgs),
-    /// Probe subscribers (started by `compare` and `latency`, one process for
-    /// all probes): see the library's `probe` module for the line protocol on
-    /// stdin and stdout.
+    /// Probe subscribers (started by `compare`, `latency`, `nodes` and
+    /// `presence`, one process for all probes): see the library's `probe`
+    /// module for the line protocol on stdin and stdout.
     Probe(ProbeArgs),
 }
 
