@@ -1035,6 +1035,7 @@ async fn nodes(args: NodesArgs) -> Result<()> {
         lag: 16,
         window: args.window,
         rate: args.rate.clone(),
+        // Each latency load sets its own (`loads`).
         rate_subscribers: 0,
         rate_secs: args.rate_secs,
         idle_connections: 0,
