@@ -15,6 +15,8 @@
 //! - [`subscriber`]: subscriber connections that count, order-check and time deliveries.
 //! - [`publisher`]: the publisher: flood (acked pipelining window) or a fixed rate.
 //! - [`nchan`]: nginx's configuration for the nchan peer, its HTTP answers and status.
+//! - [`nodes`]: the setups of `nodes` (memory engine, Redis, two nodes on one
+//!   Redis), what a round measured on each, and its table.
 //! - [`probe`]: probe subscribers in a separate, pinned process, for the latency
 //!   one subscriber feels apart from the load tool's own queueing.
 //! - [`presence`]: presence cost (memory, CPU per join/leave) and the join/leave storm.
@@ -30,6 +32,7 @@
 
 pub mod conn;
 pub mod nchan;
+pub mod nodes;
 pub mod presence;
 pub mod probe;
 pub mod publisher;

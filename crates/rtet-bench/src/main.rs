@@ -3,7 +3,7 @@
 //! (all started here, `compare`), against rtet-relays it starts (`soak`,
 //! `presence`) or against one relay already running (`flood`, `latency`,
 //! `idle`). `probe` is the probe subscribers' process, which `compare`,
-//! `latency` and `presence` start themselves.
+//! `latency`, `nodes` and `presence` start themselves.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use rtet_bench::nchan;
+use rtet_bench::nodes::{self, Acks, Measured, Round, Setup};
 use rtet_bench::probe::{self, Probing};
 use rtet_bench::publisher::Plan;
 use rtet_bench::report::{self, group, Settings, Side};
@@ -48,17 +49,18 @@ enum Command {
     Soak(SoakArgs),
     /// Start rtet-relay as one node on its memory engine, one node on Redis,
     /// and two nodes on one Redis (publisher on the first, subscribers split
-    /// over both), each on fresh processes per measurement, interleaved:
-    /// publish acks/s from one pipelined publisher, flood deliveries/s,
-    /// latency at a fixed rate, Redis CPU per 1,000 publishes.
+    /// over both, probes on the second), each on fresh processes per
+    /// measurement, interleaved, in rounds: publish acks/s from one pipelined
+    /// publisher, flood deliveries/s, latency of probes and load subscribers
+    /// at fixed rates, Redis CPU per 1,000 publishes.
     Nodes(NodesArgs),
     /// Start rtet-relay and measure presence: memory per member and relay CPU
     /// per join/leave beside plain subscriptions (a fresh relay for each),
     /// and probe subscribers' latency at rest and during join/leave storms.
     Presence(PresenceArgs),
-    /// Probe subscribers (started by `compare` and `latency`, one process for
-    /// all probes): see the library's `probe` module for the line protocol on
-    /// stdin and stdout.
+    /// Probe subscribers (started by `compare`, `latency`, `nodes` and
+    /// `presence`, one process for all probes): see the library's `probe`
+    /// module for the line protocol on stdin and stdout.
     Probe(ProbeArgs),
 }
 
@@ -129,15 +131,26 @@ struct NodesArgs {
     /// Seconds to flood at most.
     #[arg(long, default_value_t = 20)]
     flood_secs: u64,
-    /// Events per second for the latency measurement.
-    #[arg(long, default_value_t = 1000.0)]
-    rate: f64,
-    /// Subscribers for the latency measurement.
-    #[arg(long, default_value_t = 1_000)]
-    rate_subscribers: usize,
-    /// Seconds of the latency measurement (the first second is warm-up, not timed).
+    /// Events per second for the latency measurements; several
+    /// (comma-separated) make one measurement each.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    rate: Vec<f64>,
+    /// Load subscribers for the latency measurements: one count for every
+    /// rate, or one per rate (comma-separated, in --rate's order).
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    rate_subscribers: Vec<usize>,
+    /// Seconds of each latency measurement (the first second is warm-up, not timed).
     #[arg(long, default_value_t = 10)]
     rate_secs: u64,
+    /// Probe subscribers in a separate process during the latency
+    /// measurements, pinned to a CPU of their own where there are two or
+    /// more; on node B in the two-node setup (0: none).
+    #[arg(long, default_value_t = 5)]
+    probes: usize,
+    /// Times to run every measurement on every setup, interleaved; the table
+    /// shows each round's figures.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Unacked publishes in flight at most.
     #[arg(long, default_value_t = 256)]
     window: usize,
@@ -164,27 +177,6 @@ struct NodesArgs {
     /// The redis-server executable.
     #[arg(long, default_value = "redis-server")]
     redis_server: String,
-}
-
-/// How the relay runs in `nodes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Setup {
-    /// One node, its in-memory engine.
-    Memory,
-    /// One node on Redis.
-    Redis,
-    /// Two nodes on one Redis.
-    Redis2,
-}
-
-impl Setup {
-    fn label(self) -> &'static str {
-        match self {
-            Setup::Memory => "memory engine, 1 node",
-            Setup::Redis => "Redis engine, 1 node",
-            Setup::Redis2 => "Redis engine, 2 nodes",
-        }
-    }
 }
 
 #[derive(Args)]
@@ -398,7 +390,8 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Compare(args) => compare(args, nofile).await,
             Command::Flood(args) => {
-                let d = flood(&one_target(&args)?, &args.load).await?;
+                let target = one_target(&args)?;
+                let d = flood(&target, std::slice::from_ref(&target), &args.load).await?;
                 print_delivery("flood", &d);
                 Ok(())
             }
@@ -406,7 +399,8 @@ fn main() -> Result<()> {
                 let target = one_target(&args)?;
                 let probing = probing(args.load.probes)?;
                 for &rate in &args.load.rate {
-                    let d = latency(&target, &args.load, rate, probing.as_ref()).await?;
+                    let all = std::slice::from_ref(&target);
+                    let d = latency(&target, all, &args.load, rate, probing.as_ref()).await?;
                     print_delivery(&format!("latency at {rate} events/s"), &d);
                 }
                 Ok(())
@@ -487,7 +481,8 @@ fn idle_count(asked: usize, nofile: u64) -> usize {
     asked.min((nofile as usize).saturating_sub(512))
 }
 
-async fn flood(target: &Target, load: &Load) -> Result<Delivery> {
+/// The flood: the publisher on `publish_to`, the subscribers spread over `subscribe_to`.
+async fn flood(publish_to: &Target, subscribe_to: &[Target], load: &Load) -> Result<Delivery> {
     let fleet = Fleet {
         subscribers: load.flood_subscribers,
         sources: load.sources,
@@ -503,8 +498,9 @@ async fn flood(target: &Target, load: &Load) -> Result<Delivery> {
         drain: Duration::from_secs(5),
         drain_cap: Duration::from_secs(60),
     };
-    scenario::deliver(
-        target,
+    scenario::deliver_across(
+        publish_to,
+        subscribe_to,
         fleet,
         &plan,
         None,
@@ -515,8 +511,11 @@ async fn flood(target: &Target, load: &Load) -> Result<Delivery> {
     .await
 }
 
+/// A fixed rate: the publisher on `publish_to`, the subscribers spread over
+/// `subscribe_to`, the probes (if any) on its last node.
 async fn latency(
-    target: &Target,
+    publish_to: &Target,
+    subscribe_to: &[Target],
     load: &Load,
     rate: f64,
     probing: Option<&Probing>,
@@ -538,8 +537,9 @@ async fn latency(
         drain_cap: Duration::from_secs(15),
     };
     let warmup = rate as u64;
-    scenario::deliver(
-        target,
+    scenario::deliver_across(
+        publish_to,
+        subscribe_to,
         fleet,
         &plan,
         Some(warmup),
@@ -707,7 +707,7 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
                         "== {label}: flood to {} subscribers",
                         load.flood_subscribers
                     );
-                    match flood(&r.target, &load).await {
+                    match flood(&r.target, std::slice::from_ref(&r.target), &load).await {
                         Ok(d) => {
                             print_delivery("flood", &d);
                             side.flood = Some(d);
@@ -721,7 +721,8 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
                         "== {label}: {rate} events/s to {} subscribers for {} s",
                         load.rate_subscribers, load.rate_secs
                     );
-                    match latency(&r.target, &load, rate, probing.as_ref()).await {
+                    let all = std::slice::from_ref(&r.target);
+                    match latency(&r.target, all, &load, rate, probing.as_ref()).await {
                         Ok(d) => {
                             print_delivery("latency", &d);
                             side.latency[i] = Some(d);
@@ -946,9 +947,8 @@ impl Started {
         if let Some(r) = &redis {
             node_flags.extend(["--engine".to_owned(), r.url()]);
         }
-        let count = if setup == Setup::Redis2 { 2 } else { 1 };
         let mut nodes = Vec::new();
-        for _ in 0..count {
+        for _ in 0..setup.nodes() {
             nodes.push(spawn::start_relay(relay_bin, &node_flags).await?);
         }
         Ok(Started { redis, nodes })
@@ -959,7 +959,7 @@ impl Started {
         &self.nodes[0].target
     }
 
-    /// The nodes subscribers spread over.
+    /// The nodes subscribers spread over (the probes go on the last).
     fn subscribers(&self) -> Vec<Target> {
         self.nodes.iter().map(|n| n.target.clone()).collect()
     }
@@ -984,26 +984,13 @@ enum NodesMeasure {
     Acks,
     /// Deliveries per second.
     Flood,
-    /// Latency at a fixed rate.
-    Latency,
+    /// Latency at the latency load of this index.
+    Latency(usize),
 }
 
-/// What `nodes` measured on one setup.
-#[derive(Default)]
-struct NodesSide {
-    /// The acks run: what was published, in how long, and Redis's CPU seconds.
-    acks: Option<(rtet_bench::publisher::Published, Duration, Option<f64>)>,
-    /// The flood.
-    flood: Option<Delivery>,
-    /// The fixed-rate run.
-    latency: Option<Delivery>,
-}
-
-/// One pipelined publisher and no subscriber: how fast publishes are acked.
-async fn acks_only(
-    target: &Target,
-    args: &NodesArgs,
-) -> Result<(rtet_bench::publisher::Published, Duration)> {
+/// One pipelined publisher on the first node and no subscriber: how fast
+/// publishes are acked, and Redis's CPU meanwhile.
+async fn acks_only(started: &Started, args: &NodesArgs) -> Result<Acks> {
     let shared = rtet_bench::subscriber::Shared {
         delivered: Default::default(),
         clock: rtet_bench::wire::Clock::start(),
@@ -1019,14 +1006,22 @@ async fn acks_only(
         drain_cap: Duration::from_secs(60),
     };
     let run = format!("acks.{}.{}", std::process::id(), shared.clock.now_us());
+    let redis_before = started.redis_cpu();
     let start = std::time::Instant::now();
-    let published = rtet_bench::publisher::publish(target, &plan, &shared, &run).await?;
-    Ok((published, start.elapsed()))
+    let published =
+        rtet_bench::publisher::publish(started.publisher(), &plan, &shared, &run).await?;
+    let took = start.elapsed();
+    Ok(Acks {
+        published,
+        took,
+        redis_cpu_secs: started.redis_cpu().zip(redis_before).map(|(a, b)| a - b),
+    })
 }
 
 async fn nodes(args: NodesArgs) -> Result<()> {
     let load_at_start = sys::load_average();
     eprintln!("machine: {}", sys::machine());
+    let loads = nodes::latency_loads(&args.rate, &args.rate_subscribers)?;
     let relay_bin = args
         .relay_bin
         .clone()
@@ -1039,244 +1034,120 @@ async fn nodes(args: NodesArgs) -> Result<()> {
         flood_secs: args.flood_secs,
         lag: 16,
         window: args.window,
-        rate: vec![args.rate],
-        rate_subscribers: args.rate_subscribers,
+        rate: args.rate.clone(),
+        // Each latency load sets its own (`loads`).
+        rate_subscribers: 0,
         rate_secs: args.rate_secs,
         idle_connections: 0,
         sources: args.sources,
         in_flight: 256,
         payload_bytes: args.payload_bytes,
-        probes: 0,
+        probes: args.probes,
     };
-    let fleet = |subscribers| Fleet {
-        subscribers,
-        sources: load.sources,
-        in_flight: load.in_flight,
-    };
-    let mut sides: Vec<(Setup, NodesSide)> = args
+    let probing = probing(args.probes)?;
+    let mut measured: Vec<Measured> = args
         .only
         .iter()
-        .map(|&s| (s, NodesSide::default()))
+        .map(|&setup| Measured {
+            setup,
+            rounds: Vec::new(),
+        })
         .collect();
-    // Measurement by measurement, each setup in turn on fresh processes, so
-    // the setups meet the machine's load at about the same time.
-    for measure in [
-        NodesMeasure::Acks,
-        NodesMeasure::Flood,
-        NodesMeasure::Latency,
-    ] {
-        for (setup, side) in sides.iter_mut() {
-            let label = setup.label();
-            let started = Started::start(*setup, &relay_bin, &flags, &args.redis_server).await?;
-            let redis_before = started.redis_cpu();
-            let redis_cpu = |s: &Started| s.redis_cpu().zip(redis_before).map(|(a, b)| a - b);
-            match measure {
-                NodesMeasure::Acks => {
-                    eprintln!(
-                        "== {label}: {} publishes, one pipelined publisher (window {})",
-                        args.publishes, args.window
-                    );
-                    match acks_only(started.publisher(), &args).await {
-                        Ok((p, took)) => {
-                            let cpu = redis_cpu(&started);
-                            eprintln!(
-                                "  acked {} of {} (nacked {}{}) in {:.2} s: {} acks/s; Redis CPU {}",
-                                group(p.acked),
-                                group(p.sent),
-                                p.nacked,
-                                p.first_nack.as_deref().map(|e| format!(": {e}")).unwrap_or_default(),
-                                took.as_secs_f64(),
-                                group((p.acked as f64 / took.as_secs_f64()) as u64),
-                                cpu.map_or("-".into(), |c| format!("{c:.2} s"))
-                            );
-                            side.acks = Some((p, took, cpu));
+    let mut jobs = vec![NodesMeasure::Acks, NodesMeasure::Flood];
+    jobs.extend((0..loads.len()).map(NodesMeasure::Latency));
+    let rounds = args.rounds.max(1);
+    // Round by round, measurement by measurement, each setup in turn on
+    // fresh processes, so the setups meet the machine's load at about the
+    // same time.
+    for round in 1..=rounds {
+        for m in measured.iter_mut() {
+            m.rounds.push(Round::new(loads.len()));
+        }
+        for &job in &jobs {
+            for m in measured.iter_mut() {
+                let label = format!("{}, round {round} of {rounds}", m.setup.label());
+                let this = m.rounds.last_mut().expect("a round was pushed above");
+                let started =
+                    Started::start(m.setup, &relay_bin, &flags, &args.redis_server).await?;
+                let (publisher, subscribers) = (started.publisher(), started.subscribers());
+                match job {
+                    NodesMeasure::Acks => {
+                        eprintln!(
+                            "== {label}: {} publishes, one pipelined publisher (window {})",
+                            args.publishes, args.window
+                        );
+                        match acks_only(&started, &args).await {
+                            Ok(a) => {
+                                let p = &a.published;
+                                eprintln!(
+                                    "  acked {} of {} (nacked {}{}) in {:.2} s: {} acks/s; Redis CPU {}",
+                                    group(p.acked),
+                                    group(p.sent),
+                                    p.nacked,
+                                    p.first_nack.as_deref().map(|e| format!(": {e}")).unwrap_or_default(),
+                                    a.took.as_secs_f64(),
+                                    group(a.per_sec() as u64),
+                                    a.redis_cpu_secs.map_or("-".into(), |c| format!("{c:.2} s"))
+                                );
+                                this.acks = Some(a);
+                            }
+                            Err(e) => eprintln!("{label}: acks failed: {e:#}"),
                         }
-                        Err(e) => eprintln!("{label}: acks failed: {e:#}"),
+                    }
+                    NodesMeasure::Flood => {
+                        eprintln!(
+                            "== {label}: flood to {} subscribers",
+                            load.flood_subscribers
+                        );
+                        match flood(publisher, &subscribers, &load).await {
+                            Ok(d) => {
+                                print_delivery("flood", &d);
+                                this.flood = Some(d);
+                            }
+                            Err(e) => eprintln!("{label}: flood failed: {e:#}"),
+                        }
+                    }
+                    NodesMeasure::Latency(i) => {
+                        let at = loads[i];
+                        eprintln!("== {label}: {} for {} s", at.label(), load.rate_secs);
+                        let load = Load {
+                            rate_subscribers: at.subscribers,
+                            ..load.clone()
+                        };
+                        match latency(publisher, &subscribers, &load, at.rate, probing.as_ref())
+                            .await
+                        {
+                            Ok(d) => {
+                                print_delivery("latency", &d);
+                                this.latency[i] = Some(d);
+                            }
+                            Err(e) => eprintln!("{label}: latency failed: {e:#}"),
+                        }
                     }
                 }
-                NodesMeasure::Flood => {
-                    eprintln!(
-                        "== {label}: flood to {} subscribers",
-                        load.flood_subscribers
-                    );
-                    let plan = Plan {
-                        events: load.flood_events,
-                        max_duration: Duration::from_secs(load.flood_secs),
-                        rate: None,
-                        window: load.window,
-                        lag: Some((load.lag, 0)),
-                        payload_bytes: load.payload_bytes,
-                        drain: Duration::from_secs(5),
-                        drain_cap: Duration::from_secs(60),
-                    };
-                    let r = scenario::deliver_across(
-                        started.publisher(),
-                        &started.subscribers(),
-                        fleet(load.flood_subscribers),
-                        &plan,
-                        None,
-                        Duration::from_secs(5),
-                        Duration::from_secs(60),
-                        None,
-                    )
-                    .await;
-                    match r {
-                        Ok(d) => {
-                            print_delivery("flood", &d);
-                            side.flood = Some(d);
-                        }
-                        Err(e) => eprintln!("{label}: flood failed: {e:#}"),
-                    }
-                }
-                NodesMeasure::Latency => {
-                    eprintln!(
-                        "== {label}: {} events/s to {} subscribers for {} s",
-                        args.rate, load.rate_subscribers, load.rate_secs
-                    );
-                    let events = (args.rate * load.rate_secs as f64) as u64;
-                    let plan = Plan {
-                        events,
-                        max_duration: Duration::from_secs(load.rate_secs + 5),
-                        rate: Some(args.rate),
-                        window: events.max(1) as usize,
-                        lag: None,
-                        payload_bytes: load.payload_bytes,
-                        drain: Duration::from_secs(5),
-                        drain_cap: Duration::from_secs(15),
-                    };
-                    let r = scenario::deliver_across(
-                        started.publisher(),
-                        &started.subscribers(),
-                        fleet(load.rate_subscribers),
-                        &plan,
-                        Some(args.rate as u64),
-                        Duration::from_secs(5),
-                        Duration::from_secs(15),
-                        None,
-                    )
-                    .await;
-                    match r {
-                        Ok(d) => {
-                            print_delivery("latency", &d);
-                            side.latency = Some(d);
-                        }
-                        Err(e) => eprintln!("{label}: latency failed: {e:#}"),
-                    }
-                }
+                started.stop().await;
             }
-            started.stop().await;
         }
     }
+    let settings = nodes::Settings {
+        window: args.window,
+        flood_subscribers: args.flood_subscribers,
+        loads,
+        probes: args.probes,
+        probe_placement: probing.as_ref().map(|p| p.placement.clone()),
+    };
     println!();
-    print!("{}", nodes_table(&sides, &args));
+    print!("{}", nodes::table(&measured, &settings));
     println!();
     print_run_footer(
         Some(&load_at_start),
         "; Debian: apt-get install redis-server",
         "",
     );
+    if !nodes::complete(&measured) {
+        bail!("a measurement failed, or lost, repeated or refused events (see the table)");
+    }
     Ok(())
-}
-
-/// The `nodes` table: one column per setup.
-fn nodes_table(sides: &[(Setup, NodesSide)], args: &NodesArgs) -> String {
-    let ms = |us: u64| format!("{:.2} ms", us as f64 / 1000.0);
-    let cell = |f: &dyn Fn(&NodesSide) -> Option<String>| -> String {
-        sides
-            .iter()
-            .map(|(_, s)| f(s).unwrap_or_else(|| "-".into()))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    };
-    let mut rows: Vec<(String, String)> = vec![
-        (
-            format!(
-                "publish acks/s, one pipelined publisher (window {})",
-                args.window
-            ),
-            cell(&|s| {
-                s.acks
-                    .as_ref()
-                    .map(|(p, t, _)| group((p.acked as f64 / t.as_secs_f64()) as u64))
-            }),
-        ),
-        (
-            // Only the acks run: during the others Redis also serves the subscribes.
-            "Redis CPU per 1,000 publishes (acks run)".into(),
-            cell(&|s| {
-                let (p, _, cpu) = s.acks.as_ref()?;
-                cpu.map(|c| format!("{:.1} ms", c * 1e6 / p.acked.max(1) as f64))
-            }),
-        ),
-        (
-            format!(
-                "deliveries/s, flood to {} subscribers",
-                group(args.flood_subscribers as u64)
-            ),
-            cell(&|s| s.flood.as_ref().map(|d| group(d.per_sec() as u64))),
-        ),
-        (
-            "deliveries per relay CPU-second (all nodes), same flood".into(),
-            cell(&|s| {
-                s.flood
-                    .as_ref()?
-                    .per_relay_cpu_sec()
-                    .map(|v| group(v as u64))
-            }),
-        ),
-    ];
-    let rate = group(args.rate as u64);
-    let subs = group(args.rate_subscribers as u64);
-    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
-        rows.push((
-            format!("publish→deliver latency {name}, {rate} events/s to {subs} subscribers"),
-            cell(&|s| {
-                s.latency
-                    .as_ref()?
-                    .latency
-                    .as_ref()
-                    .filter(|h| !h.is_empty())
-                    .map(|h| ms(h.value_at_quantile(q)))
-            }),
-        ));
-    }
-    rows.push((
-        "acks run: acked / sent".into(),
-        cell(&|s| {
-            s.acks
-                .as_ref()
-                .map(|(p, _, _)| format!("{} / {}", group(p.acked), group(p.sent)))
-        }),
-    ));
-    rows.push((
-        "flood: delivered / expected".into(),
-        cell(&|s| {
-            s.flood
-                .as_ref()
-                .map(|d| format!("{} / {}", group(d.delivered), group(d.expected)))
-        }),
-    ));
-    rows.push((
-        format!("{rate} events/s: delivered / expected"),
-        cell(&|s| {
-            s.latency
-                .as_ref()
-                .map(|d| format!("{} / {}", group(d.delivered), group(d.expected)))
-        }),
-    ));
-    let header = sides
-        .iter()
-        .map(|(s, _)| s.label())
-        .collect::<Vec<_>>()
-        .join(" | ");
-    let mut out = format!(
-        "| measurement | {header} |\n|---|{}\n",
-        "--:|".repeat(sides.len())
-    );
-    for (name, cells) in rows {
-        out.push_str(&format!("| {name} | {cells} |\n"));
-    }
-    out
 }
 
 async fn presence(args: PresenceArgs, nofile: u64) -> Result<()> {

@@ -178,35 +178,83 @@ fn pct(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
-fn completeness(d: &Delivery) -> String {
-    let mut s = format!("{} / {}", group(d.delivered), group(d.expected));
-    for (n, what) in [
-        (d.gaps, "missing"),
-        (d.repeats, "repeated"),
-        (d.closed as u64, "closed"),
-        (d.open_failed as u64, "failed to open"),
-        (d.published.nacked, "nacked"),
-    ] {
-        if n > 0 {
-            let _ = write!(s, ", {} {what}", group(n));
-        }
-    }
-    s
+/// The counts behind a "delivered / expected" cell, summable over runs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Events received, over all subscribers.
+    pub delivered: u64,
+    /// What every subscriber should have got.
+    pub expected: u64,
+    /// Lost events.
+    pub missing: u64,
+    /// Duplicated or reordered events.
+    pub repeated: u64,
+    /// Subscribers closed before the end.
+    pub closed: u64,
+    /// Subscribers that failed to open.
+    pub failed_to_open: u64,
+    /// Publishes refused.
+    pub nacked: u64,
 }
 
-fn probe_completeness(d: &Delivery) -> Option<String> {
-    let p = d.probes.as_ref()?;
-    let mut s = format!("{} / {}", group(p.received), group(p.expected));
-    for (n, what) in [
-        (p.gaps, "missing"),
-        (p.repeats, "repeated"),
-        (p.closed, "closed"),
-    ] {
-        if n > 0 {
-            let _ = write!(s, ", {} {what}", group(n));
+impl Tally {
+    /// The load subscribers of a run (and its publisher's nacks).
+    pub fn of_load(d: &Delivery) -> Tally {
+        Tally {
+            delivered: d.delivered,
+            expected: d.expected,
+            missing: d.gaps,
+            repeated: d.repeats,
+            closed: d.closed as u64,
+            failed_to_open: d.open_failed as u64,
+            nacked: d.published.nacked,
         }
     }
-    Some(s)
+
+    /// The probe subscribers of a run, if it had any.
+    pub fn of_probes(d: &Delivery) -> Option<Tally> {
+        let p = d.probes.as_ref()?;
+        Some(Tally {
+            delivered: p.received,
+            expected: p.expected,
+            missing: p.gaps,
+            repeated: p.repeats,
+            closed: p.closed,
+            ..Tally::default()
+        })
+    }
+
+    /// Both runs' counts together.
+    pub fn plus(self, o: Tally) -> Tally {
+        Tally {
+            delivered: self.delivered + o.delivered,
+            expected: self.expected + o.expected,
+            missing: self.missing + o.missing,
+            repeated: self.repeated + o.repeated,
+            closed: self.closed + o.closed,
+            failed_to_open: self.failed_to_open + o.failed_to_open,
+            nacked: self.nacked + o.nacked,
+        }
+    }
+}
+
+/// "DELIVERED / EXPECTED", then whatever went wrong: ", 3 missing".
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} / {}", group(self.delivered), group(self.expected))?;
+        for (n, what) in [
+            (self.missing, "missing"),
+            (self.repeated, "repeated"),
+            (self.closed, "closed"),
+            (self.failed_to_open, "failed to open"),
+            (self.nacked, "nacked"),
+        ] {
+            if n > 0 {
+                write!(f, ", {} {what}", group(n))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The latency run number `i` of a side, if it ran.
@@ -380,18 +428,22 @@ pub fn table(sides: &Sides, s: &Settings) -> String {
         format!("| {name} | {a} | {b} | {c} | | | | |\n")
     };
     out.push_str(&check("flood: delivered / expected", &|side| {
-        side.flood.as_ref().map(completeness)
+        side.flood.as_ref().map(|d| Tally::of_load(d).to_string())
     }));
     for (i, &rate) in s.rates.iter().enumerate() {
         let name = format!("{} events/s: delivered / expected", group(rate as u64));
-        out.push_str(&check(&name, &|side| run(side, i).map(completeness)));
+        out.push_str(&check(&name, &|side| {
+            run(side, i).map(|d| Tally::of_load(d).to_string())
+        }));
         if s.probes > 0 {
             let name = format!(
                 "{} events/s, probes: delivered / expected",
                 group(rate as u64)
             );
             out.push_str(&check(&name, &|side| {
-                run(side, i).and_then(probe_completeness)
+                run(side, i)
+                    .and_then(Tally::of_probes)
+                    .map(|t| t.to_string())
             }));
         }
     }

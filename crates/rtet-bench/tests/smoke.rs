@@ -222,11 +222,12 @@ fn compare_counts_every_delivery_on_each_relay() {
     }
 }
 
-/// `rtet-bench nodes`, the binary, at tiny sizes: one node on the memory
-/// engine, one on Redis and two on one Redis (redis-server from Debian,
-/// started by the bench). Every publish is acked, and every event reaches
-/// every subscriber once, in the flood and at a fixed rate, on all three;
-/// Redis's CPU per publish is read on the two Redis setups.
+/// `rtet-bench nodes`, the binary, at tiny sizes, in two rounds: one node on
+/// the memory engine, one on Redis and two on one Redis (redis-server from
+/// Debian, started by the bench). Every publish is acked, and every event
+/// reaches every subscriber once, probes included, in the flood and at a
+/// fixed rate, on all three; Redis's CPU per publish is read on the two Redis
+/// setups, and what Redis adds to the probes' p99 for each round.
 #[test]
 fn nodes_counts_every_ack_and_delivery_on_each_setup() {
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_rtet-bench"));
@@ -255,6 +256,10 @@ fn nodes_counts_every_ack_and_delivery_on_each_setup() {
             "2",
             "--sources",
             "2",
+            "--probes",
+            "2",
+            "--rounds",
+            "2",
         ])
         .arg("--relay-bin")
         .arg(&relay)
@@ -277,8 +282,8 @@ fn nodes_counts_every_ack_and_delivery_on_each_setup() {
         .lines()
         .filter(|l| l.contains("/ sent |") || l.contains("delivered / expected |"))
         .collect();
-    // The acks run, the flood and the fixed rate.
-    assert_eq!(rows.len(), 3, "{stdout}\n{stderr}");
+    // The acks run, the flood, and the fixed rate's load subscribers and probes.
+    assert_eq!(rows.len(), 4, "{stdout}\n{stderr}");
     for row in rows {
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
         for (setup, cell) in setups.iter().zip(&cells[2..5]) {
@@ -293,6 +298,20 @@ fn nodes_counts_every_ack_and_delivery_on_each_setup() {
     assert_eq!(cells[2], "-", "no Redis on the memory engine: {redis_cpu}");
     for cell in &cells[3..5] {
         assert!(cell.ends_with(" ms"), "{redis_cpu}");
+        assert_eq!(cell.matches(" · ").count(), 1, "two rounds: {redis_cpu}");
+    }
+    let added = stdout
+        .lines()
+        .find(|l| l.starts_with("| added by Redis to the probes' p99 "))
+        .expect("the row of what Redis adds to the probes' p99");
+    let cells: Vec<&str> = added.split('|').map(str::trim).collect();
+    assert_eq!(
+        cells[2], "-",
+        "nothing to add on the memory engine: {added}"
+    );
+    for cell in &cells[3..5] {
+        assert!(cell.ends_with(" ms"), "{added}");
+        assert_eq!(cell.matches(" · ").count(), 1, "two rounds: {added}");
     }
 }
 
