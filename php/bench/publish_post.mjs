@@ -31,9 +31,10 @@
  * accepts connections and never answers).
  *
  * Fairness on a shared machine: each round walks every relay state; within
- * one, the REST publishes alternate variant by variant (A B C D E A B C …),
- * and the CLI processes run variant after variant, so a noisy moment falls
- * on all of them. All php-fpm variants run in the same workers with rtet.so
+ * one, the REST publishes alternate variant by variant, each cycle starting
+ * at the next variant (A B C D, B C D A, C D A B, …), and the CLI processes
+ * run variant after variant, starting at another one each round, so a noisy
+ * moment falls on all of them and no variant always runs first. All php-fpm variants run in the same workers with rtet.so
  * loaded (the variant is picked per request by the must-use plugin, through
  * `option_active_plugins`): a variant that never calls the extension pays
  * nothing for it in a request (its module startup does no work; see src/lib.rs).
@@ -91,6 +92,12 @@ const VARIANTS = [
   { name: 'recipe', label: 'original recipe', plugins: [RECIPE], ext: false },
   ...(BASELINE ? [{ name: 'baseline', label: `plugin as on ${BASELINE} + rtet.so`, plugins: [BASE], ext: true }] : []),
 ];
+
+/** `list` starting at its element `by` (modulo its length), wrapping around. */
+function rotated(list, by) {
+  const k = by % list.length;
+  return [...list.slice(k), ...list.slice(0, k)];
+}
 
 const REPORT = opt('--report', '');
 if (REPORT) {
@@ -299,8 +306,8 @@ $wpdb->query( 'DELETE FROM ' . $wpdb->prefix . 'rtet_pending' );`, {}, { extensi
       const nFor = (v, n) => (state === 'hung' && v.name === 'recipe' ? Math.min(n, HUNG_RECIPE) : n);
       log(`round ${round}/${ROUNDS}, relay ${state} (load ${load()}, ${((Date.now() - started) / 1000).toFixed(0)} s)`);
 
-      // CLI: one process per variant.
-      for (const v of VARIANTS) {
+      // CLI: one process per variant, the order rotated every round (no variant always first).
+      for (const v of rotated(VARIANTS, round)) {
         const r = await cliRun(v, nFor(v, N_CLI));
         slot('cli', state, v.name).rounds.push({ wall: r.wall, cpu: r.cpu, after_wall: r.after_wall, after_cpu: r.after_cpu, n: r.wall.length });
       }
@@ -312,7 +319,9 @@ $wpdb->query( 'DELETE FROM ' . $wpdb->prefix . 'rtet_pending' );`, {}, { extensi
       fs.writeFileSync(cpuLog, '');
       await restPublish('none', ids.pop()); // one request to warm the route after the state change (not counted)
       for (let i = 0; i < Math.max(...perVariant); i++) {
-        for (let k = 0; k < VARIANTS.length; k++) {
+        // Each cycle starts at another variant: a publish's place in the cycle (what ran just
+        // before it in the same workers) is spread evenly over the variants.
+        for (const k of rotated(VARIANTS.map((_, k) => k), i + round)) {
           if (i < perVariant[k]) got[k].push(await restPublish(VARIANTS[k].name, ids.pop()));
         }
       }
