@@ -34,21 +34,19 @@ if ( version_compare( PHP_VERSION, '8.1', '<' ) ) {
 	return;
 }
 
-require_once __DIR__ . '/includes/class-rtet-protocol.php';
-require_once __DIR__ . '/includes/class-rtet-settings.php';
-require_once __DIR__ . '/includes/class-rtet-token.php';
-require_once __DIR__ . '/includes/class-rtet-channels.php';
-require_once __DIR__ . '/includes/class-rtet-queue.php';
-require_once __DIR__ . '/includes/class-rtet-sender.php';
-require_once __DIR__ . '/includes/class-rtet-events.php';
-require_once __DIR__ . '/includes/class-rtet-comments.php';
-require_once __DIR__ . '/includes/class-rtet-editor.php';
-require_once __DIR__ . '/includes/class-rtet-rest.php';
-require_once __DIR__ . '/includes/class-rtet-client.php';
-require_once __DIR__ . '/includes/class-rtet-status.php';
-require_once __DIR__ . '/includes/class-rtet-health.php';
-require_once __DIR__ . '/includes/class-rtet-admin.php';
-require_once __DIR__ . '/includes/class-rtet-plugin.php';
+// Each class is read from its file the first time a request uses it: most
+// requests run only a few of the plugin's hooks, and a class never used costs
+// nothing. `RTET_Foo_Bar` lives in includes/class-rtet-foo-bar.php.
+spl_autoload_register(
+	static function ( $class_name ) {
+		if ( 0 === strncmp( $class_name, 'RTET_', 5 ) ) {
+			$file = __DIR__ . '/includes/class-' . strtolower( str_replace( '_', '-', $class_name ) ) . '.php';
+			if ( is_file( $file ) ) {
+				require $file;
+			}
+		}
+	}
+);
 require_once __DIR__ . '/includes/functions.php';
 
 RTET_Plugin::instance()->register_hooks();
