@@ -3,10 +3,10 @@
 // workers killed in the middle of requests. What a reader must see either way:
 // no event twice, every event the site sent after the fault, and a resync
 // notice wherever history could not be replayed (never a silent gap).
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startTestSite, launchBrowser, newContext, openConnected, waitConnected, login, extensionBuilt, SEE_TIMEOUT,
+  siteWithAdmin, openConnected, waitConnected, extensionBuilt, SEE_TIMEOUT,
 } from './lib/harness.mjs';
 
 /** One request that makes the site send `e2e_ping` {n} to channel `e2e`; resolves to the worker's pid, or null on a 5xx. */
@@ -63,17 +63,7 @@ describe('faults while events flow (with the extension)', { skip: extensionBuilt
   let browser;
   let admin;
 
-  before(async () => {
-    site = await startTestSite({ extension: true, workers: 3 });
-    browser = await launchBrowser();
-    admin = await newContext(browser);
-    await login(admin, site, site.admin.user, site.admin.password);
-  });
-
-  after(async () => {
-    await browser?.close();
-    await site?.stop();
-  });
+  siteWithAdmin({ extension: true, workers: 3 }, (held) => ({ site, browser, admin } = held));
 
   it('the relay killed with SIGKILL mid-stream: the site keeps answering, the reader gets every later event once and is told of the restart', async () => {
     const page = await openConnected(admin, site, '/');

@@ -14,11 +14,11 @@
  * - with the readers badge on, visitors of a public post see "N people
  *   reading" and never who (not even the editor who has it open).
  */
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startTestSite, launchBrowser, newContext, openConnected, waitConnected, login, restClient,
-  createUser, publishPost, toast, uniq, extensionBuilt, SEE_TIMEOUT,
+  siteWithAdmin, newContext, openConnected, waitConnected, login, createUser, publishPost, toast, uniq,
+  extensionBuilt, SEE_TIMEOUT,
 } from './lib/harness.mjs';
 
 /** The events of one name a page received so far. */
@@ -62,18 +62,7 @@ for (const extension of extensionBuilt ? [true, false] : [false]) {
     let admin;
     let rest;
 
-    before(async () => {
-      site = await startTestSite({ extension });
-      browser = await launchBrowser();
-      admin = await newContext(browser);
-      await login(admin, site, site.admin.user, site.admin.password);
-      rest = await restClient(admin, site);
-    });
-
-    after(async () => {
-      await browser?.close();
-      await site?.stop();
-    });
+    siteWithAdmin({ extension }, (held) => ({ site, browser, admin, rest } = held));
 
     it('a held comment reaches only a moderator\'s dashboard; approved, it reaches the readers of its post and no other page', async () => {
       const id = uniq();

@@ -4,14 +4,13 @@
 // published through A shows on a page held by B; B killed with SIGKILL, the
 // page comes back through the balancer (to A) and resumes from the channel's
 // history in Redis: every event once, nothing missed, no resync notice.
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { balancerHttpBlock, EXAMPLE } from '../../scripts/site/balancer.mjs';
 import { REPO } from '../../scripts/site/stack.mjs';
 import {
-  startTestSite, launchBrowser, newContext, openConnected, waitConnected, login, restClient,
-  publishPost, toast, uniq, extensionBuilt, SEE_TIMEOUT,
+  siteWithAdmin, openConnected, waitConnected, publishPost, toast, uniq, extensionBuilt, SEE_TIMEOUT,
 } from './lib/harness.mjs';
 
 const A = 0;
@@ -50,18 +49,7 @@ describe('several relay nodes on Redis behind a balancer', () => {
   let admin;
   let rest;
 
-  before(async () => {
-    site = await startTestSite({ extension: extensionBuilt, nodes: 2, workers: 3 });
-    browser = await launchBrowser();
-    admin = await newContext(browser);
-    await login(admin, site, site.admin.user, site.admin.password);
-    rest = await restClient(admin, site);
-  });
-
-  after(async () => {
-    await browser?.close();
-    await site?.stop();
-  });
+  siteWithAdmin({ extension: extensionBuilt, nodes: 2, workers: 3 }, (held) => ({ site, browser, admin, rest } = held));
 
   it('a page on node B shows a post published through node A; B killed, the page resumes on A with every event once', async () => {
     // Put the page on B: while A is down the balancer can only reach B.

@@ -4,11 +4,11 @@
  * its own site (MariaDB, php-fpm, nginx, WordPress, relay) on free loopback
  * ports and tears it down.
  */
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startTestSite, launchBrowser, newContext, openConnected, waitConnected, login, restClient,
-  createUser, publishPost, toast, uniq, SEE_TIMEOUT,
+  siteWithAdmin, newContext, openConnected, waitConnected, login, createUser, publishPost, toast, uniq,
+  SEE_TIMEOUT,
 } from './harness.mjs';
 
 /** The relay's count of stored events (from /metrics). */
@@ -37,18 +37,7 @@ export function defineFlows({ extension }) {
     let admin; // browser context, logged in as the administrator
     let rest; // REST API as the administrator
 
-    before(async () => {
-      site = await startTestSite({ extension });
-      browser = await launchBrowser();
-      admin = await newContext(browser);
-      await login(admin, site, site.admin.user, site.admin.password);
-      rest = await restClient(admin, site);
-    });
-
-    after(async () => {
-      await browser?.close();
-      await site?.stop();
-    });
+    siteWithAdmin({ extension }, (held) => ({ site, browser, admin, rest } = held));
 
     it('shows the transport in use on the settings page', async () => {
       const page = await admin.newPage();

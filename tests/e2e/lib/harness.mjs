@@ -4,6 +4,7 @@
  * never a downloaded browser), logging in, and the WordPress REST API as an
  * administrator.
  */
+import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -93,6 +94,28 @@ export async function login(ctx, site, user, password) {
     throw new Error(`login as ${user}: wp-login.php answered HTTP ${answer.status()} ${location}, not a redirect to wp-admin: ` +
       `${said || body.replace(/\s+/g, ' ').slice(0, 600)}\n${site.logTails()}`);
   }
+}
+
+/**
+ * Registers a `describe`'s before/after hooks for the usual start: a site
+ * (`startTestSite(siteOpts)`), a browser, a context logged in as the
+ * administrator and the REST API as the administrator, handed to `use` once
+ * ready; the browser and the site are stopped after the last test.
+ */
+export function siteWithAdmin(siteOpts, use) {
+  const held = {};
+  before(async () => {
+    held.site = await startTestSite(siteOpts);
+    held.browser = await launchBrowser();
+    held.admin = await newContext(held.browser);
+    await login(held.admin, held.site, held.site.admin.user, held.site.admin.password);
+    held.rest = await restClient(held.admin, held.site);
+    use(held);
+  });
+  after(async () => {
+    await held.browser?.close();
+    await held.site?.stop();
+  });
 }
 
 /** The REST API as the context's logged-in user (cookie + X-WP-Nonce). */
