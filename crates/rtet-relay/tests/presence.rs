@@ -56,16 +56,6 @@ async fn join_as(relay: &TestRelay, sub: &str) -> (Ws, Value) {
     join_with(relay, &member_token(sub, ROOM), ROOM).await
 }
 
-/// The `sub`s a members list holds.
-fn subs(members: &Value) -> Vec<String> {
-    members
-        .as_array()
-        .unwrap_or_else(|| panic!("a member list: {members}"))
-        .iter()
-        .map(|m| m["sub"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// The next frame that changes the member list (`join`, `leave`,
 /// `presence`), skipping `presence_count`.
 async fn next_change(ws: &mut Ws) -> Value {
@@ -80,13 +70,13 @@ async fn next_change(ws: &mut Ws) -> Value {
 /// Applies a list-changing frame to a client's view of the members.
 fn apply(list: &mut BTreeSet<String>, frame: &Value) {
     match frame["type"].as_str() {
-        Some("join") => list.extend(subs(&frame["members"])),
+        Some("join") => list.extend(member_subs(&frame["members"])),
         Some("leave") => {
             for sub in frame["subs"].as_array().unwrap() {
                 list.remove(sub.as_str().unwrap());
             }
         }
-        Some("presence") => *list = subs(&frame["members"]).into_iter().collect(),
+        Some("presence") => *list = member_subs(&frame["members"]).into_iter().collect(),
         _ => panic!("not a list change: {frame}"),
     }
 }
@@ -95,7 +85,7 @@ fn apply(list: &mut BTreeSet<String>, frame: &Value) {
 async fn a_member_is_a_user_not_a_tab() {
     let relay = start(config()).await;
     let (mut watcher, snapshot) = join_as(&relay, "w").await;
-    assert_eq!(subs(&snapshot["members"]), ["w"]);
+    assert_eq!(member_subs(&snapshot["members"]), ["w"]);
 
     let (alice_tab1, _) = join_as(&relay, "alice").await;
     let joined = next_change(&mut watcher).await;
@@ -107,12 +97,12 @@ async fn a_member_is_a_user_not_a_tab() {
 
     // A second tab: the same member, listed once, announced to no one.
     let (alice_tab2, seen_by_tab2) = join_as(&relay, "alice").await;
-    assert_eq!(subs(&seen_by_tab2["members"]), ["alice", "w"]);
+    assert_eq!(member_subs(&seen_by_tab2["members"]), ["alice", "w"]);
     assert_eq!(seen_by_tab2["member_count"], 2);
     let (_bob, _) = join_as(&relay, "bob").await;
     let next = next_change(&mut watcher).await;
     assert_eq!(
-        (next["type"].as_str(), subs(&next["members"])),
+        (next["type"].as_str(), member_subs(&next["members"])),
         (Some("join"), vec!["bob".to_owned()]),
         "the second tab was no new join"
     );
@@ -127,7 +117,7 @@ async fn a_member_is_a_user_not_a_tab() {
     let (_carol, _) = join_as(&relay, "carol").await;
     let next = next_change(&mut watcher).await;
     assert_eq!(
-        (next["type"].as_str(), subs(&next["members"])),
+        (next["type"].as_str(), member_subs(&next["members"])),
         (Some("join"), vec!["carol".to_owned()]),
         "closing one tab of two was no leave"
     );
@@ -170,7 +160,10 @@ async fn a_member_whose_connection_went_silent_leaves_after_the_dead_peer_timeou
         }
     }
     assert_eq!(
-        (changes[0]["type"].as_str(), subs(&changes[0]["members"])),
+        (
+            changes[0]["type"].as_str(),
+            member_subs(&changes[0]["members"])
+        ),
         (Some("join"), vec!["alice".to_owned()])
     );
     assert_eq!(changes[1]["type"], "leave", "{}", changes[1]);
@@ -187,7 +180,7 @@ async fn beyond_the_member_cap_everyone_sees_counts_only() {
     let (mut watcher, _) = join_as(&relay, "w").await;
     let (_a, seen_by_a) = join_as(&relay, "a").await;
     assert_eq!(
-        subs(&seen_by_a["members"]),
+        member_subs(&seen_by_a["members"]),
         ["a", "w"],
         "at the cap: listed"
     );
@@ -205,7 +198,7 @@ async fn beyond_the_member_cap_everyone_sees_counts_only() {
     drop(b);
     let back = next_change(&mut watcher).await;
     assert_eq!(back["type"], "presence");
-    assert_eq!(subs(&back["members"]), ["a", "w"]);
+    assert_eq!(member_subs(&back["members"]), ["a", "w"]);
     relay.shutdown().await;
 }
 
@@ -218,7 +211,7 @@ async fn a_thousand_joins_and_leaves_leave_every_member_with_the_same_list_in_fe
     let mut watchers = Vec::new();
     for sub in ["w1", "w2", "w3"] {
         let (ws, snapshot) = join_as(&relay, sub).await;
-        let list: BTreeSet<String> = subs(&snapshot["members"]).into_iter().collect();
+        let list: BTreeSet<String> = member_subs(&snapshot["members"]).into_iter().collect();
         watchers.push((ws, list));
     }
 
@@ -282,9 +275,9 @@ async fn a_visitor_never_gets_member_identities() {
     // Two members come; the first sees the second join.
     let (mut alice, _) = join_with(&relay, &member_token("alice", channel), channel).await;
     let (_bob, seen_by_bob) = join_with(&relay, &member_token("bob", channel), channel).await;
-    assert_eq!(subs(&seen_by_bob["members"]), ["alice", "bob"]);
+    assert_eq!(member_subs(&seen_by_bob["members"]), ["alice", "bob"]);
     assert_eq!(seen_by_bob["anonymous"], 2);
-    while !subs(&next_change(&mut alice).await["members"]).contains(&"bob".to_owned()) {}
+    while !member_subs(&next_change(&mut alice).await["members"]).contains(&"bob".to_owned()) {}
     // That flush is done for every viewer; an event now comes after it.
     let mut publisher = relay.publisher().await;
     publish(&mut publisher, "marker", channel, json!(1)).await;

@@ -40,12 +40,7 @@ async fn join(ws: &mut Ws, sub: &str) -> Value {
 }
 
 fn subs(members: &Value) -> BTreeSet<String> {
-    members
-        .as_array()
-        .unwrap_or_else(|| panic!("a member list: {members}"))
-        .iter()
-        .map(|m| m["sub"].as_str().unwrap().to_owned())
-        .collect()
+    member_subs(members).into_iter().collect()
 }
 
 /// A client's view of the members and counts, kept from the frames it gets.

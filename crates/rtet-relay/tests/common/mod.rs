@@ -529,3 +529,13 @@ pub fn nested(levels: usize) -> Value {
     let text = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
     serde_json::from_str(&text).expect("within serde_json's own limit of 128 levels")
 }
+
+/// The `sub`s a presence members list holds, in its order.
+pub fn member_subs(members: &Value) -> Vec<String> {
+    members
+        .as_array()
+        .unwrap_or_else(|| panic!("a member list: {members}"))
+        .iter()
+        .map(|m| m["sub"].as_str().unwrap().to_owned())
+        .collect()
+}
