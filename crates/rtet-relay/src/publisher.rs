@@ -6,16 +6,20 @@
 //! `publish` gets exactly one `ack` or `nack`; answers to a pipelined burst
 //! are written together and flushed once.
 //!
-//! Each publish of a burst is handed to the engine as it is read and the
-//! answers are awaited after. With an engine that answers later (Redis), a
-//! refusal of one event can therefore come after later events of the same
-//! burst were stored: those are acked (they are stored, once), and the hold
-//! for the refused one keeps its retry ahead of everything sent after the
-//! burst. Only such a refusal in the middle of a burst (Redis failing between
+//! Each publish is handed to the engine as it is read, and the connection
+//! goes on reading while answers are out (up to [`UNANSWERED_MAX`]): with an
+//! engine that answers later (Redis), every publish that has arrived is on its
+//! way to Redis in a pipeline, none waits for an earlier one's round trip.
+//! A refusal of one event can therefore come after later events were
+//! stored: those are acked (they are stored, once), and the hold for the
+//! refused one keeps its retry ahead of everything read after the refusal.
+//! Only such a refusal with later events already out (Redis failing between
 //! two pipelines) can put a retried event after later ones.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -36,6 +40,13 @@ use futures_util::FutureExt;
 
 /// Frames answered per write at most, when a publisher pipelines without pause.
 const FLUSH_EVERY: usize = 64;
+
+/// Publishes of one connection handed to the engine and not answered yet, at
+/// most. The connection keeps reading while answers are out (a Redis round
+/// trip each, in pipelines), so a publish never waits for an earlier one's
+/// round trip; at this many it stops reading until answers come, and TCP
+/// holds the publisher back.
+const UNANSWERED_MAX: usize = 4096;
 
 /// At shutdown, frames already received that are still answered at most.
 const SHUTDOWN_DRAIN_MAX: usize = 100_000;
@@ -107,6 +118,9 @@ struct Publisher {
     /// too, so that pipelined events cannot overtake it and a retry keeps the
     /// publisher's order (reconnecting starts afresh).
     held_for: Option<(String, String)>,
+    /// Answers not written yet, oldest first: answers are written in the
+    /// order the frames came.
+    unanswered: VecDeque<Answer>,
 }
 
 /// Whether the connection goes on after a burst of frames.
@@ -128,6 +142,7 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, key: KeyId) {
         relay: Arc::clone(&relay),
         key,
         held_for: None,
+        unanswered: VecDeque::new(),
     };
     let end = loop {
         tokio::select! {
@@ -135,13 +150,23 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, key: KeyId) {
             _ = stop.cancelled() => {
                 // Answer every publish that already arrived (bounded, in case the peer never
                 // pauses), then say goodbye.
-                let _ = publisher.answer_burst(&mut conn, None, SHUTDOWN_DRAIN_MAX).await;
+                let _ = publisher.read_burst(&mut conn, None, SHUTDOWN_DRAIN_MAX);
+                let _ = publisher.finish(&mut conn).await;
                 break Some((close::GOING_AWAY, "relay shutting down"));
             }
-            incoming = conn.read() => {
+            () = publisher.oldest_answered() => {
+                if publisher.write_answered(&mut conn).await.is_err() {
+                    break None;
+                }
+            }
+            incoming = conn.read(), if publisher.unanswered.len() < UNANSWERED_MAX => {
                 keepalive.seen();
-                if let Flow::End(end) = publisher.answer_burst(&mut conn, Some(incoming), FLUSH_EVERY).await {
+                if let Flow::End(end) = publisher.read_burst(&mut conn, Some(incoming), FLUSH_EVERY) {
+                    let _ = publisher.finish(&mut conn).await;
                     break end;
+                }
+                if publisher.write_answered(&mut conn).await.is_err() {
+                    break None;
                 }
             }
             _ = &mut timer => {
@@ -168,41 +193,30 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, key: KeyId) {
 }
 
 impl Publisher {
-    /// Answers `first` (when given) and then every frame that has already
-    /// arrived, up to `max` frames, and writes the answers together. Each
-    /// publish is handed to the engine as it is read; the answers are
-    /// awaited afterwards, in order, so an engine with a round trip (Redis)
-    /// takes the whole burst as one pipeline.
-    async fn answer_burst(
-        &mut self,
-        conn: &mut Connection,
-        first: Option<Incoming>,
-        max: usize,
-    ) -> Flow {
+    /// Reads `first` (when given) and then every frame that has already
+    /// arrived, up to `max` frames, handing each publish to the engine as it
+    /// is read, in order, so an engine with a round trip (Redis) takes the
+    /// whole burst as one pipeline. Answers wait in `unanswered`.
+    fn read_burst(&mut self, conn: &mut Connection, first: Option<Incoming>, max: usize) -> Flow {
         let mut next = first.or_else(|| conn.read_ready());
         let mut handled = 0;
-        let mut flow = Flow::Open;
-        let mut answers = Vec::new();
         while let Some(incoming) = next {
             match incoming {
-                Incoming::Text(text) => answers.push(self.begin(text.as_str())),
+                Incoming::Text(text) => {
+                    let answer = self.begin(text.as_str());
+                    self.unanswered.push_back(answer);
+                }
                 Incoming::Binary => {
                     self.relay.metrics.nack(ErrorCode::Invalid);
-                    answers.push(Answer::Ready(ServerFrame::Error {
+                    self.unanswered.push_back(Answer::Ready(ServerFrame::Error {
                         code: ErrorCode::Invalid,
                         channel: None,
                         message: "binary frames are not accepted; send JSON text frames".into(),
                     }));
                 }
                 Incoming::Control => {}
-                Incoming::TooLarge | Incoming::InvalidUtf8 => {
-                    flow = Flow::End(incoming.ending());
-                    break;
-                }
-                Incoming::Gone => {
-                    flow = Flow::End(None);
-                    break;
-                }
+                Incoming::TooLarge | Incoming::InvalidUtf8 => return Flow::End(incoming.ending()),
+                Incoming::Gone => return Flow::End(None),
             }
             handled += 1;
             if handled >= max {
@@ -210,20 +224,62 @@ impl Publisher {
             }
             next = conn.read_ready();
         }
-        for answer in answers {
+        Flow::Open
+    }
+
+    /// Resolves when the oldest unanswered frame has its answer (never while
+    /// there is none).
+    fn oldest_answered(&mut self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| match self.unanswered.front_mut() {
+            None => Poll::Pending,
+            Some(Answer::Ready(_) | Answer::Done(..)) => Poll::Ready(()),
+            Some(front @ Answer::Pending(_)) => {
+                let Answer::Pending(publishing) = front else {
+                    unreachable!()
+                };
+                match publishing.poll_unpin(cx) {
+                    Poll::Ready((frame, result)) => {
+                        *front = Answer::Done(frame, result);
+                        Poll::Ready(())
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        })
+    }
+
+    /// Writes the answers that are in, oldest first, up to the first still
+    /// out, without waiting for it.
+    async fn write_answered(&mut self, conn: &mut Connection) -> Result<(), axum::Error> {
+        let mut queued = false;
+        while let Some(answer) = self.unanswered.pop_front() {
             let frame = match answer {
                 Answer::Ready(frame) => frame,
-                Answer::Pending(publishing) => {
-                    let (frame, result) = publishing.await;
-                    self.conclude(frame, result)
-                }
+                Answer::Done(frame, result) => self.conclude(frame, result),
+                Answer::Pending(mut publishing) => match (&mut publishing).now_or_never() {
+                    Some((frame, result)) => self.conclude(frame, result),
+                    None => {
+                        self.unanswered.push_front(Answer::Pending(publishing));
+                        break;
+                    }
+                },
             };
             conn.queue_frame(&frame);
+            queued = true;
         }
-        if conn.write().await.is_err() {
-            return Flow::End(None);
+        if queued {
+            conn.write().await?;
         }
-        flow
+        Ok(())
+    }
+
+    /// Waits for every unanswered frame's answer and writes them all.
+    async fn finish(&mut self, conn: &mut Connection) -> Result<(), axum::Error> {
+        while !self.unanswered.is_empty() {
+            self.oldest_answered().await;
+            self.write_answered(conn).await?;
+        }
+        Ok(())
     }
 
     /// Starts answering one frame: a refusal at once, or a publish handed to
@@ -310,6 +366,8 @@ impl Publisher {
 enum Answer {
     Ready(ServerFrame),
     Pending(BoxFuture<'static, (PublishFrame, Result<crate::engine::Published, FrameError>)>),
+    /// The engine's answer, not yet turned into an `ack` or `nack`.
+    Done(PublishFrame, Result<crate::engine::Published, FrameError>),
 }
 
 /// Whether a refused frame was meant as a publish (a JSON object with

@@ -205,10 +205,11 @@ async fn publishes_pipelined_on_one_connection_reach_redis_together_not_one_roun
         )
         .await;
     }
-    // Several publishes of about 1 KB each waiting at once. The relay counts a
-    // command unanswered for 3 s as failed (then it would send the next one),
-    // so look until just before that: a node that waits for each answer has
-    // one publish, about 1 KB, in the buffer all that time.
+    // Several publishes of about 1 KB each waiting at once: the first may go
+    // alone, but the relay keeps reading and sends the rest while it waits.
+    // The relay counts a command unanswered for 3 s as failed (then it would
+    // send the next one), so look until just before that: a node that waits
+    // for each answer has one publish, about 1 KB, in the buffer all that time.
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2_800);
     let mut waiting = 0;
     while std::time::Instant::now() < deadline {

@@ -348,6 +348,49 @@ async fn redis_restarted_empty_makes_resuming_subscribers_see_recovered_false() 
 }
 
 #[tokio::test]
+async fn a_flushed_script_cache_costs_no_event_and_keeps_the_order() {
+    let redis = Redis::start_new();
+    let (a, b) = two_nodes(&redis).await;
+    let mut sub = b.subscriber().await;
+    subscribe(&mut sub, "public", None).await;
+    let mut p = a.publisher().await;
+    let mut sent = Vec::new();
+    for round in 0..3 {
+        // Redis forgets the publish script under the connected node.
+        assert_eq!(redis.command(&["SCRIPT", "FLUSH"]), "+OK");
+        let id = format!("alone{round}");
+        let ack = publish(&mut p, &id, "public", json!(round)).await;
+        assert_eq!(ack["type"], "ack", "a publish after the flush: {ack}");
+        sent.push(id);
+        // A pipelined burst after another flush: every event acked, or
+        // refused `rate_limited` and acked when sent again, in order.
+        assert_eq!(redis.command(&["SCRIPT", "FLUSH"]), "+OK");
+        let ids: Vec<String> = (0..50).map(|i| format!("r{round}e{i}")).collect();
+        let mut left: Vec<String> = ids.clone();
+        for _ in 0..10 {
+            let acks = publish_all(&mut p, "public", &left).await;
+            let refused = acks.iter().position(|a| a["type"] != "ack");
+            let Some(first) = refused else {
+                left.clear();
+                break;
+            };
+            for a in &acks[first..] {
+                assert_eq!(a["code"], "rate_limited", "{a}");
+            }
+            left = left[first..].to_vec();
+        }
+        assert!(left.is_empty(), "acked within 10 tries: {left:?}");
+        sent.extend(ids);
+    }
+    let got: Vec<String> = events(&mut sub, sent.len())
+        .await
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(got, sent, "every event once, in the order sent");
+}
+
+#[tokio::test]
 async fn a_killed_pubsub_connection_costs_subscribers_no_event_and_repeats_none() {
     let redis = Redis::start_new();
     let (a, b) = two_nodes(&redis).await;

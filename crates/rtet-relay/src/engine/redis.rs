@@ -62,6 +62,12 @@ use rtet_protocol::sync::lock;
 /// Publishes sent to Redis in one pipeline at most.
 const BATCH: usize = 512;
 
+/// Pipelines of publishes sent and not yet answered, at most. Publishes that
+/// arrive while pipelines are out go at once in the next one, so an event
+/// waits for no earlier round trip; beyond this many, they wait (bounding the
+/// answers this node has to hold).
+const PIPELINES_IN_FLIGHT: usize = 64;
+
 /// Events read from a stream in one command at most (a gap, a catch-up).
 const READ_MAX: usize = 10_000;
 
@@ -383,6 +389,19 @@ fn split_frame(event: &PublishFrame, ts: u64) -> (String, String) {
     (prefix, suffix)
 }
 
+/// Loads the publish script into Redis's script cache, through `conn` (so
+/// it comes after everything already sent on it).
+async fn load_publish_script(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> redis::RedisResult<()> {
+    redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(PUBLISH_SCRIPT)
+        .query_async::<String>(conn)
+        .await
+        .map(drop)
+}
+
 fn unavailable(e: &redis::RedisError) -> EngineError {
     EngineError::Unavailable(format!("Redis: {}", e.category()))
 }
@@ -392,14 +411,58 @@ fn corrupt(what: &str) -> EngineError {
 }
 
 /// Takes the queued publishes in order, sends them as pipelines of
-/// `EVALSHA`s (one round trip for many events, in the order they were
-/// queued), and answers each.
+/// `EVALSHA`s on a connection of its own (many events per round trip, and
+/// up to [`PIPELINES_IN_FLIGHT`] round trips at once), and answers each
+/// publish in the order it was queued.
+///
+/// Order: Redis runs what one connection sends in the order sent, and a
+/// pipeline is sent (handed to the connection's writer) on the first poll
+/// of its request, which this worker makes before it builds the next one.
+/// A reconnect happens only here, with nothing else being sent, so no
+/// pipeline can overtake another on a new connection.
 async fn publish_worker(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Queued>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let results = inner.publish_batch(&batch).await;
-        for (queued, result) in batch.drain(..).zip(results) {
-            let _ = queued.done.send(result);
+    use futures_util::stream::FuturesOrdered;
+    type Sent = BoxFuture<'static, (Vec<Queued>, redis::RedisResult<Vec<Value>>)>;
+    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+    let mut in_flight: FuturesOrdered<Sent> = FuturesOrdered::new();
+    let mut open = true;
+    while open || !in_flight.is_empty() {
+        let mut batch = Vec::with_capacity(BATCH);
+        tokio::select! {
+            biased;
+            Some((batch, replies)) = in_flight.next() => {
+                let alone = in_flight.is_empty();
+                let results = inner.answer_batch(&batch, replies, &mut conn, alone).await;
+                for (queued, result) in batch.into_iter().zip(results) {
+                    let _ = queued.done.send(result);
+                }
+            }
+            n = rx.recv_many(&mut batch, BATCH), if open && in_flight.len() < PIPELINES_IN_FLIGHT => {
+                if n == 0 {
+                    open = false;
+                    continue;
+                }
+                if conn.is_none() && in_flight.is_empty() {
+                    conn = inner.publish_connection().await;
+                }
+                let Some(c) = conn.clone() else {
+                    // Not connected; unanswered pipelines on the old connection
+                    // finish first, so nothing is sent on a new one before them.
+                    let e = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::NotConnected));
+                    inner.publish_failed(batch.len());
+                    for queued in batch {
+                        let _ = queued.done.send(Err(unavailable(&e)));
+                    }
+                    continue;
+                };
+                let mut sent: Sent = Box::pin(inner.send_batch(c, batch));
+                // The first poll hands the pipeline to the connection's writer.
+                let first = std::future::poll_fn(|cx| std::task::Poll::Ready(sent.as_mut().poll(cx))).await;
+                match first {
+                    std::task::Poll::Ready(done) => in_flight.push_back(Box::pin(std::future::ready(done))),
+                    std::task::Poll::Pending => in_flight.push_back(sent),
+                }
+            }
         }
     }
 }
@@ -443,87 +506,159 @@ impl Inner {
         }
     }
 
-    /// One pipeline of publishes; a result per publish, in order.
-    async fn publish_batch(&self, batch: &[Queued]) -> Vec<Result<Published, EngineError>> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            let lifetime = self.key_lifetime_ms().to_string();
-            let dedupe = (self.config.dedupe_window.as_millis() as u64).to_string();
-            let now = now_ms().to_string();
-            let keep = self.config.history_events.to_string();
-            for q in batch {
-                pipe.cmd("EVALSHA")
-                    .arg(self.publish_script.get_hash())
-                    .arg(3)
-                    .arg(meta_key(&q.channel))
-                    .arg(stream_key(&q.channel))
-                    .arg(dedupe_key(&q.channel, &q.id))
-                    .arg(live_name(&q.channel))
-                    .arg(new_epoch())
-                    .arg(&keep)
-                    .arg(&lifetime)
-                    .arg(&dedupe)
-                    .arg(&now)
-                    .arg(&q.prefix)
-                    .arg(&q.suffix);
+    /// A connection for publishes only, or none if Redis cannot be reached.
+    async fn publish_connection(&self) -> Option<redis::aio::MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_pipeline_buffer_size(PIPELINES_IN_FLIGHT + 2);
+        match self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(mut c) => match load_publish_script(&mut c).await {
+                Ok(()) => Some(c),
+                Err(e) => {
+                    tracing::debug!(error = %e, "Redis engine: loading the publish script");
+                    self.set_commands_up(false);
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "Redis engine: publish connection");
+                self.set_commands_up(false);
+                None
             }
-            let mut conn = self.conn.clone();
-            let replies: Vec<Value> = match pipe.query_async(&mut conn).await {
+        }
+    }
+
+    fn publish_failed(&self, events: usize) {
+        self.set_commands_up(false);
+        self.errors
+            .publish
+            .fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// Sends one pipeline of publishes; the batch comes back with the replies.
+    fn send_batch(
+        self: &Arc<Self>,
+        mut conn: redis::aio::MultiplexedConnection,
+        batch: Vec<Queued>,
+    ) -> impl std::future::Future<Output = (Vec<Queued>, redis::RedisResult<Vec<Value>>)> + Send + 'static
+    {
+        let pipe = self.publish_pipeline(&batch);
+        async move {
+            let replies = pipe.query_async(&mut conn).await;
+            (batch, replies)
+        }
+    }
+
+    /// One `EVALSHA` of the publish script per queued publish.
+    fn publish_pipeline(&self, batch: &[Queued]) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        let lifetime = self.key_lifetime_ms().to_string();
+        let dedupe = (self.config.dedupe_window.as_millis() as u64).to_string();
+        let now = now_ms().to_string();
+        let keep = self.config.history_events.to_string();
+        for q in batch {
+            pipe.cmd("EVALSHA")
+                .arg(self.publish_script.get_hash())
+                .arg(3)
+                .arg(meta_key(&q.channel))
+                .arg(stream_key(&q.channel))
+                .arg(dedupe_key(&q.channel, &q.id))
+                .arg(live_name(&q.channel))
+                .arg(new_epoch())
+                .arg(&keep)
+                .arg(&lifetime)
+                .arg(&dedupe)
+                .arg(&now)
+                .arg(&q.prefix)
+                .arg(&q.suffix);
+        }
+        pipe
+    }
+
+    /// A result per publish of `batch`, in order, from Redis's `replies`.
+    /// A connection that failed is dropped (`conn` set to none) so the
+    /// worker reconnects.
+    ///
+    /// Redis without the script (its cache was flushed while this node was
+    /// connected; a new connection loads it first) ran nothing of the batch.
+    /// The script is loaded again, and the batch sent again only if it is
+    /// `alone` (no later pipeline out): a later one may already have run,
+    /// with the script another node loaded, and the batch must not come after
+    /// it. Otherwise its publishes are refused, for the publisher to retry.
+    async fn answer_batch(
+        &self,
+        batch: &[Queued],
+        replies: redis::RedisResult<Vec<Value>>,
+        conn: &mut Option<redis::aio::MultiplexedConnection>,
+        alone: bool,
+    ) -> Vec<Result<Published, EngineError>> {
+        let mut replies = replies;
+        let mut retried = false;
+        let replies = loop {
+            let values = match replies {
                 Ok(v) => v,
                 Err(e) => {
-                    self.set_commands_up(false);
-                    self.errors
-                        .publish
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    *conn = None;
+                    self.publish_failed(batch.len());
                     return batch.iter().map(|_| Err(unavailable(&e))).collect();
                 }
             };
             self.set_commands_up(true);
-            // Nothing of this batch ran (a script either is cached or not): resend it all.
-            if attempt == 1 && self.reloaded_after_noscript(&replies, PUBLISH_SCRIPT).await {
-                continue;
+            let no_script = values
+                .iter()
+                .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"));
+            let Some(c) = conn.as_mut().filter(|_| no_script && !retried) else {
+                break values;
+            };
+            retried = true;
+            if load_publish_script(c).await.is_err() || !alone {
+                break values;
             }
-            let mut out = Vec::with_capacity(batch.len());
-            for (i, _) in batch.iter().enumerate() {
-                let result = match replies.get(i) {
-                    Some(Value::Array(items)) => match (items.first(), items.get(1)) {
-                        (Some(Value::Int(seq)), Some(Value::Int(dup))) if *seq > 0 => {
-                            if *dup == 0 && self.hub.has(&batch[i].channel) {
-                                let mut acked = lock(&self.acked);
-                                let top = acked.entry(batch[i].channel.clone()).or_insert(0);
-                                *top = (*top).max(*seq as u64);
-                            }
-                            Ok(Published {
-                                seq: *seq as u64,
-                                duplicate: *dup == 1,
-                                delivered: 0,
-                                overflowed: 0,
-                            })
+            replies = self.publish_pipeline(batch).query_async(c).await;
+        };
+        let mut out = Vec::with_capacity(batch.len());
+        for (i, _) in batch.iter().enumerate() {
+            let result = match replies.get(i) {
+                Some(Value::Array(items)) => match (items.first(), items.get(1)) {
+                    (Some(Value::Int(seq)), Some(Value::Int(dup))) if *seq > 0 => {
+                        if *dup == 0 && self.hub.has(&batch[i].channel) {
+                            let mut acked = lock(&self.acked);
+                            let top = acked.entry(batch[i].channel.clone()).or_insert(0);
+                            *top = (*top).max(*seq as u64);
                         }
-                        _ => {
-                            self.errors.corrupt.fetch_add(1, Ordering::Relaxed);
-                            Err(corrupt("publish reply"))
-                        }
-                    },
-                    Some(Value::ServerError(e)) => {
-                        tracing::warn!(code = e.code(), "Redis refused a publish");
-                        Err(EngineError::Unavailable(format!(
-                            "Redis refused the publish: {}",
-                            e.code()
-                        )))
+                        Ok(Published {
+                            seq: *seq as u64,
+                            duplicate: *dup == 1,
+                            delivered: 0,
+                            overflowed: 0,
+                        })
                     }
-                    _ => Err(corrupt("publish reply")),
-                };
-                if result.is_err() {
-                    self.errors.publish.fetch_add(1, Ordering::Relaxed);
+                    _ => {
+                        self.errors.corrupt.fetch_add(1, Ordering::Relaxed);
+                        Err(corrupt("publish reply"))
+                    }
+                },
+                Some(Value::ServerError(e)) => {
+                    tracing::warn!(code = e.code(), "Redis refused a publish");
+                    Err(EngineError::Unavailable(format!(
+                        "Redis refused the publish: {}",
+                        e.code()
+                    )))
                 }
-                out.push(result);
+                _ => Err(corrupt("publish reply")),
+            };
+            if result.is_err() {
+                self.errors.publish.fetch_add(1, Ordering::Relaxed);
             }
-            return out;
+            out.push(result);
         }
+        out
     }
 
     /// Rewrites this node's part of each channel's presence and reads back
