@@ -7,7 +7,7 @@
 //! are written together and flushed once.
 //!
 //! Each publish is handed to the engine as it is read, and the connection
-//! goes on reading while answers are out (up to [`UNANSWERED_MAX`]): with an
+//! goes on reading while answers are out (up to `UNANSWERED_MAX`): with an
 //! engine that answers later (Redis), every publish that has arrived is on its
 //! way to Redis in a pipeline, none waits for an earlier one's round trip.
 //! A refusal of one event can therefore come after later events were

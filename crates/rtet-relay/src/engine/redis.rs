@@ -22,6 +22,11 @@
 //! | `rtet:{CHANNEL}:presence` | sorted set | the nodes with a part in the channel's presence, scored by when that part expires (ms) |
 //! | `rtet:{CHANNEL}:presence:NODE` | hash | one node's part: `sub` → encoded `info` per member, and `""` → its anonymous count |
 //!
+//! Each node holds three connections: commands (the connection manager),
+//! pub/sub, and one for publishes only, which the publish worker owns and
+//! reconnects itself, so that pipelines sent one after another run in that
+//! order (see `publish_worker`).
+//!
 //! One publish is one Lua script ([`PUBLISH_SCRIPT`]), so `seq`, history,
 //! dedupe and the pub/sub message agree. The meta hash and stream expire
 //! after the longer of the history age and dedupe window without a publish
