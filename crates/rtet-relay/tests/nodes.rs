@@ -391,6 +391,56 @@ async fn a_flushed_script_cache_costs_no_event_and_keeps_the_order() {
 }
 
 #[tokio::test]
+async fn a_redis_that_hangs_past_the_response_timeout_costs_no_event_and_doubles_none() {
+    let redis = Redis::start_new();
+    let (a, b) = two_nodes(&redis).await;
+    let mut sub = b.subscriber().await;
+    subscribe(&mut sub, "public", None).await;
+    let mut p = a.publisher().await;
+    assert_eq!(
+        publish(&mut p, "before", "public", json!(0)).await["type"],
+        "ack"
+    );
+    // Redis hangs with the publishes already sent to it: they are refused
+    // (late answers count as failures), though Redis will run them.
+    redis.freeze(true);
+    let ids: Vec<String> = (0..20).map(|i| format!("e{i}")).collect();
+    let answers = publish_all(&mut p, "public", &ids).await;
+    redis.freeze(false);
+    for answer in &answers {
+        assert_eq!(answer["type"], "nack", "{answer}");
+        assert_eq!(answer["code"], "rate_limited", "to send again: {answer}");
+    }
+    // Sent again once Redis answers: each is stored once, whichever try it was.
+    wait_health(&a, 200).await;
+    let mut acks = Vec::new();
+    let mut left = ids.clone();
+    while !left.is_empty() {
+        let answers = publish_all(&mut p, "public", &left).await;
+        let done = answers.iter().take_while(|a| a["type"] == "ack").count();
+        acks.extend(answers[..done].iter().map(|a| a["seq"].as_u64().unwrap()));
+        left.drain(..done);
+        if !left.is_empty() {
+            wait_health(&a, 200).await;
+        }
+    }
+    assert_eq!(acks, (2..=21).collect::<Vec<_>>(), "the order sent");
+    let got = events(&mut sub, 21).await;
+    let want: Vec<(u64, String)> = std::iter::once("before".to_owned())
+        .chain(ids)
+        .enumerate()
+        .map(|(i, id)| (i as u64 + 1, id))
+        .collect();
+    assert_eq!(got, want, "every event once, in order");
+    publish(&mut p, "fence", "public", json!(0)).await;
+    assert_eq!(
+        recv(&mut sub).await["seq"],
+        22,
+        "nothing repeated before it"
+    );
+}
+
+#[tokio::test]
 async fn a_killed_pubsub_connection_costs_subscribers_no_event_and_repeats_none() {
     let redis = Redis::start_new();
     let (a, b) = two_nodes(&redis).await;

@@ -442,17 +442,19 @@ async fn publish_worker(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Queue
                     let _ = queued.done.send(result);
                 }
             }
-            n = rx.recv_many(&mut batch, BATCH), if open && in_flight.len() < PIPELINES_IN_FLIGHT => {
+            // A lost connection's pipelines are answered (they fail) before
+            // anything is sent on a new one, so none can overtake them;
+            // publishes queued meanwhile wait for the new connection.
+            n = rx.recv_many(&mut batch, BATCH),
+                if open && in_flight.len() < PIPELINES_IN_FLIGHT && (conn.is_some() || in_flight.is_empty()) => {
                 if n == 0 {
                     open = false;
                     continue;
                 }
-                if conn.is_none() && in_flight.is_empty() {
+                if conn.is_none() {
                     conn = inner.publish_connection().await;
                 }
                 let Some(c) = conn.clone() else {
-                    // Not connected; unanswered pipelines on the old connection
-                    // finish first, so nothing is sent on a new one before them.
                     let e = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::NotConnected));
                     inner.publish_failed(batch.len());
                     for queued in batch {
@@ -609,7 +611,11 @@ impl Inner {
             let values = match replies {
                 Ok(v) => v,
                 Err(e) => {
-                    *conn = None;
+                    // An answer that is late does not break the connection (a
+                    // later answer still pairs with its request); anything else does.
+                    if !e.is_timeout() {
+                        *conn = None;
+                    }
                     self.publish_failed(batch.len());
                     return batch.iter().map(|_| Err(unavailable(&e))).collect();
                 }

@@ -80,6 +80,18 @@ impl Redis {
         }
     }
 
+    /// Freezes the server (SIGSTOP) or thaws it (SIGCONT): a Redis that hangs
+    /// with its connections open, then goes on where it was.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().expect("redis-server runs").id();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Runs one command (inline protocol, arguments without spaces) and returns the raw reply.
     pub fn command(&self, args: &[&str]) -> String {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
