@@ -137,6 +137,10 @@ fn the_security_fixed_bounds_match_the_code() {
             secs(rtet_relay::subscriber::SHUTDOWN_FLUSH),
         ),
         (
+            "a Redis command's answer (Redis engine)",
+            secs(rtet_relay::engine::redis::RESPONSE_TIMEOUT),
+        ),
+        (
             "shortest dedupe window",
             format!(
                 "{} minutes",

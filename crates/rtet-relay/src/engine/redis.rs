@@ -77,7 +77,7 @@ const PIPELINES_IN_FLIGHT: usize = 64;
 const READ_MAX: usize = 10_000;
 
 /// How long one command may take before it counts as failed.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
