@@ -24,7 +24,11 @@
  *   plugin -*             this plugin with every one of its callbacks removed
  *                         (not a default: walking every hook to find them
  *                         costs more than some of them);
- *   baseline              the plugin as on git ref --baseline (left out when '').
+ *   baseline              the plugin as on git ref --baseline (left out when '');
+ *   NAME                  with --variant NAME=DIR: the plugin as it is in DIR
+ *                         (e.g. a copy with a part cut out).
+ * Every plugin variant is linked into wp-content/plugins, as the site links
+ * this plugin.
  *
  * Every measured process follows one unmeasured one of the same variant (the
  * file cache and the database see the same request first), and the variants
@@ -32,7 +36,7 @@
  *
  *   node php/bench/plugin_instructions.mjs [--reps 2] [--requests load,rest]
  *        [--leave-out HOOK=CALLBACK,...] [--baseline REF] [--keep DIR]
- *        [--server cli|fpm]
+ *        [--server cli|fpm] [--variant NAME=DIR ...]
  *
  * --keep DIR keeps each measured run's callgrind.out (for callgrind_annotate).
  * --server fpm measures the same requests through nginx and php-fpm instead
@@ -71,6 +75,8 @@ const DEFAULT_LEAVE_OUT = [
   'shutdown=RTET_Events::send_after_response',
   'shutdown=RTET_Sender::flush_at_shutdown',
 ];
+// --variant NAME=DIR (repeatable): a copy of the plugin in DIR, e.g. one with a part cut out.
+const EXTRA = argv.flatMap((a, i) => (a === '--variant' ? [argv[i + 1].split('=')] : []));
 const LEAVE_OUT = opt('--leave-out', DEFAULT_LEAVE_OUT.join(',')).split(',').filter(Boolean);
 const SERVER = opt('--server', 'cli');
 if (!['cli', 'fpm'].includes(SERVER)) throw new Error(`--server cli or fpm, not ${SERVER}`);
@@ -111,6 +117,7 @@ const VARIANTS = [
   { name: 'plugin', plugins: [PLUGIN] },
   ...LEAVE_OUT.map((l) => ({ name: `plugin -${l}`, plugins: [PLUGIN], leaveOut: l })),
   ...(BASELINE ? [{ name: 'baseline', plugins: [BASE] }] : []),
+  ...EXTRA.map(([name], i) => ({ name, plugins: [`rtet-extra-${i}/real-time-event-trigger.php`] })),
 ];
 
 const LOAD0 = load();
@@ -131,8 +138,10 @@ try {
     const tar = execFileSync('git', ['-C', REPO, 'archive', BASELINE, 'plugin/real-time-event-trigger']);
     const tmp = fs.mkdtempSync(path.join(site.dir, 'baseline-'));
     execFileSync('tar', ['-x', '-C', tmp], { input: tar });
-    fs.renameSync(path.join(tmp, 'plugin', 'real-time-event-trigger'), path.join(wpc, 'plugins', 'rtet-baseline'));
+    // Linked, as the site links this plugin: WordPress resolves a linked plugin's paths, at a price.
+    fs.symlinkSync(path.join(tmp, 'plugin', 'real-time-event-trigger'), path.join(wpc, 'plugins', 'rtet-baseline'));
   }
+  EXTRA.forEach(([, dir], i) => fs.symlinkSync(path.resolve(dir), path.join(wpc, 'plugins', `rtet-extra-${i}`)));
   fs.mkdirSync(path.join(wpc, 'plugins', 'rtet-empty'), { recursive: true });
   fs.writeFileSync(path.join(wpc, 'plugins', 'rtet-empty', 'rtet-empty.php'), '<?php\n/**\n * Plugin Name: rtet instructions benchmark: an empty plugin\n */\n');
   fs.mkdirSync(path.join(wpc, 'mu-plugins'), { recursive: true });
