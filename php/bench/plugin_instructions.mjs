@@ -8,19 +8,23 @@
  *
  * Requests:
  *   load  loads WordPress (`wp-load.php`) and exits;
+ *   front the front page (`wp-blog-header.php`, the theme, the browser client);
  *   rest  the block editor's publish, `rest_do_request( POST /wp/v2/posts/ID
  *         {"status":"publish"} )` on a fresh draft as an administrator
  *         (CLI has no response to end early, so the events are worked out
- *         inside it, as php-fpm does after the response).
+ *         inside it, as php-fpm does after the response; through php-fpm:
+ *         `POST /wp-json/wp/v2/posts/ID`, logged in by cookie, with a nonce).
  *
- * Variants, picked per process by a must-use plugin through
- * `option_active_plugins`:
+ * Variants, picked per process (CLI: environment) or request (php-fpm:
+ * headers) by a must-use plugin through `option_active_plugins`:
  *   none                  no plugin;
  *   empty plugin          a plugin of a header only (what any plugin costs);
  *   plugin                this plugin;
  *   plugin -HOOK=CALLBACK this plugin with one of its hook callbacks removed
  *                         before `plugins_loaded` runs (the cost of that
- *                         hook is `plugin` minus this);
+ *                         hook is `plugin` minus this, plus what removing
+ *                         costs: the default list's first, a callback these
+ *                         requests never run, measures that);
  *   plugin -*             this plugin with every one of its callbacks removed
  *                         (not a default: walking every hook to find them
  *                         costs more than some of them);
@@ -32,9 +36,11 @@
  *
  * Every measured process follows one unmeasured one of the same variant (the
  * file cache and the database see the same request first), and the variants
- * alternate within each of --reps rounds.
+ * alternate within each of --reps rounds. The first round's first process
+ * (no plugin) counts some 0.2–0.7 M more than later ones (what the site's
+ * first requests leave cached): the medians of three rounds leave it out.
  *
- *   node php/bench/plugin_instructions.mjs [--reps 2] [--requests load,rest]
+ *   node php/bench/plugin_instructions.mjs [--reps 3] [--requests load,rest]
  *        [--leave-out HOOK=CALLBACK,...] [--baseline REF] [--keep DIR]
  *        [--server cli|fpm] [--variant NAME=DIR ...]
  *
@@ -42,7 +48,7 @@
  * --server fpm measures the same requests through nginx and php-fpm instead
  * (the site's one worker under callgrind, which dumps its count after each
  * request's shutdown, work after the response included; opcache's shared
- * memory as in production).
+ * memory as in production, its clock-driven file checks kept out).
  *
  * Prints a Markdown table: instructions per request, per variant, and the
  * differences of the medians to `none` (or, for a left-out hook, to `plugin`).
@@ -57,7 +63,7 @@ const opt = (name, def) => {
   const i = argv.indexOf(name);
   return i >= 0 ? argv[i + 1] : def;
 };
-const REPS = Number(opt('--reps', 2));
+const REPS = Number(opt('--reps', 3));
 const REQUESTS = opt('--requests', 'load,rest').split(',');
 if (!REQUESTS.every((r) => ['load', 'front', 'rest'].includes(r))) throw new Error('--requests: load, front, rest');
 const BASELINE = opt('--baseline', '');
@@ -341,5 +347,5 @@ echo json_encode( $ids );`, { n, user: adminId }, { extension: false });
   }
 } finally {
   await site.stop();
-  if (!process.env.RTET_KEEP_CG) fs.rmSync(CG_DIR, { recursive: true, force: true });
+  fs.rmSync(CG_DIR, { recursive: true, force: true });
 }
