@@ -32,11 +32,35 @@ class RTET_Plugin {
 	}
 
 	/**
+	 * The plugin's name for WordPress, e.g. `real-time-event-trigger/real-time-event-trigger.php`.
+	 *
+	 * @var string|null
+	 */
+	private static $basename = null;
+
+	/**
+	 * The plugin's name for WordPress (`plugin_basename()` of its main file).
+	 *
+	 * Worked out once per request: `plugin_basename()` normalises three paths
+	 * and runs a regular expression, and the activation and deactivation
+	 * hooks, the action links and the text domain all need it.
+	 *
+	 * @return string
+	 */
+	public static function basename() {
+		if ( null === self::$basename ) {
+			self::$basename = plugin_basename( RTET_PLUGIN_FILE );
+		}
+		return self::$basename;
+	}
+
+	/**
 	 * Registers every hook of the plugin.
 	 */
 	public function register_hooks() {
-		register_activation_hook( RTET_PLUGIN_FILE, array( __CLASS__, 'activate' ) );
-		register_deactivation_hook( RTET_PLUGIN_FILE, array( __CLASS__, 'deactivate' ) );
+		// What register_activation_hook() and register_deactivation_hook() do, with the name worked out once.
+		add_action( 'activate_' . self::basename(), array( __CLASS__, 'activate' ) );
+		add_action( 'deactivate_' . self::basename(), array( __CLASS__, 'deactivate' ) );
 
 		add_action( 'init', array( __CLASS__, 'load_textdomain' ) );
 		// The settings are read once per request, and again after they change.
@@ -81,14 +105,14 @@ class RTET_Plugin {
 		add_action( 'admin_enqueue_scripts', array( 'RTET_Admin', 'enqueue' ) );
 		add_filter( 'site_status_tests', array( 'RTET_Health', 'tests' ) );
 		add_filter( 'debug_information', array( 'RTET_Health', 'info' ) );
-		add_filter( 'plugin_action_links_' . plugin_basename( RTET_PLUGIN_FILE ), array( 'RTET_Admin', 'action_links' ) );
+		add_filter( 'plugin_action_links_' . self::basename(), array( 'RTET_Admin', 'action_links' ) );
 	}
 
 	/**
 	 * Loads translations.
 	 */
 	public static function load_textdomain() {
-		load_plugin_textdomain( 'real-time-event-trigger', false, dirname( plugin_basename( RTET_PLUGIN_FILE ) ) . '/languages' );
+		load_plugin_textdomain( 'real-time-event-trigger', false, dirname( self::basename() ) . '/languages' );
 	}
 
 	/**
