@@ -448,9 +448,22 @@ impl RelayProcess {
                 _ => early_log.push(line),
             }
         };
-        // Keep draining the log so the relay never blocks on a full pipe; hand it back at the end.
-        let log =
-            std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+        // Keep draining the log and stderr (a panic's message) so the relay never blocks
+        // on a full pipe; hand both back at the end.
+        let stderr = child.stderr.take().map(|e| {
+            std::thread::spawn(move || {
+                let mut err = String::new();
+                let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(e), &mut err);
+                err
+            })
+        });
+        let log = std::thread::spawn(move || {
+            let mut log = lines.map_while(Result::ok).collect::<Vec<_>>().join("\n");
+            if let Some(err) = stderr.and_then(|t| t.join().ok()) {
+                log.push_str(&err);
+            }
+            log
+        });
         RelayProcess {
             child,
             addr,
