@@ -224,16 +224,8 @@ if ( 200 !== $response->get_status() ) {
 }`),
   };
 
-  /** Drafts for the publishes, made without the plugin (a draft sends nothing anyway). */
-  async function drafts(n) {
-    const out = await site.wpEval(`
-$ids = array();
-for ( $i = 0; $i < $args['n']; $i++ ) {
-	$ids[] = wp_insert_post( array( 'post_title' => 'Draft ' . $i . ' ' . uniqid(), 'post_content' => '<!-- wp:paragraph --><p>Words.</p><!-- /wp:paragraph -->', 'post_status' => 'draft', 'post_author' => $args['user'] ) );
-}
-echo json_encode( $ids );`, { n, user: adminId }, { extension: false });
-    return JSON.parse(out.trim().split('\n').pop());
-  }
+  /** Drafts for the publishes, by the administrator. */
+  const drafts = (n) => site.drafts(n);
 
   const cacheDir = path.join(site.dir, 'opcache');
   fs.mkdirSync(cacheDir);
@@ -269,14 +261,7 @@ echo json_encode( $ids );`, { n, user: adminId }, { extension: false });
   let cookies = '';
   let nonce = '';
   if (SERVER === 'fpm') {
-    const login = await fetch(`${site.url}/wp-login.php`, {
-      method: 'POST', redirect: 'manual',
-      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Cookie: 'wordpress_test_cookie=WP%20Cookie%20check' },
-      body: new URLSearchParams({ log: site.admin.user, pwd: site.admin.password, testcookie: '1' }),
-    });
-    cookies = login.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
-    nonce = (await (await fetch(`${site.url}/wp-admin/admin-ajax.php?action=rest-nonce`, { headers: { Cookie: cookies } })).text()).trim();
-    if (!/^[0-9a-f]{10}$/.test(nonce)) throw new Error(`no REST nonce (got ${JSON.stringify(nonce.slice(0, 80))})`);
+    ({ cookies, nonce } = await site.restSession());
     fs.copyFileSync(SCRIPTS.load, path.join(site.wpDir, 'rtet-bench-load.php'));
     // WP-Cron's own requests, spawned while the site was set up, go to the same worker: let them end.
     for (let n = -1; n !== dumps().length;) {

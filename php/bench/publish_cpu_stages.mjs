@@ -90,22 +90,9 @@ if ( '' !== $rtet_bench ) {
 	} );
 }
 `);
-  const login = await fetch(`${site.url}/wp-login.php`, {
-    method: 'POST', redirect: 'manual',
-    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Cookie: 'wordpress_test_cookie=WP%20Cookie%20check' },
-    body: new URLSearchParams({ log: site.admin.user, pwd: site.admin.password, testcookie: '1' }),
-  });
-  const cookies = login.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
-  const nonce = (await (await fetch(`${site.url}/wp-admin/admin-ajax.php?action=rest-nonce`, { headers: { Cookie: cookies } })).text()).trim();
-  if (!/^[0-9a-f]{10}$/.test(nonce)) throw new Error(`no REST nonce (got ${JSON.stringify(nonce.slice(0, 80))})`);
+  const { cookies, nonce } = await site.restSession();
   const warm = 2 * VARIANTS.length;
-  const out = await site.wpEval(`
-$ids = array();
-for ( $i = 0; $i < $args['n']; $i++ ) {
-	$ids[] = wp_insert_post( array( 'post_title' => 'Draft ' . $i . ' ' . uniqid(), 'post_content' => '<!-- wp:paragraph --><p>Words.</p><!-- /wp:paragraph -->', 'post_status' => 'draft', 'post_author' => 1 ) );
-}
-echo json_encode( $ids );`, { n: N * VARIANTS.length + warm }, { extension: false });
-  const ids = JSON.parse(out.trim().split('\n').pop());
+  const ids = await site.drafts(N * VARIANTS.length + warm);
   async function publish(variant) {
     const res = await fetch(`${site.url}/wp-json/wp/v2/posts/${ids.pop()}`, {
       method: 'POST', body: '{"status":"publish"}', signal: AbortSignal.timeout(60000),

@@ -177,26 +177,10 @@ activate_plugin( ${phpString(RECIPE)} );
 ${BASELINE ? `// Its activation would only create what this plugin's did; listing it is enough for the picker.
 $a = (array) get_option( 'active_plugins' ); $a[] = ${phpString(BASE)}; update_option( 'active_plugins', array_values( array_unique( $a ) ) );` : ''}`, {}, { extension: false });
 
-  const login = await fetch(`${site.url}/wp-login.php`, {
-    method: 'POST', redirect: 'manual',
-    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Cookie: 'wordpress_test_cookie=WP%20Cookie%20check' },
-    body: new URLSearchParams({ log: editor.user, pwd: editor.password, testcookie: '1' }),
-  });
-  const cookies = login.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
-  const nonce = (await (await fetch(`${site.url}/wp-admin/admin-ajax.php?action=rest-nonce`, { headers: { Cookie: cookies } })).text()).trim();
-  if (!/^[0-9a-f]{10}$/.test(nonce)) throw new Error(`no REST nonce for the editor (got ${JSON.stringify(nonce.slice(0, 80))})`);
+  const { cookies, nonce } = await site.restSession(editor);
 
-  /** Drafts for the REST publishes, made in one CLI process (no plugin: a draft sends nothing anyway). */
-  async function drafts(n) {
-    const out = await site.wpEval(`
-wp_set_current_user( $args['user'] );
-$ids = array();
-for ( $i = 0; $i < $args['n']; $i++ ) {
-	$ids[] = wp_insert_post( array( 'post_title' => 'Draft ' . $i . ' ' . uniqid(), 'post_content' => '<!-- wp:paragraph --><p>Words.</p><!-- /wp:paragraph -->', 'post_status' => 'draft', 'post_author' => $args['user'] ) );
-}
-echo json_encode( $ids );`, { n, user: editorId }, { extension: false });
-    return JSON.parse(out.trim().split('\n').pop());
-  }
+  /** Drafts for the REST publishes, by the editor. */
+  const drafts = (n) => site.drafts(n, editor.user);
 
   let requestId = 0;
   async function restPublish(variant, postId) {

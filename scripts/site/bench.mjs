@@ -89,17 +89,7 @@ echo json_encode( array( 'times' => $times, 'deferred' => $deferred ) );
   }
 
   // Cookie login once; a REST nonce for the HTTP runs.
-  async function httpSession() {
-    const res = await fetch(`${site.url}/wp-login.php`, {
-      method: 'POST', redirect: 'manual',
-      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Cookie: 'wordpress_test_cookie=WP%20Cookie%20check' },
-      body: new URLSearchParams({ log: site.admin.user, pwd: site.admin.password, testcookie: '1' }),
-    });
-    const cookies = res.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
-    const nonce = (await (await fetch(`${site.url}/wp-admin/admin-ajax.php?action=rest-nonce`, { headers: { Cookie: cookies } })).text()).trim();
-    return { cookies, nonce };
-  }
-  const session = await httpSession();
+  const session = await site.restSession();
 
   async function http(n) {
     const times = [];

@@ -503,6 +503,40 @@ ${code}
     }
   }
 
+  /**
+   * What the block editor holds to call the REST API as `user` (the
+   * administrator unless told): the login's cookies and a REST nonce.
+   */
+  async restSession({ user = this.admin.user, password = this.admin.password } = {}) {
+    const login = await fetch(`${this.url}/wp-login.php`, {
+      method: 'POST', redirect: 'manual',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Cookie: 'wordpress_test_cookie=WP%20Cookie%20check' },
+      body: new URLSearchParams({ log: user, pwd: password, testcookie: '1' }),
+    });
+    const cookies = login.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+    const nonce = (await (await fetch(`${this.url}/wp-admin/admin-ajax.php?action=rest-nonce`, { headers: { Cookie: cookies } })).text()).trim();
+    if (!/^[0-9a-f]{10}$/.test(nonce)) throw new Error(`no REST nonce for ${user} (got ${JSON.stringify(nonce.slice(0, 80))})`);
+    return { cookies, nonce };
+  }
+
+  /**
+   * `n` drafts by the user `login` (the administrator unless told), made in
+   * one PHP process without the plugin's transport (a draft sends nothing):
+   * posts for a benchmark to publish. Their ids.
+   */
+  async drafts(n, login = this.admin.user) {
+    const out = await this.wpEval(`
+$user = get_user_by( 'login', $args['user'] );
+if ( ! $user ) { fwrite( STDERR, 'no user ' . $args['user'] ); exit( 1 ); }
+wp_set_current_user( $user->ID );
+$ids = array();
+for ( $i = 0; $i < $args['n']; $i++ ) {
+	$ids[] = wp_insert_post( array( 'post_title' => 'Draft ' . $i . ' ' . uniqid(), 'post_content' => '<!-- wp:paragraph --><p>Words.</p><!-- /wp:paragraph -->', 'post_status' => 'draft', 'post_author' => $user->ID ) );
+}
+echo json_encode( $ids );`, { n, user: login }, { extension: false });
+    return JSON.parse(out.trim().split('\n').pop());
+  }
+
   async installWordPress() {
     this.log('installing WordPress');
     const out = await this.wpEval(`
