@@ -69,6 +69,38 @@ async fn publish_all(p: &mut Ws, channel: &str, ids: &[String]) -> Vec<Value> {
     acks
 }
 
+/// Sends `ids` on `node`, then again from the first one refused, until all
+/// are acked; returns their `seq`s in order. A refusal must be `rate_limited`
+/// (what a publisher sends again), and every publish after it is refused too
+/// (held back behind it); each retry waits until the node is healthy.
+async fn publish_until_acked(
+    node: &TestRelay,
+    p: &mut Ws,
+    channel: &str,
+    ids: &[String],
+) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    let mut left = ids.to_vec();
+    for _ in 0..10 {
+        let answers = publish_all(p, channel, &left).await;
+        let acked = answers.iter().take_while(|a| a["type"] == "ack").count();
+        seqs.extend(
+            answers[..acked]
+                .iter()
+                .map(|a| a["seq"].as_u64().expect("seq")),
+        );
+        for a in &answers[acked..] {
+            assert_eq!(a["code"], "rate_limited", "to send again: {a}");
+        }
+        left.drain(..acked);
+        if left.is_empty() {
+            return seqs;
+        }
+        wait_health(node, 200).await;
+    }
+    panic!("not acked within 10 tries: {left:?}");
+}
+
 #[tokio::test]
 async fn an_event_published_on_one_node_reaches_a_subscriber_on_the_other_once_in_order() {
     let redis = Redis::start_new();
@@ -366,20 +398,7 @@ async fn a_flushed_script_cache_costs_no_event_and_keeps_the_order() {
         // refused `rate_limited` and acked when sent again, in order.
         assert_eq!(redis.command(&["SCRIPT", "FLUSH"]), "+OK");
         let ids: Vec<String> = (0..50).map(|i| format!("r{round}e{i}")).collect();
-        let mut left: Vec<String> = ids.clone();
-        for _ in 0..10 {
-            let acks = publish_all(&mut p, "public", &left).await;
-            let refused = acks.iter().position(|a| a["type"] != "ack");
-            let Some(first) = refused else {
-                left.clear();
-                break;
-            };
-            for a in &acks[first..] {
-                assert_eq!(a["code"], "rate_limited", "{a}");
-            }
-            left = left[first..].to_vec();
-        }
-        assert!(left.is_empty(), "acked within 10 tries: {left:?}");
+        publish_until_acked(&a, &mut p, "public", &ids).await;
         sent.extend(ids);
     }
     let got: Vec<String> = events(&mut sub, sent.len())
@@ -413,17 +432,7 @@ async fn a_redis_that_hangs_past_the_response_timeout_costs_no_event_and_doubles
     }
     // Sent again once Redis answers: each is stored once, whichever try it was.
     wait_health(&a, 200).await;
-    let mut acks = Vec::new();
-    let mut left = ids.clone();
-    while !left.is_empty() {
-        let answers = publish_all(&mut p, "public", &left).await;
-        let done = answers.iter().take_while(|a| a["type"] == "ack").count();
-        acks.extend(answers[..done].iter().map(|a| a["seq"].as_u64().unwrap()));
-        left.drain(..done);
-        if !left.is_empty() {
-            wait_health(&a, 200).await;
-        }
-    }
+    let acks = publish_until_acked(&a, &mut p, "public", &ids).await;
     assert_eq!(acks, (2..=21).collect::<Vec<_>>(), "the order sent");
     let got = events(&mut sub, 21).await;
     let want: Vec<(u64, String)> = std::iter::once("before".to_owned())
