@@ -230,21 +230,16 @@ impl Publisher {
     /// Resolves when the oldest unanswered frame has its answer (never while
     /// there is none).
     fn oldest_answered(&mut self) -> impl std::future::Future<Output = ()> + '_ {
-        std::future::poll_fn(move |cx| match self.unanswered.front_mut() {
-            None => Poll::Pending,
-            Some(Answer::Ready(_) | Answer::Done(..)) => Poll::Ready(()),
-            Some(front @ Answer::Pending(_)) => {
-                let Answer::Pending(publishing) = front else {
-                    unreachable!()
-                };
-                match publishing.poll_unpin(cx) {
-                    Poll::Ready((frame, result)) => {
-                        *front = Answer::Done(frame, result);
-                        Poll::Ready(())
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+        std::future::poll_fn(move |cx| {
+            let Some(front) = self.unanswered.front_mut() else {
+                return Poll::Pending;
+            };
+            let Answer::Pending(publishing) = front else {
+                return Poll::Ready(());
+            };
+            let (frame, result) = std::task::ready!(publishing.poll_unpin(cx));
+            *front = Answer::Done(frame, result);
+            Poll::Ready(())
         })
     }
 

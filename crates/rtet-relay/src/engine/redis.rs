@@ -394,17 +394,26 @@ fn split_frame(event: &PublishFrame, ts: u64) -> (String, String) {
     (prefix, suffix)
 }
 
-/// Loads the publish script into Redis's script cache, through `conn` (so
-/// it comes after everything already sent on it).
-async fn load_publish_script(
-    conn: &mut redis::aio::MultiplexedConnection,
+/// Loads `script` into Redis's script cache, through `conn` (so it comes
+/// after everything already sent on it).
+async fn load_script(
+    conn: &mut impl redis::aio::ConnectionLike,
+    script: &str,
 ) -> redis::RedisResult<()> {
     redis::cmd("SCRIPT")
         .arg("LOAD")
-        .arg(PUBLISH_SCRIPT)
+        .arg(script)
         .query_async::<String>(conn)
         .await
         .map(drop)
+}
+
+/// Whether `replies` say Redis no longer had a script cached (it restarted,
+/// or its script cache was flushed): then that script ran for none of them.
+fn lost_script(replies: &[Value]) -> bool {
+    replies
+        .iter()
+        .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"))
 }
 
 fn unavailable(e: &redis::RedisError) -> EngineError {
@@ -479,19 +488,11 @@ impl Inner {
     /// or its script cache was flushed) and loading it again worked, so the
     /// caller may send its pipeline once more.
     async fn reloaded_after_noscript(&self, replies: &[Value], script: &str) -> bool {
-        let no_script = replies
-            .iter()
-            .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"));
-        if !no_script {
+        if !lost_script(replies) {
             return false;
         }
         let mut conn = self.conn.clone();
-        let loaded: redis::RedisResult<String> = redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(script)
-            .query_async(&mut conn)
-            .await;
-        loaded.is_ok()
+        load_script(&mut conn, script).await.is_ok()
     }
 
     fn key_lifetime_ms(&self) -> u64 {
@@ -524,7 +525,7 @@ impl Inner {
             .get_multiplexed_async_connection_with_config(&config)
             .await
         {
-            Ok(mut c) => match load_publish_script(&mut c).await {
+            Ok(mut c) => match load_script(&mut c, PUBLISH_SCRIPT).await {
                 Ok(()) => Some(c),
                 Err(e) => {
                     tracing::debug!(error = %e, "Redis engine: loading the publish script");
@@ -621,14 +622,12 @@ impl Inner {
                 }
             };
             self.set_commands_up(true);
-            let no_script = values
-                .iter()
-                .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"));
+            let no_script = lost_script(&values);
             let Some(c) = conn.as_mut().filter(|_| no_script && !retried) else {
                 break values;
             };
             retried = true;
-            if load_publish_script(c).await.is_err() || !alone {
+            if load_script(c, PUBLISH_SCRIPT).await.is_err() || !alone {
                 break values;
             }
             replies = self.publish_pipeline(batch).query_async(c).await;
