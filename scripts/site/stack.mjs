@@ -151,6 +151,8 @@ async function run(cmd, args, opts = {}) {
  *   (default: one relay with its in-memory engine, no Redis, no balancer).
  * - `plugin` (bool, default true): install the plugin from the repository (false: only its settings).
  * - `fixtures` (bool): install the test-only must-use plugins of tests/e2e/fixtures.
+ * - `wpCron` (bool, default true): false sets DISABLE_WP_CRON, so requests spawn no
+ *   wp-cron.php that would run alongside a test (it still runs when requested).
  * - `log(msg)`: progress output.
  */
 export async function startSite(opts = {}) {
@@ -321,7 +323,7 @@ define( 'WP_SITEURL', '${'http://127.0.0.1:' + this.ports.http}' );
 define( 'WP_HTTP_BLOCK_EXTERNAL', true ); // no calls to wordpress.org from a test site
 define( 'AUTOMATIC_UPDATER_DISABLED', true );
 define( 'WP_AUTO_UPDATE_CORE', false );
-define( 'WP_DEBUG', true );
+${this.opts.wpCron === false ? "define( 'DISABLE_WP_CRON', true ); // no wp-cron.php spawned by requests: the tests run it themselves\n" : ''}define( 'WP_DEBUG', true );
 define( 'WP_DEBUG_DISPLAY', false );
 define( 'WP_DEBUG_LOG', '${path.join(this.dir, 'wp-debug.log')}' );
 if ( ! defined( 'ABSPATH' ) ) {

@@ -28,8 +28,10 @@ if (!fs.existsSync(PHPUNIT)) {
 }
 
 const verbose = process.env.RTET_E2E_VERBOSE ? (m) => console.error(`# site: ${m}`) : () => {};
-// Enough workers for the concurrency tests to overlap.
-const site = await startSite({ workers: 6, log: verbose });
+// Enough workers for the concurrency tests to overlap. No wp-cron.php spawned by
+// the tests' requests: one running alongside a test rewrites the cron plan and
+// the options it read when it started (the tests that need WP-Cron run it).
+const site = await startSite({ workers: 6, log: verbose, wpCron: false });
 let rc = 1;
 try {
   const mu = path.join(site.wpDir, 'wp-content', 'mu-plugins');

@@ -91,6 +91,10 @@ class RTET_Plugin {
 		// The HTTP fallback: events queued by a request go out after the response; undelivered ones are retried.
 		add_action( 'shutdown', array( 'RTET_Sender', 'flush_at_shutdown' ), PHP_INT_MAX );
 		add_action( RTET_Sender::RETRY_HOOK, array( 'RTET_Sender', 'retry_pending' ) );
+		if ( wp_doing_cron() ) {
+			// Only in WP-Cron's own runs, so other requests pay nothing for it.
+			add_action( 'shutdown', array( 'RTET_Sender', 'replan_after_cron' ) );
+		}
 
 		// REST: tokens and the test event.
 		add_action( 'rest_api_init', array( 'RTET_REST', 'register_routes' ) );

@@ -308,6 +308,25 @@ class RTET_Sender {
 	}
 
 	/**
+	 * At the end of a WP-Cron run: events still waiting get their retry
+	 * planned again, with the plan read afresh from the database.
+	 *
+	 * wp-cron.php writes back the whole cron array it read when it started
+	 * (each event it runs is rescheduled or unscheduled from that copy), so a
+	 * retry another request planned meanwhile is dropped: a race in WordPress
+	 * itself. Without this, the waiting events would sit until some later
+	 * request failed to deliver and planned a retry again.
+	 */
+	public static function replan_after_cron() {
+		if ( 0 === RTET_Queue::size() ) {
+			return;
+		}
+		wp_cache_delete( 'alloptions', 'options' );
+		wp_cache_delete( 'cron', 'options' );
+		self::schedule_retry();
+	}
+
+	/**
 	 * The JSON body of `POST /api/send-event` for one channel.
 	 *
 	 * @param array  $item    Event.

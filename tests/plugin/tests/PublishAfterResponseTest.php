@@ -151,4 +151,36 @@ class PublishAfterResponseTest extends RTET_Test_Case {
 		$this->assertSame( $published + 1, self::relay_metric( 'rtet_events_published_total' ) );
 		$this->assertSame( $duplicates, self::relay_metric( 'rtet_duplicates_total' ), 'never sent twice' );
 	}
+
+	/**
+	 * wp-cron.php writes back the cron array it read when it started, so a
+	 * retry planned by a request meanwhile is dropped (WordPress's own race).
+	 * The next WP-Cron run plans it again, and the event still arrives.
+	 */
+	public function test_a_retry_dropped_by_a_concurrent_cron_run_is_planned_again_by_the_next_one() {
+		$this->relay_down();
+		$answer = self::get( '/wp-json/rtet-plugin-test/v1/publish?transport=http' );
+		$this->assertSame( 200, $answer['status'] );
+		self::eventually( static fn() => 1 === RTET_Queue::size(), 'the event waits in the retry queue' );
+
+		// What a wp-cron.php that started before the publish writes: the plan without the retry.
+		wp_cache_flush();
+		wp_clear_scheduled_hook( RTET_Sender::RETRY_HOOK );
+		$this->assertFalse( wp_next_scheduled( RTET_Sender::RETRY_HOOK ) );
+
+		$this->assertSame( 200, self::get( '/wp-cron.php' )['status'] );
+		self::eventually(
+			static function () {
+				wp_cache_flush();
+				return false !== wp_next_scheduled( RTET_Sender::RETRY_HOOK );
+			},
+			'the next WP-Cron run plans the retry again'
+		);
+
+		$this->set_settings( array( 'websocket_server_url' => getenv( 'RTET_RELAY_URL' ) ) );
+		$published = self::relay_metric( 'rtet_events_published_total' );
+		do_action( RTET_Sender::RETRY_HOOK );
+		$this->assertSame( $published + 1, self::relay_metric( 'rtet_events_published_total' ) );
+		$this->assertSame( 0, RTET_Queue::size() );
+	}
 }
