@@ -277,6 +277,13 @@ struct Load {
     /// Idle connections for the memory measurement (capped by the fd limit).
     #[arg(long, default_value_t = 50_000)]
     idle_connections: usize,
+    /// After the idle memory: events published at once to every idle
+    /// connection, then the memory again once all have read them (0: none).
+    #[arg(long, default_value_t = 50)]
+    idle_burst: u64,
+    /// Padding bytes in each event of that burst.
+    #[arg(long, default_value_t = 500)]
+    idle_burst_bytes: usize,
     /// Source addresses to spread connections over: 127.0.0.1 ..= 127.0.0.N.
     #[arg(long, default_value_t = 16)]
     sources: usize,
@@ -556,7 +563,11 @@ async fn idle(target: &Target, load: &Load, n: usize) -> Result<Idle> {
         sources: load.sources,
         in_flight: load.in_flight,
     };
-    scenario::idle(target, fleet, Duration::from_secs(2)).await
+    let burst = (load.idle_burst > 0).then_some(scenario::Burst {
+        events: load.idle_burst,
+        payload_bytes: load.idle_burst_bytes,
+    });
+    scenario::idle(target, fleet, Duration::from_secs(2), burst).await
 }
 
 fn print_delivery(what: &str, d: &Delivery) {
@@ -632,6 +643,19 @@ fn print_idle(i: &Idle) {
         group(i.after_kib),
         i.bytes_per_conn() / 1024.0
     );
+    if let Some(b) = &i.after_burst {
+        println!(
+            "  after {} events of {} padding bytes to each (delivered {} of {}): relay RSS {} KiB: {} per connection",
+            b.burst.events,
+            b.burst.payload_bytes,
+            group(b.delivered),
+            group(b.expected),
+            group(b.kib),
+            i.bytes_per_conn_after_burst()
+                .map(|x| format!("{:.1} KiB", x / 1024.0))
+                .unwrap_or_else(|| "not measured (events missing)".into())
+        );
+    }
 }
 
 async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
@@ -1039,6 +1063,8 @@ async fn nodes(args: NodesArgs) -> Result<()> {
         rate_subscribers: 0,
         rate_secs: args.rate_secs,
         idle_connections: 0,
+        idle_burst: 0,
+        idle_burst_bytes: 0,
         sources: args.sources,
         in_flight: 256,
         payload_bytes: args.payload_bytes,

@@ -387,6 +387,30 @@ pub fn table(sides: &Sides, s: &Settings) -> String {
             false,
         )
     });
+    if let Some(b) = sides
+        .rtet
+        .idle
+        .as_ref()
+        .and_then(|i| i.after_burst.as_ref())
+    {
+        rows.push(Row {
+            goal: Goal::AtMost(4.0),
+            ..Row::plain(
+                format!(
+                    "relay RSS per connection idle again after {} events of {} bytes each",
+                    b.burst.events, b.burst.payload_bytes
+                ),
+                each(&|side| {
+                    side.idle
+                        .as_ref()
+                        .and_then(|i| i.bytes_per_conn_after_burst())
+                        .map(|b| b / 1024.0)
+                }),
+                "KiB",
+                false,
+            )
+        });
+    }
     rows.push(Row::plain(
         format!("connections opened/s ({} in flight)", s.in_flight),
         each(&|side| side.idle.as_ref().map(|i| i.open_per_sec)),

@@ -319,6 +319,31 @@ pub struct Idle {
     pub before_kib: u64,
     /// The relay's VmRSS (over its processes) with every connection open and idle, KiB.
     pub after_kib: u64,
+    /// With a burst: the relay's VmRSS once every connection has read the
+    /// burst and is idle again, KiB, and whether every event arrived.
+    pub after_burst: Option<AfterBurst>,
+}
+
+/// A burst of events to every idle connection, then idle again: what the
+/// relay keeps of the burst (buffers sized by it that it does not give back).
+#[derive(Debug, Clone, Copy)]
+pub struct Burst {
+    /// Events published at once (pipelined, without a rate).
+    pub events: u64,
+    /// Padding bytes in each event's data.
+    pub payload_bytes: usize,
+}
+
+/// What the relay kept after a [`Burst`].
+#[derive(Debug, Clone)]
+pub struct AfterBurst {
+    /// The burst.
+    pub burst: Burst,
+    /// The relay's VmRSS (over its processes) after the burst, KiB.
+    pub kib: u64,
+    /// Events received over all connections, and how many were due.
+    pub delivered: u64,
+    pub expected: u64,
 }
 
 impl Idle {
@@ -327,11 +352,27 @@ impl Idle {
         (self.after_kib.saturating_sub(self.before_kib) * 1024) as f64
             / self.connections.max(1) as f64
     }
+
+    /// Relay memory per idle connection after the burst, in bytes (`None`
+    /// without a burst, or when not every event arrived).
+    pub fn bytes_per_conn_after_burst(&self) -> Option<f64> {
+        let b = self.after_burst.as_ref()?;
+        (b.delivered == b.expected).then(|| {
+            (b.kib.saturating_sub(self.before_kib) * 1024) as f64 / self.connections.max(1) as f64
+        })
+    }
 }
 
 /// Opens `fleet.subscribers` idle subscribers, waits `settle`, and reads the
-/// relay's resident memory before and after. The target must carry a pid.
-pub async fn idle(target: &Target, fleet: Fleet, settle: Duration) -> Result<Idle> {
+/// relay's resident memory before and after; with a `burst`, publishes it,
+/// waits until every connection has read it, waits `settle` again and reads
+/// the memory once more. The target must carry a pid.
+pub async fn idle(
+    target: &Target,
+    fleet: Fleet,
+    settle: Duration,
+    burst: Option<Burst>,
+) -> Result<Idle> {
     let pid = target
         .pid
         .context("the idle measurement needs the relay's pid")?;
@@ -342,14 +383,84 @@ pub async fn idle(target: &Target, fleet: Fleet, settle: Duration) -> Result<Idl
     }
     tokio::time::sleep(settle).await;
     let after_kib = tree_rss_kib(pid)?;
-    let result = Idle {
+    let mut result = Idle {
         connections: opened.conns.len(),
         failed: opened.failed,
         error: opened.first_error.clone(),
         open_per_sec: opened.per_sec(),
         before_kib,
         after_kib,
+        after_burst: None,
     };
-    drop(opened);
+    if let Some(burst) = burst {
+        result.after_burst = Some(after_burst(target, opened.conns, burst, settle, pid).await?);
+    }
     Ok(result)
+}
+
+/// Publishes `burst` to the open `conns`, waits until they have read it all
+/// (or nothing arrived for 10 s), waits `settle`, and reads the relay's memory
+/// with every connection still open.
+async fn after_burst(
+    target: &Target,
+    conns: Vec<crate::conn::Ws>,
+    burst: Burst,
+    settle: Duration,
+    pid: u32,
+) -> Result<AfterBurst> {
+    let shared = Arc::new(Shared {
+        delivered: Default::default(),
+        clock: Clock::start(),
+    });
+    let count = conns.len() as u64;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut readers = JoinSet::new();
+    for (i, ws) in conns.into_iter().enumerate() {
+        readers.spawn(subscriber::run(
+            ws,
+            i,
+            shared.clone(),
+            stop_rx.clone(),
+            None,
+        ));
+    }
+    let plan = Plan {
+        events: burst.events,
+        max_duration: Duration::from_secs(60),
+        rate: None,
+        window: burst.events.max(1) as usize,
+        lag: None,
+        payload_bytes: burst.payload_bytes,
+        drain: Duration::from_secs(10),
+        drain_cap: Duration::from_secs(60),
+    };
+    let published = publish(
+        target,
+        &plan,
+        &shared,
+        &format!("burst{}", std::process::id()),
+    )
+    .await
+    .context("publishing the burst")?;
+    let expected = published.sent * count;
+    let mut last = shared.delivered.load();
+    let mut last_change = Instant::now();
+    while last < expected && last_change.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = shared.delivered.load();
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+    }
+    tokio::time::sleep(settle).await;
+    let kib = tree_rss_kib(pid)?;
+    let _ = stop_tx.send(true);
+    while readers.join_next().await.is_some() {}
+    Ok(AfterBurst {
+        burst,
+        kib,
+        delivered: last,
+        expected,
+    })
 }

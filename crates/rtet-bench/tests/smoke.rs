@@ -116,11 +116,22 @@ async fn idle_connections_open_and_memory_is_read() {
         sources: 3,
         in_flight: 8,
     };
-    let idle = scenario::idle(&target, fleet, Duration::from_millis(50))
+    let burst = scenario::Burst {
+        events: 20,
+        payload_bytes: 300,
+    };
+    let idle = scenario::idle(&target, fleet, Duration::from_millis(50), Some(burst))
         .await
         .expect("idle runs");
     assert_eq!(idle.connections, 30, "{:?}", idle.error);
     assert!(idle.before_kib > 0 && idle.after_kib > 0);
+    let after = idle.after_burst.as_ref().expect("the burst ran");
+    assert_eq!(
+        (after.delivered, after.expected),
+        (600, 600),
+        "every event reached every connection"
+    );
+    assert!(after.kib > 0 && idle.bytes_per_conn_after_burst().is_some());
     let _ = stop.send(());
     server.await.expect("relay stops");
 }

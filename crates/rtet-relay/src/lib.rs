@@ -14,6 +14,7 @@
 //! - [`publish`]: one checked event through the key's rate budget into the engine,
 //!   for both publisher endpoints.
 //! - [`connection`]: the socket side of a WebSocket connection: reads, queued writes, close.
+//! - [`batched_writes`]: every connection's socket, with a write buffer that is freed once written.
 //! - [`keepalive`]: pings and dead-peer detection for both endpoints.
 //! - [`engine`]: the [`Engine`](engine::Engine) trait (seq, history, dedupe, fan-out)
 //!   and its in-memory implementation.
@@ -31,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod batched_writes;
 pub mod client_addr;
 pub mod config;
 pub mod connection;

@@ -108,9 +108,9 @@ impl Outbox {
         let mut inner = self.lock();
         let n = inner.frames.len().min(max);
         out.extend(inner.frames.drain(..n));
-        if inner.frames.is_empty() && inner.frames.capacity() > 64 {
-            // Give back the memory of a burst; idle subscribers should stay small.
-            inner.frames.shrink_to_fit();
+        if inner.frames.is_empty() {
+            // An idle subscriber holds no queue: the next frame allocates one.
+            inner.frames = VecDeque::new();
         }
     }
 
@@ -160,6 +160,24 @@ mod tests {
         assert_eq!(q.push("d".into()), Push::Dropped);
         assert!(q.is_overflowed());
         assert!(!q.has_frames());
+    }
+
+    #[test]
+    fn an_emptied_queue_keeps_no_memory() {
+        let q = Outbox::new(1000);
+        for _ in 0..50 {
+            q.push("event".into());
+        }
+        let mut out = Vec::new();
+        q.drain_into(&mut out, 20);
+        assert!(q.lock().frames.capacity() >= 30, "still holding the rest");
+        q.drain_into(&mut out, 1000);
+        assert_eq!(out.len(), 50);
+        assert_eq!(
+            q.lock().frames.capacity(),
+            0,
+            "an idle subscriber holds no queue"
+        );
     }
 
     #[test]

@@ -54,9 +54,6 @@ const SHUTDOWN_DRAIN_MAX: usize = 100_000;
 /// Read buffer for a publisher connection (it grows for larger frames).
 const READ_BUFFER: usize = 16 * 1024;
 
-/// Write buffer for a publisher connection (answers are small).
-const WRITE_BUFFER: usize = 16 * 1024;
-
 /// The `401` for a missing or unknown key.
 fn unauthorized() -> Response {
     (
@@ -95,7 +92,7 @@ pub async fn upgrade(
     let token = relay.publishers.token();
     let max = relay.config.limits.max_frame_bytes;
     ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
+        .write_buffer_size(0) // answers collect in BatchedWrites, whose buffer is freed when written
         // Frames up to twice the limit are read and answered with a nack; larger ones close 1009.
         .max_message_size(max.saturating_mul(2).saturating_add(4096))
         .max_frame_size(max.saturating_mul(2).saturating_add(4096))

@@ -16,6 +16,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+
+use crate::batched_writes::BatchedWrites;
 use ipnet::IpNet;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -516,7 +518,7 @@ async fn serve_http<S>(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(BatchedWrites::new(stream)), service)
         .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {

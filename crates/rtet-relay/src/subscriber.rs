@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -43,8 +43,6 @@ use rtet_protocol::clock::unix_ms as now_millis;
 /// pongs; a frame larger than this, such as an `auth` with a long token, grows
 /// it to that frame's size, within `--max-frame-bytes`).
 const READ_BUFFER: usize = 256;
-/// Bytes collected before the socket is written to; frames are flushed per batch anyway.
-const WRITE_BUFFER: usize = 8 * 1024;
 /// Queued events written per batch before the task looks at its other duties.
 const BATCH: usize = 256;
 /// At shutdown, how long queued events may take to reach a subscriber before the 1001 close.
@@ -93,7 +91,7 @@ pub async fn upgrade(
     let tracked = relay.subscribers.token();
     let max = relay.config.limits.max_frame_bytes;
     ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
+        .write_buffer_size(0) // frames collect in BatchedWrites, whose buffer is freed when written
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
@@ -196,8 +194,6 @@ struct Session {
     warned: bool,
     /// A new token expiry to arm the timer with, set by `auth`.
     new_deadline: Option<Instant>,
-    /// Reused buffer for events taken from the outbox.
-    batch: Vec<Utf8Bytes>,
     /// Released when the session ends.
     _held: Held,
 }
@@ -225,7 +221,6 @@ impl Session {
             bucket: TokenBucket::new(l.client_frames_per_sec, l.client_frames_burst),
             warned: false,
             new_deadline: None,
-            batch: Vec::new(),
             _held: held,
             relay,
         }
@@ -364,9 +359,11 @@ impl Session {
     }
 
     /// Moves up to `max` queued events from the outbox to the connection.
+    /// The batch's buffer is not kept: an idle connection holds none.
     fn drain(&mut self, conn: &mut Connection, max: usize) {
-        self.outbox.drain_into(&mut self.batch, max);
-        conn.queue_events(self.batch.drain(..));
+        let mut batch = Vec::new();
+        self.outbox.drain_into(&mut batch, max);
+        conn.queue_events(batch);
     }
 
     fn slow(&self) -> (u16, &'static str) {

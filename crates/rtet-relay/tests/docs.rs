@@ -133,6 +133,10 @@ fn the_security_fixed_bounds_match_the_code() {
             secs(rtet_relay::server::REFUSAL_LINGER),
         ),
         (
+            "a connection's written bytes the peer has not read, beyond one frame",
+            format!("{} KiB", rtet_relay::batched_writes::COLLECT_MAX / 1024),
+        ),
+        (
             "delivering queued events at shutdown",
             secs(rtet_relay::subscriber::SHUTDOWN_FLUSH),
         ),
