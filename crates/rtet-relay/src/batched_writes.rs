@@ -3,13 +3,14 @@
 //!
 //! tungstenite keeps its write buffer for the life of a connection and never
 //! gives its capacity back. With frames collected there before each write, a
-//! subscriber that once received a burst of events kept that much memory for
-//! as long as it stayed connected: measured, 12 KiB per connection after 50
-//! events of 500 bytes, on top of the 3 KiB an idle connection costs. So the
-//! relay sets tungstenite's write buffer to 0 (it hands each frame on as soon
-//! as it is made) and collects the frames of a batch here instead, in a
-//! buffer that is written out on flush and freed once the socket has taken
-//! all of it. A batch still costs one write to the socket.
+//! subscriber that receives a burst of events would keep that much memory for
+//! as long as it stays connected (about 12 KiB per connection after 50 events
+//! of 500 bytes, where an idle connection costs 3 KiB). So the relay sets
+//! tungstenite's write buffer to 0 (it hands each frame on as soon as it is
+//! made) and collects the frames of a batch here instead, in a buffer that is
+//! written out on flush and freed once the socket has taken all of it. A
+//! batch still costs one write to the socket. What tungstenite still keeps is
+//! room for the largest single frame it made.
 //!
 //! Every connection of the port (HTTP requests and both WebSocket endpoints)
 //! goes through it, beneath TLS when there is TLS.
