@@ -32,29 +32,36 @@ const fn ini_entries() -> [IniEntryDef; SETTINGS.len() + 1] {
     out
 }
 
-/// The current value of one directive (`None` when unset or not registered).
-pub fn ini(name: &str) -> Option<String> {
+/// Hands the current value of one directive to `read` (`None`, and `read`
+/// not called, when unset or not registered). The value is PHP's own string,
+/// borrowed, not copied: `rtet_configure()` reads every directive on each
+/// call, which a site makes on every request that publishes.
+fn with_ini<T>(name: &str, read: impl FnOnce(&str) -> T) -> Option<T> {
     let eg = ExecutorGlobals::get();
     // SAFETY: `EG(ini_directives)` is valid for the life of a request; its
-    // entries are `zend_ini_entry` pointers owned by the table.
+    // entries are `zend_ini_entry` pointers owned by the table, and the value
+    // is only borrowed for the call to `read`.
     unsafe {
         let table = eg.ini_directives.as_ref()?;
         let zv = table.get(name)?;
         let entry = zv.ptr::<ext_php_rs::ffi::zend_ini_entry>()?.as_ref()?;
         let value = entry.value.as_ref()?;
-        Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
+        Some(read(&String::from_utf8_lossy(value.as_bytes())))
     }
+}
+
+/// The current value of one directive (`None` when unset or not registered).
+pub fn ini(name: &str) -> Option<String> {
+    with_ini(name, str::to_owned)
 }
 
 /// A config for `url` and `key` with the directives applied. A directive
 /// with an unusable value keeps its default (php.ini is no place to throw).
 pub fn from_ini(url: String, key: String) -> Config {
     let mut cfg = Config::new(url, key);
-    for name in config::options() {
-        if let Some(v) = ini(&format!("rtet.{name}")) {
-            // An unusable value keeps the default; see the doc above.
-            let _ = cfg.set(name, &v);
-        }
+    for setting in SETTINGS.iter().filter(|s| s.is_option()) {
+        // An unusable value keeps the default; see the doc above.
+        with_ini(setting.name(), |v| cfg.set(setting.option(), v));
     }
     cfg
 }

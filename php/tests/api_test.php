@@ -200,4 +200,18 @@ test('php.ini directives configure the extension', function () {
     check_eq('["ws://127.0.0.1:9","7",true]', trim($out), 'ini values used');
 });
 
+test('rtet_configure() applies the php.ini directives under the relay it names', function () {
+    $dir = tmpdir();
+    $relay = 'ws://' . unused_addr() . '/publish';
+    // Five events for a relay that is down, two fit the queue: three go to the directive's spool directory.
+    [$code, $out] = run_php('rtet_configure(' . var_export($relay, true) . ', ' . var_export(KEY, true) . ');
+        for ($i = 0; $i < 5; $i++) { rtet_send_event("e$i", [], ["public"]); }
+        $s = rtet_stats(); echo json_encode([$s["relay_url"], $s["spooled"]], JSON_UNESCAPED_SLASHES);',
+        ['rtet.queue_limit' => '2', 'rtet.spool_dir' => $dir, 'rtet.shutdown_timeout_ms' => '0']);
+    check_eq(0, $code, "exit code ($out)");
+    check_eq(json_encode([$relay, 3], JSON_UNESCAPED_SLASHES), trim($out), 'the relay from the call, the queue limit from php.ini');
+    $lines = array_sum(array_map(fn($f) => count(file("$dir/$f")), spool_files($dir)));
+    check_eq(5, $lines, 'every event in the spool directory php.ini names, once the process ended');
+});
+
 finish();
