@@ -23,8 +23,6 @@ use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::subscriber::{self, latency_histogram, Shared};
 use crate::target::Target;
@@ -209,17 +207,7 @@ pub async fn serve(
         delivered: Default::default(),
         clock,
     });
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut readers = JoinSet::new();
-    for (i, ws) in conns.into_iter().enumerate() {
-        readers.spawn(subscriber::run(
-            ws,
-            i,
-            shared.clone(),
-            stop_rx.clone(),
-            Some(time_from),
-        ));
-    }
+    let (stop_tx, mut readers) = subscriber::read_all(conns, &shared, Some(time_from));
     output.write_all(b"ready\n").await?;
     output.flush().await?;
 

@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::nchan;
 use crate::probe::{ProbeOutcome, Probes, Probing};
@@ -169,13 +167,7 @@ pub async fn deliver_across(
         let all = subscribers + probes.as_ref().map_or(0, |p| p.count());
         nchan::wait_subscribed(target, all as u64, NCHAN_SUBSCRIBE_TIMEOUT).await?;
     }
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut readers = JoinSet::new();
-    for (i, ws) in opened.conns.into_iter().enumerate() {
-        let shared = shared.clone();
-        let stop = stop_rx.clone();
-        readers.spawn(subscriber::run(ws, i, shared, stop, time_from));
-    }
+    let (stop_tx, mut readers) = subscriber::read_all(opened.conns, &shared, time_from);
     // Unique per run, so a relay that outlives one run (`rtet-bench latency
     // --addr …` with several rates) does not dedupe the next run's ids.
     static RUNS: AtomicU64 = AtomicU64::new(0);
@@ -200,17 +192,7 @@ pub async fn deliver_across(
         .context("publishing")?;
     let expected = published.sent * subscribers as u64;
 
-    let drain_start = Instant::now();
-    let mut last = shared.delivered.load();
-    let mut last_change = Instant::now();
-    while last < expected && drain_start.elapsed() < drain_cap && last_change.elapsed() < quiet {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let now = shared.delivered.load();
-        if now != last {
-            last = now;
-            last_change = Instant::now();
-        }
-    }
+    await_deliveries(&shared, expected, quiet, drain_cap).await;
     let relay_cpu_secs = pids_cpu_secs(&pids)
         .zip(cpu_before)
         .map(|(after, before)| after - before);
@@ -260,6 +242,23 @@ pub async fn deliver_across(
     }
     out.elapsed = Duration::from_micros(last_us.saturating_sub(out.published.first_us));
     Ok(out)
+}
+
+/// Waits until `expected` deliveries are in, nothing arrived for `quiet`, or
+/// `cap` passed; returns the deliveries counted by then.
+async fn await_deliveries(shared: &Shared, expected: u64, quiet: Duration, cap: Duration) -> u64 {
+    let start = Instant::now();
+    let mut last = shared.delivered.load();
+    let mut last_change = Instant::now();
+    while last < expected && start.elapsed() < cap && last_change.elapsed() < quiet {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = shared.delivered.load();
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+    }
+    last
 }
 
 /// Opens `fleet.subscribers` spread evenly over `nodes`, one node after another.
@@ -413,17 +412,7 @@ async fn after_burst(
         clock: Clock::start(),
     });
     let count = conns.len() as u64;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut readers = JoinSet::new();
-    for (i, ws) in conns.into_iter().enumerate() {
-        readers.spawn(subscriber::run(
-            ws,
-            i,
-            shared.clone(),
-            stop_rx.clone(),
-            None,
-        ));
-    }
+    let (stop_tx, mut readers) = subscriber::read_all(conns, &shared, None);
     let plan = Plan {
         events: burst.events,
         max_duration: Duration::from_secs(60),
@@ -443,16 +432,8 @@ async fn after_burst(
     .await
     .context("publishing the burst")?;
     let expected = published.sent * count;
-    let mut last = shared.delivered.load();
-    let mut last_change = Instant::now();
-    while last < expected && last_change.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let now = shared.delivered.load();
-        if now != last {
-            last = now;
-            last_change = Instant::now();
-        }
-    }
+    let delivered =
+        await_deliveries(&shared, expected, Duration::from_secs(10), Duration::MAX).await;
     tokio::time::sleep(settle).await;
     let kib = tree_rss_kib(pid)?;
     let _ = stop_tx.send(true);
@@ -460,7 +441,7 @@ async fn after_burst(
     Ok(AfterBurst {
         burst,
         kib,
-        delivered: last,
+        delivered,
         expected,
     })
 }

@@ -173,6 +173,21 @@ pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
 }
 
+/// Starts a [`run`] task for each of `conns` (numbered in order), all
+/// stopped by the returned sender; the set yields their tallies.
+pub fn read_all(
+    conns: Vec<Ws>,
+    shared: &Arc<Shared>,
+    time_from: Option<u64>,
+) -> (watch::Sender<bool>, JoinSet<Tally>) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut readers = JoinSet::new();
+    for (i, ws) in conns.into_iter().enumerate() {
+        readers.spawn(run(ws, i, shared.clone(), stop_rx.clone(), time_from));
+    }
+    (stop_tx, readers)
+}
+
 /// Reads `ws` until `stop` turns true or the connection ends; times the
 /// events numbered `time_from` and up, when given (earlier ones are warm-up).
 ///
