@@ -16,8 +16,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-
-use crate::batched_writes::BatchedWrites;
 use ipnet::IpNet;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -27,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::batched_writes::BatchedWrites;
 use crate::client_addr::{is_trusted_proxy, limit_key};
 use crate::config::EngineChoice;
 use crate::config::{Config, ConfigError, TlsFiles};
