@@ -203,15 +203,21 @@ test('php.ini directives configure the extension', function () {
 test('rtet_configure() applies the php.ini directives under the relay it names', function () {
     $dir = tmpdir();
     $relay = 'ws://' . unused_addr() . '/publish';
-    // Five events for a relay that is down, two fit the queue: three go to the directive's spool directory.
+    // The frame limit from php.ini refuses a large event at once; the small ones, for a
+    // relay that is down, end in the spool directory php.ini names when the process ends.
     [$code, $out] = run_php('rtet_configure(' . var_export($relay, true) . ', ' . var_export(KEY, true) . ');
-        for ($i = 0; $i < 5; $i++) { rtet_send_event("e$i", [], ["public"]); }
-        $s = rtet_stats(); echo json_encode([$s["relay_url"], $s["spooled"]], JSON_UNESCAPED_SLASHES);',
-        ['rtet.queue_limit' => '2', 'rtet.spool_dir' => $dir, 'rtet.shutdown_timeout_ms' => '0']);
+        $refused = "";
+        rtet_send_event("small", [], ["public"]);
+        try { rtet_send_event("large", str_repeat("x", 400), ["public"]); } catch (Throwable $e) { $refused = $e->getMessage(); }
+        rtet_send_event("small", [], ["public"]);
+        echo json_encode([rtet_stats()["relay_url"], $refused], JSON_UNESCAPED_SLASHES);',
+        ['rtet.max_frame_bytes' => '300', 'rtet.spool_dir' => $dir, 'rtet.shutdown_timeout_ms' => '0']);
     check_eq(0, $code, "exit code ($out)");
-    check_eq(json_encode([$relay, 3], JSON_UNESCAPED_SLASHES), trim($out), 'the relay from the call, the queue limit from php.ini');
+    [$url, $refused] = json_decode(trim($out), true);
+    check_eq($relay, $url, 'the relay from the call');
+    check(str_contains($refused, "the relay's limit is 300 bytes"), "the frame limit from php.ini: $refused");
     $lines = array_sum(array_map(fn($f) => count(file("$dir/$f")), spool_files($dir)));
-    check_eq(5, $lines, 'every event in the spool directory php.ini names, once the process ended');
+    check_eq(2, $lines, 'both small events in the spool directory php.ini names, once the process ended');
 });
 
 finish();
