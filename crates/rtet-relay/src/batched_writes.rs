@@ -9,8 +9,8 @@
 //! tungstenite's write buffer to 0 (it hands each frame on as soon as it is
 //! made) and collects the frames of a batch here instead, in a buffer that is
 //! written out on flush and freed once the socket has taken all of it. A
-//! batch still costs one write to the socket. What tungstenite still keeps is
-//! room for the largest single frame it made.
+//! batch still costs one write to the socket. Text frames do not pass through
+//! tungstenite's buffer at all ([`crate::frame_writer`]).
 //!
 //! Every connection of the port (HTTP requests and both WebSocket endpoints)
 //! goes through it, beneath TLS when there is TLS.
@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes collected before a write stops waiting for the flush. A slow reader
 /// holds at most this plus one frame here: past it, writes wait for the
-/// socket, and tungstenite keeps the frame that did not fit.
+/// socket, and the frame that did not fit waits where it was made.
 pub const COLLECT_MAX: usize = 64 * 1024;
 
 /// A socket whose writes are collected until flushed.

@@ -10,9 +10,13 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{FutureExt, SinkExt};
+use bytes::Bytes;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rtet_protocol::{close, ServerFrame};
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::{Message, Utf8Bytes};
+
+use crate::upgrade::Socket;
 
 /// Longest we wait to hand a close frame to a peer that is not reading.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,13 +52,13 @@ impl Incoming {
 
 /// A WebSocket plus the frames queued for it and not yet handed to the socket.
 pub struct Connection {
-    socket: WebSocket,
+    socket: Socket,
     unsent: VecDeque<Message>,
 }
 
 impl Connection {
     /// Takes ownership of an upgraded socket.
-    pub fn new(socket: WebSocket) -> Self {
+    pub fn new(socket: Socket) -> Self {
         Connection {
             socket,
             unsent: VecDeque::new(),
@@ -63,12 +67,12 @@ impl Connection {
 
     /// Waits for the peer's next message.
     pub async fn read(&mut self) -> Incoming {
-        classify(self.socket.recv().await)
+        classify(self.socket.next().await)
     }
 
     /// The next message if one has already arrived, without waiting.
     pub fn read_ready(&mut self) -> Option<Incoming> {
-        self.socket.recv().now_or_never().map(classify)
+        self.socket.next().now_or_never().map(classify)
     }
 
     /// Queues a message for the next [`Connection::write`].
@@ -94,9 +98,23 @@ impl Connection {
     /// Hands every queued frame to the socket and flushes. A frame leaves the
     /// queue only once the socket took it, so when this future is dropped
     /// half-way the frames it had not handed over are still queued.
-    pub async fn write(&mut self) -> Result<(), axum::Error> {
+    ///
+    /// Text frames are framed by the relay ([`crate::frame_writer`]), so
+    /// tungstenite's buffer never grows to hold one.
+    pub async fn write(&mut self) -> Result<(), tungstenite::Error> {
         while let Some(frame) = self.unsent.front() {
-            self.socket.feed(frame.clone()).await?;
+            match frame {
+                Message::Text(text) => {
+                    let payload = Bytes::from(text.clone());
+                    if self.socket.get_ref().tungstenite_holds() {
+                        // The socket was backed up: tungstenite's bytes go first.
+                        self.socket.flush().await?;
+                    }
+                    std::future::poll_fn(|cx| self.socket.get_mut().poll_frame_done(cx)).await?;
+                    self.socket.get_mut().start_text_frame(payload);
+                }
+                _ => self.socket.feed(frame.clone()).await?,
+            }
             self.unsent.pop_front();
         }
         // An idle connection keeps no queue: the next batch allocates its own.
@@ -109,7 +127,7 @@ impl Connection {
     /// queued are dropped: a caller that wants them sent writes first.
     pub async fn close(&mut self, code: u16, reason: &'static str) {
         let frame = Message::Close(Some(CloseFrame {
-            code,
+            code: code.into(),
             reason: Utf8Bytes::from_static(reason),
         }));
         self.unsent.clear();
@@ -119,16 +137,15 @@ impl Connection {
 }
 
 /// Maps what the socket gave to what the protocol cares about.
-fn classify(message: Option<Result<Message, axum::Error>>) -> Incoming {
+fn classify(message: Option<Result<Message, tungstenite::Error>>) -> Incoming {
     match message {
         Some(Ok(Message::Text(t))) => Incoming::Text(t),
         Some(Ok(Message::Binary(_))) => Incoming::Binary,
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Control,
-        Some(Ok(Message::Close(_))) | None => Incoming::Gone,
-        Some(Err(e)) => match e.into_inner().downcast_ref::<tungstenite::Error>() {
-            Some(tungstenite::Error::Capacity(_)) => Incoming::TooLarge,
-            Some(tungstenite::Error::Utf8(_)) => Incoming::InvalidUtf8,
-            _ => Incoming::Gone,
-        },
+        // tungstenite never reads a raw frame; a peer's fragments arrive as one message.
+        Some(Ok(Message::Close(_) | Message::Frame(_))) | None => Incoming::Gone,
+        Some(Err(tungstenite::Error::Capacity(_))) => Incoming::TooLarge,
+        Some(Err(tungstenite::Error::Utf8(_))) => Incoming::InvalidUtf8,
+        Some(Err(_)) => Incoming::Gone,
     }
 }

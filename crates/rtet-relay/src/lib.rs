@@ -15,6 +15,8 @@
 //!   for both publisher endpoints.
 //! - [`connection`]: the socket side of a WebSocket connection: reads, queued writes, close.
 //! - [`batched_writes`]: every connection's socket, with a write buffer that is freed once written.
+//! - [`upgrade`]: the WebSocket handshake, so the socket under tungstenite is the relay's.
+//! - [`frame_writer`]: that socket; the relay writes its text frames there itself.
 //! - [`keepalive`]: pings and dead-peer detection for both endpoints.
 //! - [`engine`]: the [`Engine`](engine::Engine) trait (seq, history, dedupe, fan-out)
 //!   and its in-memory implementation.
@@ -37,6 +39,7 @@ pub mod client_addr;
 pub mod config;
 pub mod connection;
 pub mod engine;
+pub mod frame_writer;
 pub mod http;
 pub mod keepalive;
 pub mod metrics;
@@ -47,6 +50,7 @@ pub mod publisher;
 pub mod server;
 pub mod state;
 pub mod subscriber;
+pub mod upgrade;
 
 pub use config::{Config, ConfigError, EngineChoice, RedisUrl, Settings};
 pub use server::{run, run_with_engine, ServeError};

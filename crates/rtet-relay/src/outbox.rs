@@ -13,8 +13,8 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use axum::extract::ws::Utf8Bytes;
 use tokio::sync::Notify;
+use tungstenite::Utf8Bytes;
 
 /// What happened to a pushed frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -48,9 +48,9 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use rtet_protocol::sync::lock;
 use rtet_protocol::{Claims, Member, MemberInfo, ServerFrame};
+use tungstenite::Utf8Bytes;
 
 use crate::engine::{LocalPresence, SharedPresence, SubscriberId};
 use crate::outbox::{Outbox, Push};

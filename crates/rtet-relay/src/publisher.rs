@@ -21,14 +21,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rtet_protocol::frames::parse_publish;
 use rtet_protocol::{close, ErrorCode, FrameError, PublishFrame, ServerFrame};
 use tokio::time::sleep_until;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::Message;
 
 use crate::connection::{Connection, Incoming};
 use crate::engine::BoxFuture;
@@ -36,6 +36,7 @@ use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::metrics::Role;
 use crate::publish::publish_owned;
 use crate::state::{KeyId, Relay};
+use crate::upgrade::{Refused, Socket, Upgrade};
 use futures_util::FutureExt;
 
 /// Frames answered per write at most, when a publisher pipelines without pause.
@@ -70,7 +71,7 @@ pub async fn upgrade(
     State(relay): State<Arc<Relay>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, Refused>,
 ) -> Response {
     let Some(key) = relay.bearer_key(&headers) else {
         relay.metrics.auth_failure(Role::publisher);
@@ -91,18 +92,20 @@ pub async fn upgrade(
     relay.metrics.accepted(Role::publisher);
     let token = relay.publishers.token();
     let max = relay.config.limits.max_frame_bytes;
-    ws.read_buffer_size(READ_BUFFER)
+    // Frames up to twice the limit are read and answered with a nack; larger ones close 1009.
+    let read_max = max.saturating_mul(2).saturating_add(4096);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0) // answers collect in BatchedWrites, whose buffer is freed when written
-        // Frames up to twice the limit are read and answered with a nack; larger ones close 1009.
-        .max_message_size(max.saturating_mul(2).saturating_add(4096))
-        .max_frame_size(max.saturating_mul(2).saturating_add(4096))
-        .on_upgrade(move |socket| async move {
-            tracing::debug!(%peer, key = key.index(), "publisher connected");
-            serve(Arc::clone(&relay), socket, key).await;
-            tracing::debug!(%peer, "publisher gone");
-            drop(guard);
-            drop(token);
-        })
+        .max_message_size(Some(read_max))
+        .max_frame_size(Some(read_max));
+    ws.accept(config, move |socket| async move {
+        tracing::debug!(%peer, key = key.index(), "publisher connected");
+        serve(Arc::clone(&relay), socket, key).await;
+        tracing::debug!(%peer, "publisher gone");
+        drop(guard);
+        drop(token);
+    })
 }
 
 /// One publisher connection's state between frames.
@@ -128,7 +131,7 @@ enum Flow {
 }
 
 /// Serves one publisher connection until it closes or the relay shuts down.
-pub async fn serve(relay: Arc<Relay>, socket: WebSocket, key: KeyId) {
+pub async fn serve(relay: Arc<Relay>, socket: Socket, key: KeyId) {
     let mut conn = Connection::new(socket);
     let limits = &relay.config.limits;
     let mut keepalive = Keepalive::new(limits.ping_interval, limits.dead_peer_timeout);
@@ -242,7 +245,7 @@ impl Publisher {
 
     /// Writes the answers that are in, oldest first, up to the first still
     /// out, without waiting for it.
-    async fn write_answered(&mut self, conn: &mut Connection) -> Result<(), axum::Error> {
+    async fn write_answered(&mut self, conn: &mut Connection) -> Result<(), tungstenite::Error> {
         let mut queued = false;
         while let Some(answer) = self.unanswered.pop_front() {
             let frame = match answer {
@@ -266,7 +269,7 @@ impl Publisher {
     }
 
     /// Waits for every unanswered frame's answer and writes them all.
-    async fn finish(&mut self, conn: &mut Connection) -> Result<(), axum::Error> {
+    async fn finish(&mut self, conn: &mut Connection) -> Result<(), tungstenite::Error> {
         while !self.unanswered.is_empty() {
             self.oldest_answered().await;
             self.write_answered(conn).await?;

@@ -14,8 +14,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +24,8 @@ use rtet_protocol::{close, ClientFrame, ErrorCode, ServerFrame, Since};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::Message;
 
 use crate::config::normalize_origin;
 use crate::connection::{Connection, Incoming};
@@ -35,6 +35,7 @@ use crate::metrics::Role;
 use crate::outbox::Outbox;
 use crate::presence::seat_and_view;
 use crate::state::{replay_bucket, ConnGuard, Relay, TokenBucket};
+use crate::upgrade::{Refused, Upgrade};
 use rtet_protocol::clock::unix_ms as now_millis;
 
 /// Read buffer of a subscriber connection, and the most read from the socket
@@ -70,7 +71,7 @@ pub async fn upgrade(
     State(relay): State<Arc<Relay>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, Refused>,
 ) -> Response {
     let ws = match ws {
         Ok(ws) => ws,
@@ -90,28 +91,29 @@ pub async fn upgrade(
     }
     let tracked = relay.subscribers.token();
     let max = relay.config.limits.max_frame_bytes;
-    ws.read_buffer_size(READ_BUFFER)
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0) // frames collect in BatchedWrites, whose buffer is freed when written
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            // Built here and moved into the session's future once: every copy a
-            // future keeps of its inputs is memory each idle connection pays for.
-            let conn = Connection::new(socket);
-            let session = Session::new(
-                relay,
-                client,
-                Held {
-                    _guard: guard,
-                    _tracked: tracked,
-                },
-            );
-            if origin_ok {
-                Either::Left(session.run(conn))
-            } else {
-                Either::Right(session.refuse_origin(conn, peer))
-            }
-        })
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    ws.accept(config, move |socket| {
+        // Built here and moved into the session's future once: every copy a
+        // future keeps of its inputs is memory each idle connection pays for.
+        let conn = Connection::new(socket);
+        let session = Session::new(
+            relay,
+            client,
+            Held {
+                _guard: guard,
+                _tracked: tracked,
+            },
+        );
+        if origin_ok {
+            Either::Left(session.run(conn))
+        } else {
+            Either::Right(session.refuse_origin(conn, peer))
+        }
+    })
 }
 
 /// What a connection holds until it ends: its place in the connection limits

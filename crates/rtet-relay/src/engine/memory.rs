@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use rtet_protocol::frames::encode_event;
 use rtet_protocol::{PublishFrame, Since};
 use tokio::time::Instant;
+use tungstenite::Utf8Bytes;
 
 use super::hub::Hub;
 use super::{

@@ -18,9 +18,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::extract::ws::Utf8Bytes;
 use rtet_protocol::{ErrorCode, PublishFrame, Since};
 use thiserror::Error;
+use tungstenite::Utf8Bytes;
 
 pub use self::redis::{RedisEngine, RedisEngineConfig};
 pub use hub::Hub;

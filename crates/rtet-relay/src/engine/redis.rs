@@ -47,13 +47,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
 use redis::Value;
 use rtet_protocol::frames::encode_event;
 use rtet_protocol::{Member, MemberInfo, PublishFrame, Since};
 use tokio::sync::{mpsc, oneshot};
+use tungstenite::Utf8Bytes;
 
 use super::hub::Hub;
 use super::{
