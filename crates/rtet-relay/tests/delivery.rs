@@ -4,7 +4,9 @@
 //! or without); and with the relay's other frames (replies, replays, pings,
 //! pongs, presence) between the events. Whatever path a frame takes to a
 //! socket (the subscriber's queue, or a write straight from the fan-out, which
-//! was tried: BENCHMARKS.md, "Where the relay's time goes"), these hold.
+//! was tried: BENCHMARKS.md, "Where the relay's time goes") and whoever frames
+//! it (the relay frames text, tungstenite the pongs it answers from the read
+//! path: `src/frame_writer.rs`), these hold.
 
 mod common;
 
