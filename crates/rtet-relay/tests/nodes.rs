@@ -271,7 +271,7 @@ async fn while_redis_is_down_publishes_are_refused_to_retry_and_the_node_is_unhe
 /// every header of a refusal; returns the answer's head (status line and
 /// headers, lower-cased).
 async fn upgrade_head(relay: &TestRelay, path: &str, extra: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(relay.addr)
         .await
         .expect("connect");
@@ -281,18 +281,7 @@ async fn upgrade_head(relay: &TestRelay, path: &str, extra: &str) -> String {
         relay.addr
     );
     stream.write_all(request.as_bytes()).await.expect("write");
-    let mut head = Vec::new();
-    tokio::time::timeout(WAIT, async {
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            let n = stream.read(&mut byte).await.expect("read");
-            assert_eq!(n, 1, "the connection ended before the answer's head");
-            head.push(byte[0]);
-        }
-    })
-    .await
-    .expect("an answer in time");
-    String::from_utf8_lossy(&head).to_lowercase()
+    read_http_head(&mut stream).await
 }
 
 #[tokio::test]

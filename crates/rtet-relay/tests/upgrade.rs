@@ -29,18 +29,7 @@ struct Answer {
 async fn answer(relay: &TestRelay, request: &str) -> Answer {
     let mut stream = TcpStream::connect(relay.addr).await.expect("connect");
     stream.write_all(request.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    let mut byte = [0u8; 1];
-    tokio::time::timeout(WAIT, async {
-        while !got.ends_with(b"\r\n\r\n") {
-            let n = stream.read(&mut byte).await.expect("read");
-            assert_eq!(n, 1, "closed inside the head: {got:?}");
-            got.push(byte[0]);
-        }
-    })
-    .await
-    .expect("an answer in time");
-    let head = String::from_utf8(got).unwrap().to_ascii_lowercase();
+    let head = read_http_head(&mut stream).await;
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     let length = head
         .lines()

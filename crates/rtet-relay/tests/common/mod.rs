@@ -529,6 +529,26 @@ pub fn token_from_claims(key: &str, claims: &Value) -> String {
     )
 }
 
+/// Reads an HTTP answer's head (status line and headers, up to the blank
+/// line) from a raw connection, lower-cased; the body is left unread.
+pub async fn read_http_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = stream.read(&mut byte).await.expect("read");
+            assert_eq!(
+                n, 1,
+                "the connection ended before the answer's head: {head:?}"
+            );
+            head.push(byte[0]);
+        }
+    })
+    .await
+    .expect("an answer in time");
+    String::from_utf8_lossy(&head).to_lowercase()
+}
+
 /// Sends a text frame whose payload is these raw bytes (for invalid UTF-8).
 pub async fn send_raw_text(ws: &mut Ws, payload: &[u8]) {
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
