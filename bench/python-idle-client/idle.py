@@ -4,7 +4,11 @@ WebSocket connections with Python's `websockets` (Debian's
 python3-websockets), with at most IN_FLIGHT handshakes at once, subscribes
 each to the anonymous channel (rtet-relay's protocol; --no-subscribe for a
 peer without one), and prints the relay process's VmRSS before, 2 s after the
-last one opened, and after --hold seconds more.
+last one opened, and after --hold seconds more. With --send-bytes N, each
+connection then sends one frame of about N bytes (an `unsubscribe` whose
+channel name is N bytes long, which rtet-relay reads whole and refuses) and
+reads the answer, and the RSS is printed again 2 s later: what the relay
+keeps of a client's large frame.
 
     idle.py --url ws://127.0.0.1:PORT/ws --pid RELAY_PID --count 15000 --in-flight 256
 
@@ -58,6 +62,8 @@ async def main():
     p.add_argument("--no-subscribe", dest="subscribe", action="store_false")
     p.add_argument("--ping-interval", type=float, default=None,
                    help="seconds between the client's pings (default: none)")
+    p.add_argument("--send-bytes", type=int, default=0,
+                   help="then send one frame of about this size per connection (default: none)")
     args = p.parse_args()
     host = urlparse(args.url).hostname
     if not host or not host.startswith("127."):
@@ -76,8 +82,22 @@ async def main():
         await asyncio.sleep(args.hold)
         held = rss_kib(args.pid)
         print(f"after {args.hold:.0f} s more: {held} KiB: {(held - before) / n:.2f} KiB per connection")
+    if args.send_bytes > 0:
+        frame = json.dumps({"type": "unsubscribe", "channel": "x" * args.send_bytes})
+        answers = await asyncio.gather(*(send_large(ws, frame, gate) for ws in conns))
+        refused = sum(1 for a in answers if a.get("type") == "error")
+        await asyncio.sleep(2)
+        sent = rss_kib(args.pid)
+        print(f"after one frame of {len(frame)} bytes from each ({refused} of {n} answered "
+              f"with an error): {sent} KiB: {(sent - before) / n:.2f} KiB per connection")
     for ws in conns:
         await ws.close()
+
+
+async def send_large(ws, frame, gate):
+    async with gate:
+        await ws.send(frame)
+        return json.loads(await asyncio.wait_for(ws.recv(), 30))
 
 
 asyncio.run(main())

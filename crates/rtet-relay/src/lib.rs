@@ -17,6 +17,7 @@
 //! - [`batched_writes`]: every connection's socket, with a write buffer that is freed once written.
 //! - [`upgrade`]: the WebSocket handshake, so the socket under tungstenite is the relay's.
 //! - [`frame_writer`]: that socket; the relay writes its text frames there itself.
+//! - [`frame_splitter`]: beneath it, a client's large frames reach tungstenite in pieces.
 //! - [`keepalive`]: pings and dead-peer detection for both endpoints.
 //! - [`engine`]: the [`Engine`](engine::Engine) trait (seq, history, dedupe, fan-out)
 //!   and its in-memory implementation.
@@ -39,6 +40,7 @@ pub mod client_addr;
 pub mod config;
 pub mod connection;
 pub mod engine;
+pub mod frame_splitter;
 pub mod frame_writer;
 pub mod http;
 pub mod keepalive;

@@ -99,7 +99,9 @@ pub async fn upgrade(
         .write_buffer_size(0) // answers collect in BatchedWrites, whose buffer is freed when written
         .max_message_size(Some(read_max))
         .max_frame_size(Some(read_max));
-    ws.accept(config, move |socket| async move {
+    // Events up to the frame limit are a publisher's everyday frames, read whole;
+    // its read buffer keeps their size (publishers hold an API key and are few).
+    ws.accept(config, None, move |socket| async move {
         tracing::debug!(%peer, key = key.index(), "publisher connected");
         serve(Arc::clone(&relay), socket, key).await;
         tracing::debug!(%peer, "publisher gone");

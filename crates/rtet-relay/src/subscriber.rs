@@ -41,8 +41,9 @@ use rtet_protocol::clock::unix_ms as now_millis;
 /// Read buffer of a subscriber connection, and the most read from the socket
 /// at once. tungstenite keeps it allocated for the connection's life, so every
 /// idle subscriber pays for it: sized for what browsers send (`subscribe`,
-/// pongs; a frame larger than this, such as an `auth` with a long token, grows
-/// it to that frame's size, within `--max-frame-bytes`).
+/// pongs). A larger frame, such as an `auth` with a long token, reaches
+/// tungstenite in pieces of this size ([`crate::frame_splitter`]), so the
+/// buffer does not grow to that frame's size.
 const READ_BUFFER: usize = 256;
 /// Queued events written per batch before the task looks at its other duties.
 const BATCH: usize = 256;
@@ -96,7 +97,7 @@ pub async fn upgrade(
         .write_buffer_size(0) // frames collect in BatchedWrites, whose buffer is freed when written
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
-    ws.accept(config, move |socket| {
+    ws.accept(config, Some(READ_BUFFER), move |socket| {
         // Built here and moved into the session's future once: every copy a
         // future keeps of its inputs is memory each idle connection pays for.
         let conn = Connection::new(socket);

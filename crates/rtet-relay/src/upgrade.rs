@@ -4,7 +4,8 @@
 //! axum's `WebSocketUpgrade` would (the same checks, statuses and messages),
 //! so that the socket under tungstenite is one of ours: a [`FrameWriter`],
 //! through which [`crate::connection`] writes large text frames without
-//! tungstenite's buffer.
+//! tungstenite's buffer, over a [`FrameSplitter`], which hands tungstenite a
+//! client's large frames in pieces so that its read buffer stays small.
 
 use std::future::Future;
 
@@ -18,10 +19,11 @@ use tokio_tungstenite::WebSocketStream;
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::{Role, WebSocketConfig};
 
+use crate::frame_splitter::FrameSplitter;
 use crate::frame_writer::FrameWriter;
 
 /// An upgraded connection as the endpoints see it.
-pub type Socket = WebSocketStream<FrameWriter<TokioIo<Upgraded>>>;
+pub type Socket = WebSocketStream<FrameWriter<FrameSplitter<TokioIo<Upgraded>>>>;
 
 /// A request that asked to become a WebSocket and may.
 pub struct Upgrade {
@@ -103,9 +105,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
 
 impl Upgrade {
     /// Answers 101 Switching Protocols and, once hyper hands the connection
-    /// over, runs `serve` on it as a WebSocket with `config`.
+    /// over, runs `serve` on it as a WebSocket with `config`; the client's data
+    /// frames larger than `piece` bytes reach tungstenite in pieces (`None`:
+    /// whole, see [`FrameSplitter`]).
     #[must_use = "the connection is upgraded only when this response is returned"]
-    pub fn accept<F, Fut>(self, config: WebSocketConfig, serve: F) -> Response
+    pub fn accept<F, Fut>(self, config: WebSocketConfig, piece: Option<usize>, serve: F) -> Response
     where
         F: FnOnce(Socket) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -115,7 +119,9 @@ impl Upgrade {
             let Ok(upgraded) = on_upgrade.await else {
                 return;
             };
-            let io = FrameWriter::new(TokioIo::new(upgraded));
+            let max_frame = config.max_frame_size.unwrap_or(usize::MAX);
+            let reads = FrameSplitter::new(TokioIo::new(upgraded), piece, max_frame);
+            let io = FrameWriter::new(reads);
             let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
             serve(socket).await;
         });

@@ -395,7 +395,9 @@ pub async fn subscribe(ws: &mut Ws, channel: &str, since: Option<(&str, u64)>) -
     recv(ws).await
 }
 
-/// The `rtet-relay` binary, with no `RTET_*` variable of the test's environment.
+/// The `rtet-relay` binary, with no `RTET_*` variable of the test's
+/// environment, listening on a free loopback port unless the test says
+/// otherwise (`--listen` or `RTET_LISTEN`, which beat this default).
 pub fn relay_binary() -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rtet-relay"));
     for (k, _) in std::env::vars() {
@@ -403,13 +405,14 @@ pub fn relay_binary() -> std::process::Command {
             c.env_remove(k);
         }
     }
+    c.env("RTET_LISTEN", "127.0.0.1:0");
     c
 }
 
 /// A relay child process, stopped when dropped.
 pub struct RelayProcess {
     pub child: std::process::Child,
-    /// The address it logged (it listens on port 0 unless told otherwise).
+    /// The address it logged (a free port unless the test chose one).
     pub addr: String,
     /// The log lines before the one that says where it listens.
     pub early_log: Vec<String>,
