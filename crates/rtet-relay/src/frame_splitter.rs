@@ -36,16 +36,18 @@ const HEADER_MAX: usize = 14;
 /// A socket that hands tungstenite a client's large data frames in pieces.
 pub struct FrameSplitter<S> {
     inner: S,
-    /// Split frames with more payload than this; `None`: pass every frame as it came.
-    piece: Option<u16>,
+    /// The frame being read, while one is: boxed, so that a connection
+    /// between frames (an idle one) holds one pointer.
+    frame: Option<Box<State>>,
+    /// Split frames with more payload than this; 0: pass every frame as it came.
+    piece: u16,
     /// Frames larger than this are passed on whole, for tungstenite to refuse.
-    max_frame: u64,
-    state: State,
+    max_frame: u32,
 }
 
-/// Where in the client's byte stream the reader is.
+/// Where in a frame the reader is.
 enum State {
-    /// Reading a frame's header: `have` bytes of it so far.
+    /// Reading the header: `have` bytes of it so far.
     Header { bytes: [u8; HEADER_MAX], have: u8 },
     /// Handing tungstenite a header (the frame's own, or a piece's): `bytes[at..len]`.
     Emit {
@@ -82,48 +84,55 @@ impl<S> FrameSplitter<S> {
     /// of 4, at least 4) on in pieces, up to `max_frame`; `piece: None` passes
     /// every byte through as it came.
     pub fn new(inner: S, piece: Option<usize>, max_frame: usize) -> Self {
-        let piece = piece.map(|p| (p.clamp(4, usize::from(u16::MAX)) & !3) as u16);
+        let piece = piece.map_or(0, |p| (p.clamp(4, usize::from(u16::MAX)) & !3) as u16);
         FrameSplitter {
             inner,
+            frame: None,
             piece,
-            max_frame: max_frame as u64,
-            state: State::Header {
-                bytes: [0; HEADER_MAX],
-                have: 0,
-            },
+            max_frame: u32::try_from(max_frame).unwrap_or(u32::MAX),
         }
     }
+}
 
-    /// What follows a complete `header` of a frame of `len` payload bytes.
-    fn after_header(&self, header: &[u8], parsed: &FrameHeader, len: u64) -> State {
-        let splittable = matches!(
-            parsed.opcode,
-            OpCode::Data(Data::Text | Data::Binary | Data::Continue)
-        ) && !(parsed.rsv1 || parsed.rsv2 || parsed.rsv3)
-            && len <= self.max_frame;
-        match (self.piece, parsed.mask) {
-            (Some(piece), Some(mask)) if splittable && len > u64::from(piece) => {
-                let split = Split {
-                    rest: len,
-                    fin: parsed.is_final,
-                    mask,
-                };
-                next_piece(piece, split, parsed.opcode)
-            }
-            _ => {
-                let mut bytes = [0; HEADER_MAX];
-                bytes[..header.len()].copy_from_slice(header);
-                State::Emit {
-                    bytes,
-                    at: 0,
-                    len: header.len() as u8,
-                    then: Payload {
-                        left: len,
-                        split: None,
-                    },
-                }
-            }
+/// What follows a complete `header` of a frame of `len` payload bytes.
+fn after_header(
+    header: &[u8],
+    parsed: &FrameHeader,
+    len: u64,
+    piece: u16,
+    max_frame: u32,
+) -> State {
+    let splittable = matches!(
+        parsed.opcode,
+        OpCode::Data(Data::Text | Data::Binary | Data::Continue)
+    ) && !(parsed.rsv1 || parsed.rsv2 || parsed.rsv3)
+        && len > u64::from(piece)
+        && len <= u64::from(max_frame);
+    match parsed.mask {
+        Some(mask) if splittable => {
+            let split = Split {
+                rest: len,
+                fin: parsed.is_final,
+                mask,
+            };
+            next_piece(piece, split, parsed.opcode)
         }
+        _ => emit_as_read(header, len),
+    }
+}
+
+/// Hands on `header` as it was read, then `len` bytes of payload.
+fn emit_as_read(header: &[u8], len: u64) -> State {
+    let mut bytes = [0; HEADER_MAX];
+    bytes[..header.len()].copy_from_slice(header);
+    State::Emit {
+        bytes,
+        at: 0,
+        len: header.len() as u8,
+        then: Payload {
+            left: len,
+            split: None,
+        },
     }
 }
 
@@ -170,13 +179,15 @@ fn header_len(bytes: &[u8]) -> usize {
     2 + length_bytes + mask_bytes
 }
 
-impl<S: AsyncRead + Unpin> FrameSplitter<S> {
-    /// Reads from the socket into `dst`: `Ready(0)` at the end of the stream.
-    fn read_into(&mut self, cx: &mut Context<'_>, dst: &mut [u8]) -> Poll<io::Result<usize>> {
-        let mut buf = ReadBuf::new(dst);
-        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut buf))?;
-        Poll::Ready(Ok(buf.filled().len()))
-    }
+/// Reads from `inner` into `dst`: `Ready(0)` at the end of the stream.
+fn read_into<S: AsyncRead + Unpin>(
+    inner: &mut S,
+    cx: &mut Context<'_>,
+    dst: &mut [u8],
+) -> Poll<io::Result<usize>> {
+    let mut buf = ReadBuf::new(dst);
+    ready!(Pin::new(inner).poll_read(cx, &mut buf))?;
+    Poll::Ready(Ok(buf.filled().len()))
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for FrameSplitter<S> {
@@ -186,67 +197,60 @@ impl<S: AsyncRead + Unpin> AsyncRead for FrameSplitter<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let Some(piece) = this.piece else {
+        if this.piece == 0 {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
-        };
+        }
         let start = buf.filled().len();
-        // Whatever was handed over already is returned when the socket has no more.
-        let handed = |buf: &ReadBuf<'_>| buf.filled().len() > start;
+        // What the socket gave: Ready(Some(n)), or None when the read must stop
+        // here (what was handed over so far is returned; nothing: Pending).
+        macro_rules! read {
+            ($dst:expr) => {
+                match read_into(&mut this.inner, cx, $dst) {
+                    Poll::Pending if buf.filled().len() > start => break,
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(r) => r?,
+                }
+            };
+        }
         while buf.remaining() > 0 {
-            match &mut this.state {
+            let Some(state) = this.frame.as_mut() else {
+                // Between frames: the first bytes of the next header. Header
+                // bytes are read on their own, never past the header.
+                let mut first = [0; 2];
+                let n = read!(&mut first);
+                if n == 0 {
+                    break; // the end of the stream, between frames
+                }
+                let mut bytes = [0; HEADER_MAX];
+                bytes[..n].copy_from_slice(&first[..n]);
+                this.frame = Some(Box::new(State::Header {
+                    bytes,
+                    have: n as u8,
+                }));
+                continue;
+            };
+            match &mut **state {
                 State::Header { bytes, have } => {
                     let got = usize::from(*have);
                     let need = header_len(&bytes[..got]);
                     if got < need {
-                        // Header bytes are read on their own, never past the header.
-                        let mut read = [0; HEADER_MAX];
-                        let n = match this.read_into(cx, &mut read[..need - got]) {
-                            Poll::Pending if handed(buf) => break,
-                            Poll::Pending => return Poll::Pending,
-                            Poll::Ready(r) => r?,
-                        };
-                        let State::Header { bytes, have } = &mut this.state else {
-                            unreachable!("reading does not change the state");
-                        };
+                        let n = read!(&mut bytes[got..need]);
                         if n == 0 {
-                            if *have == 0 {
-                                break; // the end of the stream, between frames
-                            }
                             // It ended inside a header: tungstenite sees the header as it came.
-                            this.state = State::Emit {
-                                bytes: *bytes,
-                                at: 0,
-                                len: *have,
-                                then: Payload {
-                                    left: 0,
-                                    split: None,
-                                },
-                            };
-                            continue;
+                            **state = emit_as_read(&bytes[..got], 0);
+                        } else {
+                            *have += n as u8;
                         }
-                        bytes[got..got + n].copy_from_slice(&read[..n]);
-                        *have += n as u8;
                         continue;
                     }
                     let header = &bytes[..need];
-                    match FrameHeader::parse(&mut io::Cursor::new(header)) {
+                    **state = match FrameHeader::parse(&mut io::Cursor::new(header)) {
                         Ok(Some((parsed, len))) => {
-                            let header = *bytes;
-                            this.state = this.after_header(&header[..need], &parsed, len);
+                            after_header(header, &parsed, len, this.piece, this.max_frame)
                         }
                         // A header tungstenite cannot read: it sees it as it came and refuses it.
-                        _ => {
-                            this.state = State::Emit {
-                                bytes: *bytes,
-                                at: 0,
-                                len: need as u8,
-                                then: Payload {
-                                    left: 0,
-                                    split: None,
-                                },
-                            }
-                        }
-                    }
+                        _ => emit_as_read(header, 0),
+                    };
                 }
                 State::Emit {
                     bytes,
@@ -259,38 +263,25 @@ impl<S: AsyncRead + Unpin> AsyncRead for FrameSplitter<S> {
                     buf.put_slice(&from[..n]);
                     *at += n as u8;
                     if at == len {
-                        this.state = State::Payload(*then);
+                        **state = State::Payload(*then);
                     }
                 }
-                State::Payload(payload) => {
-                    if payload.left == 0 {
-                        this.state = match payload.split {
-                            Some(split) if split.rest > 0 => {
-                                next_piece(piece, split, OpCode::Data(Data::Continue))
-                            }
-                            _ => State::Header {
-                                bytes: [0; HEADER_MAX],
-                                have: 0,
-                            },
-                        };
-                        continue;
-                    }
+                State::Payload(payload) if payload.left > 0 => {
                     let limit = payload.left.min(buf.remaining() as u64) as usize;
-                    let dst = buf.initialize_unfilled_to(limit);
-                    let n = match this.read_into(cx, dst) {
-                        Poll::Pending if handed(buf) => break,
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(r) => r?,
-                    };
+                    let n = read!(buf.initialize_unfilled_to(limit));
                     if n == 0 {
                         break; // the end of the stream, inside a payload
                     }
                     buf.advance(n);
-                    let State::Payload(payload) = &mut this.state else {
-                        unreachable!("reading does not change the state");
-                    };
                     payload.left -= n as u64;
                 }
+                State::Payload(Payload {
+                    split: Some(split), ..
+                }) if split.rest > 0 => {
+                    **state = next_piece(this.piece, *split, OpCode::Data(Data::Continue));
+                }
+                // The frame is through: an idle connection holds nothing of it.
+                State::Payload(_) => this.frame = None,
             }
         }
         Poll::Ready(Ok(()))
@@ -458,6 +449,7 @@ mod tests {
         tokio::io::AsyncReadExt::read_to_end(&mut splitter, &mut out)
             .await
             .unwrap();
+        assert!(splitter.frame.is_none(), "nothing is kept between frames");
 
         let mut cursor = io::Cursor::new(&out[..]);
         let mut pieces = Vec::new();
