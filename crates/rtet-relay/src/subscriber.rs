@@ -44,7 +44,7 @@ use rtet_protocol::clock::unix_ms as now_millis;
 /// pongs). A larger frame, such as an `auth` with a long token, reaches
 /// tungstenite in pieces of this size ([`crate::frame_splitter`]), so the
 /// buffer does not grow to that frame's size.
-const READ_BUFFER: usize = 256;
+pub const READ_BUFFER: usize = 256;
 /// Queued events written per batch before the task looks at its other duties.
 const BATCH: usize = 256;
 /// At shutdown, how long queued events may take to reach a subscriber before the 1001 close.

@@ -137,6 +137,10 @@ fn the_security_fixed_bounds_match_the_code() {
             format!("{} KiB", rtet_relay::batched_writes::COLLECT_MAX / 1024),
         ),
         (
+            "a subscriber's read buffer, kept between frames",
+            format!("{} B", rtet_relay::subscriber::READ_BUFFER),
+        ),
+        (
             "delivering queued events at shutdown",
             secs(rtet_relay::subscriber::SHUTDOWN_FLUSH),
         ),
