@@ -90,6 +90,27 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BatchedWrites<S> {
         Poll::Ready(Ok(buf.len()))
     }
 
+    /// Collects all of `bufs` (a frame's header and payload) with one allocation.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.unwritten() >= COLLECT_MAX {
+            ready!(self.poll_write_out(cx))?;
+        }
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.pending.reserve(len);
+        for buf in bufs {
+            self.pending.extend_from_slice(buf);
+        }
+        Poll::Ready(Ok(len))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_write_out(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -119,6 +140,20 @@ mod tests {
         let mut got = [0u8; 7];
         far.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"one two");
+    }
+
+    #[tokio::test]
+    async fn a_vectored_write_is_collected_whole_and_in_order() {
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let mut w = BatchedWrites::new(near);
+        let parts = [io::IoSlice::new(b"head "), io::IoSlice::new(b"and payload")];
+        let n = w.write_vectored(&parts).await.unwrap();
+        assert_eq!(n, 16, "both parts taken");
+        assert_eq!(w.pending.capacity(), 16, "in one allocation of their size");
+        w.flush().await.unwrap();
+        let mut got = [0u8; 16];
+        far.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"head and payload");
     }
 
     #[tokio::test]

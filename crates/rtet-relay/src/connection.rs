@@ -85,11 +85,6 @@ impl Connection {
         self.queue(Message::Text(frame.encode().into()));
     }
 
-    /// Queues already encoded event frames.
-    pub fn queue_events(&mut self, events: impl IntoIterator<Item = Utf8Bytes>) {
-        self.unsent.extend(events.into_iter().map(Message::Text));
-    }
-
     /// Whether frames are waiting for a write.
     pub fn has_queued(&self) -> bool {
         !self.unsent.is_empty()
@@ -133,6 +128,13 @@ impl Connection {
         self.unsent.clear();
         self.queue(frame);
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.write()).await;
+    }
+}
+
+/// Queues already encoded event frames.
+impl Extend<Utf8Bytes> for Connection {
+    fn extend<I: IntoIterator<Item = Utf8Bytes>>(&mut self, events: I) {
+        self.unsent.extend(events.into_iter().map(Message::Text));
     }
 }
 

@@ -104,12 +104,17 @@ impl<S: AsyncWrite + Unpin> FrameWriter<S> {
         let header_len = usize::from(frame.header_len);
         let total = header_len + frame.payload.len();
         while frame.written < total {
-            let rest = if frame.written < header_len {
-                &frame.header[frame.written..header_len]
+            let inner = Pin::new(&mut self.inner);
+            let n = if frame.written < header_len {
+                // Header and payload in one write where the socket takes both.
+                let parts = [
+                    io::IoSlice::new(&frame.header[frame.written..header_len]),
+                    io::IoSlice::new(&frame.payload),
+                ];
+                ready!(inner.poll_write_vectored(cx, &parts))?
             } else {
-                &frame.payload[frame.written - header_len..]
+                ready!(inner.poll_write(cx, &frame.payload[frame.written - header_len..]))?
             };
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, rest))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }

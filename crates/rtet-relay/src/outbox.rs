@@ -9,11 +9,16 @@
 //!
 //! It is a mutex around a `VecDeque` rather than a channel because an idle
 //! subscriber must cost almost nothing: an empty `VecDeque` does not allocate.
+//! Its connection task is woken through one [`AtomicWaker`] and two flags
+//! (frames queued, overflowed) rather than a `Notify` for each: a task that
+//! is woken for an event registers again with a compare-and-swap and no lock.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
 use tungstenite::Utf8Bytes;
 
 /// What happened to a pushed frame.
@@ -34,15 +39,20 @@ struct Inner {
     closed: bool,
 }
 
+/// [`Outbox::signals`]: frames were queued since the task last looked.
+const FRAMES: u8 = 1;
+/// [`Outbox::signals`]: the queue overflowed (it stays so).
+const OVERFLOWED: u8 = 2;
+
 /// One subscriber connection's queue of outgoing event frames.
 #[derive(Debug)]
 pub struct Outbox {
     inner: Mutex<Inner>,
     capacity: usize,
-    /// Woken when frames were queued.
-    ready: Notify,
-    /// Woken once, when the queue overflows.
-    overflow: Notify,
+    /// What the connection task has to look at: [`FRAMES`], [`OVERFLOWED`].
+    signals: AtomicU8,
+    /// The connection task, woken when a signal is raised.
+    task: AtomicWaker,
 }
 
 impl Outbox {
@@ -51,9 +61,36 @@ impl Outbox {
         Outbox {
             inner: Mutex::new(Inner::default()),
             capacity: capacity.max(1),
-            ready: Notify::new(),
-            overflow: Notify::new(),
+            signals: AtomicU8::new(0),
+            task: AtomicWaker::new(),
         }
+    }
+
+    /// Raises `signal` and wakes the connection task.
+    fn raise(&self, signal: u8) {
+        self.signals.fetch_or(signal, Ordering::AcqRel);
+        self.task.wake();
+    }
+
+    /// Ready when `signal` is raised (clearing it if `consume`); otherwise the
+    /// task is woken when it is.
+    fn poll_signal(&self, cx: &mut Context<'_>, signal: u8, consume: bool) -> Poll<()> {
+        let raised = |signals: &AtomicU8| {
+            if consume {
+                signals.fetch_and(!signal, Ordering::AcqRel) & signal != 0
+            } else {
+                signals.load(Ordering::Acquire) & signal != 0
+            }
+        };
+        if raised(&self.signals) {
+            return Poll::Ready(());
+        }
+        self.task.register(cx.waker());
+        // Raised between the first look and the registration: its wake-up may have been missed.
+        if raised(&self.signals) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -71,14 +108,14 @@ impl Outbox {
             inner.frames.clear();
             inner.frames.shrink_to_fit();
             drop(inner);
-            self.overflow.notify_one();
+            self.raise(OVERFLOWED);
             return Push::Overflowed;
         }
         let was_empty = inner.frames.is_empty();
         inner.frames.push_back(frame);
         drop(inner);
         if was_empty {
-            self.ready.notify_one();
+            self.raise(FRAMES);
         }
         Push::Queued
     }
@@ -100,18 +137,20 @@ impl Outbox {
         inner.overflowed = true;
         inner.frames = VecDeque::new();
         drop(inner);
-        self.overflow.notify_one();
+        self.raise(OVERFLOWED);
     }
 
-    /// Moves up to `max` queued frames into `out`.
-    pub fn drain_into(&self, out: &mut Vec<Utf8Bytes>, max: usize) {
+    /// Moves up to `max` queued frames into `out`, and says whether more are waiting.
+    pub fn drain_into(&self, out: &mut impl Extend<Utf8Bytes>, max: usize) -> bool {
         let mut inner = self.lock();
         let n = inner.frames.len().min(max);
         out.extend(inner.frames.drain(..n));
         if inner.frames.is_empty() {
             // An idle subscriber holds no queue: the next frame allocates one.
             inner.frames = VecDeque::new();
+            return false;
         }
+        true
     }
 
     /// Whether frames are waiting.
@@ -131,25 +170,27 @@ impl Outbox {
         inner.frames = VecDeque::new();
     }
 
-    /// Makes the next [`Outbox::ready`] resolve at once (frames are still waiting).
-    pub fn wake(&self) {
-        self.ready.notify_one();
+    /// Ready when frames were queued since the last time it was (so frames
+    /// may be waiting). One connection task polls it.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_signal(cx, FRAMES, true)
     }
 
-    /// Resolves when frames may be waiting (a wake-up is kept if nobody waited yet).
+    /// Resolves when frames may be waiting (see [`Outbox::poll_ready`]).
     pub async fn ready(&self) {
-        self.ready.notified().await
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await
     }
 
-    /// Resolves when the queue has overflowed.
+    /// Resolves when the queue has overflowed (at once, ever after).
     pub async fn overflowed(&self) {
-        self.overflow.notified().await
+        std::future::poll_fn(|cx| self.poll_signal(cx, OVERFLOWED, false)).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
 
     #[test]
     fn overflows_once_then_drops() {
@@ -178,6 +219,48 @@ mod tests {
             0,
             "an idle subscriber holds no queue"
         );
+    }
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_task_is_woken_once_for_frames_queued_while_it_waits_and_for_an_overflow() {
+        let q = Outbox::new(2);
+        let wakes = std::sync::Arc::new(Wakes::default());
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let woken = || wakes.0.load(Ordering::SeqCst);
+
+        assert!(q.poll_ready(&mut cx).is_pending(), "nothing queued yet");
+        q.push("1".into());
+        q.push("2".into());
+        assert_eq!(woken(), 1, "woken for the first frame of an empty queue");
+        assert!(q.poll_ready(&mut cx).is_ready());
+        assert!(q.poll_ready(&mut cx).is_pending(), "the signal is used up");
+
+        // A frame queued before the task looks is not missed.
+        let mut out = Vec::new();
+        q.drain_into(&mut out, 10);
+        q.push("3".into());
+        assert!(q.poll_ready(&mut cx).is_ready());
+
+        let overflowed =
+            |cx: &mut Context<'_>| std::pin::pin!(q.overflowed()).as_mut().poll(cx).is_ready();
+        assert!(!overflowed(&mut cx));
+        let before = woken();
+        q.push("4".into());
+        assert_eq!(q.push("5".into()), Push::Overflowed);
+        assert_eq!(woken(), before + 1, "woken for the overflow");
+        assert!(overflowed(&mut cx));
+        assert!(overflowed(&mut cx), "an overflow stays");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! One task per connection owns the socket and waits on, in this order of
 //! priority: shutdown, its queue overflowing (slow consumer), its timer (first
-//! frame, then token expiry), the ping interval, the client's frames, and
-//! queued events. Per connection it keeps only what it must: the queue, the
+//! frame, then token expiry, and the ping interval), queued events, and the
+//! client's frames; a backlog of more than one batch of events is written a
+//! batch at a time, with the client's frames read between batches. Per connection it keeps only what it must: the queue, the
 //! token's claims, the channel names and a rate bucket.
 //!
 //! Each subscription is also a seat in the channel's presence
@@ -12,12 +13,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
+use futures_util::FutureExt;
 use rtet_protocol::frames::parse_client_frame;
 use rtet_protocol::token::{verify, Claims};
 use rtet_protocol::{close, ClientFrame, ErrorCode, ServerFrame, Since};
@@ -269,13 +272,37 @@ impl Session {
         };
         let timer = sleep_until(next(timer_kind, deadline, &keepalive));
         tokio::pin!(timer);
+        // More queued events than one batch: the next batch is written after
+        // the client's frames have had their turn.
+        let mut more_queued = false;
+        // Waited on by every turn of the loop: made once, so a wake-up for an
+        // event does not register and unregister it again.
+        let outbox = Arc::clone(&self.outbox);
+        let overflowed = outbox.overflowed();
+        tokio::pin!(overflowed);
+        // The shutdown is one token every subscriber shares, and registering
+        // with it takes its lock. The task registers once, here (its waker
+        // does not change), and each turn only looks at the flag.
+        let stopping = stop.cancelled();
+        tokio::pin!(stopping);
+        std::future::poll_fn(|cx| {
+            let _ = std::future::Future::poll(stopping.as_mut(), cx);
+            Poll::Ready(())
+        })
+        .await;
+        let stopped = || {
+            std::future::poll_fn(|_| match stop.is_cancelled() {
+                true => Poll::Ready(()),
+                false => Poll::Pending, // woken through `stopping`
+            })
+        };
 
         let end: Option<(u16, &'static str)> = loop {
             // Each arm queues what to send and may ask to close after sending it.
             let close_after: Option<(u16, &'static str)> = tokio::select! {
                 biased;
-                _ = stop.cancelled() => break Some(Box::pin(self.going_away(conn)).await),
-                _ = self.outbox.overflowed() => break Some(self.slow()),
+                _ = stopped() => break Some(Box::pin(self.going_away(conn)).await),
+                _ = &mut overflowed => break Some(self.slow()),
                 _ = &mut timer => {
                     if timer_kind != Timer::Off && Instant::now() >= deadline {
                         break Some(match timer_kind {
@@ -292,6 +319,13 @@ impl Session {
                         KeepaliveAction::Wait => {}
                     }
                     timer.as_mut().reset(next(timer_kind, deadline, &keepalive));
+                    None
+                }
+                // Queued events come before the socket's read side: a wake-up
+                // for an event writes it without reading first (the read is
+                // polled once after, when the task waits again).
+                _ = self.outbox.ready(), if !more_queued => {
+                    more_queued = self.drain(conn, BATCH);
                     None
                 }
                 incoming = conn.read() => {
@@ -318,26 +352,28 @@ impl Session {
                     }
                     timer.as_mut().reset(next(timer_kind, deadline, &keepalive));
                     if outcome.flush_queue_first {
-                        self.drain(conn, usize::MAX);
+                        more_queued = self.drain(conn, usize::MAX);
                     }
                     for reply in outcome.replies {
                         conn.queue(reply);
                     }
                     outcome.close
                 }
-                _ = self.outbox.ready() => {
-                    self.drain(conn, BATCH);
-                    if self.outbox.has_frames() {
-                        // More than one batch: come back after looking at everything else.
-                        self.outbox.wake();
-                    }
+                _ = std::future::ready(()), if more_queued => {
+                    more_queued = self.drain(conn, BATCH);
                     None
                 }
             };
             if conn.has_queued() {
-                if let Err(cut) =
-                    Box::pin(write(conn, &self.outbox, &stop, limits.dead_peer_timeout)).await
-                {
+                // Most writes complete at once; only one that would wait needs
+                // the watch for an overflow, the shutdown and a dead peer.
+                let written = match conn.write().now_or_never() {
+                    Some(done) => done.map_err(|_| Cut::Failed),
+                    None => {
+                        Box::pin(write(conn, &self.outbox, &stop, limits.dead_peer_timeout)).await
+                    }
+                };
+                if let Err(cut) = written {
                     break match cut {
                         Cut::Overflow => Some(self.slow()),
                         Cut::Shutdown => Some(Box::pin(self.going_away(conn)).await),
@@ -361,12 +397,10 @@ impl Session {
         }
     }
 
-    /// Moves up to `max` queued events from the outbox to the connection.
-    /// The batch's buffer is not kept: an idle connection holds none.
-    fn drain(&mut self, conn: &mut Connection, max: usize) {
-        let mut batch = Vec::new();
-        self.outbox.drain_into(&mut batch, max);
-        conn.queue_events(batch);
+    /// Moves up to `max` queued events from the outbox to the connection,
+    /// and says whether more are waiting.
+    fn drain(&mut self, conn: &mut Connection, max: usize) -> bool {
+        self.outbox.drain_into(conn, max)
     }
 
     fn slow(&self) -> (u16, &'static str) {
