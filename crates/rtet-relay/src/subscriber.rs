@@ -13,7 +13,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
@@ -276,32 +275,17 @@ impl Session {
         // the client's frames have had their turn.
         let mut more_queued = false;
         // Waited on by every turn of the loop: made once, so a wake-up for an
-        // event does not register and unregister it again.
+        // event does not register and unregister them again.
         let outbox = Arc::clone(&self.outbox);
-        let overflowed = outbox.overflowed();
-        tokio::pin!(overflowed);
-        // The shutdown is one token every subscriber shares, and registering
-        // with it takes its lock. The task registers once, here (its waker
-        // does not change), and each turn only looks at the flag.
         let stopping = stop.cancelled();
-        tokio::pin!(stopping);
-        std::future::poll_fn(|cx| {
-            let _ = std::future::Future::poll(stopping.as_mut(), cx);
-            Poll::Ready(())
-        })
-        .await;
-        let stopped = || {
-            std::future::poll_fn(|_| match stop.is_cancelled() {
-                true => Poll::Ready(()),
-                false => Poll::Pending, // woken through `stopping`
-            })
-        };
+        let overflowed = outbox.overflowed();
+        tokio::pin!(stopping, overflowed);
 
         let end: Option<(u16, &'static str)> = loop {
             // Each arm queues what to send and may ask to close after sending it.
             let close_after: Option<(u16, &'static str)> = tokio::select! {
                 biased;
-                _ = stopped() => break Some(Box::pin(self.going_away(conn)).await),
+                _ = &mut stopping => break Some(Box::pin(self.going_away(conn)).await),
                 _ = &mut overflowed => break Some(self.slow()),
                 _ = &mut timer => {
                     if timer_kind != Timer::Off && Instant::now() >= deadline {
