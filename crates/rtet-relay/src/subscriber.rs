@@ -4,8 +4,9 @@
 //! priority: shutdown, its queue overflowing (slow consumer), its timer (first
 //! frame, then token expiry, and the ping interval), queued events, and the
 //! client's frames; a backlog of more than one batch of events is written a
-//! batch at a time, with the client's frames read between batches. Per connection it keeps only what it must: the queue, the
-//! token's claims, the channel names and a rate bucket.
+//! batch at a time, with the client's frames read between batches. Per
+//! connection it keeps only what it must: the queue, the token's claims, the
+//! channel names and a rate bucket.
 //!
 //! Each subscription is also a seat in the channel's presence
 //! ([`crate::presence`]); the session leaves every channel when it ends,
