@@ -201,8 +201,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for FrameSplitter<S> {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
         let start = buf.filled().len();
-        // What the socket gave: Ready(Some(n)), or None when the read must stop
-        // here (what was handed over so far is returned; nothing: Pending).
+        // Reads into `$dst` and yields the bytes read (0: the end of the
+        // stream). When the socket has nothing yet, the read ends here: with
+        // what was handed over so far, or Pending if nothing was.
         macro_rules! read {
             ($dst:expr) => {
                 match read_into(&mut this.inner, cx, $dst) {
