@@ -153,11 +153,6 @@ impl Outbox {
         true
     }
 
-    /// Whether frames are waiting.
-    pub fn has_frames(&self) -> bool {
-        !self.lock().frames.is_empty()
-    }
-
     /// Whether the queue overflowed (the subscriber is too slow).
     pub fn is_overflowed(&self) -> bool {
         self.lock().overflowed
@@ -200,7 +195,10 @@ mod tests {
         assert_eq!(q.push("c".into()), Push::Overflowed);
         assert_eq!(q.push("d".into()), Push::Dropped);
         assert!(q.is_overflowed());
-        assert!(!q.has_frames());
+        assert!(
+            q.lock().frames.is_empty(),
+            "an overflowed queue holds nothing"
+        );
     }
 
     #[test]
@@ -210,9 +208,9 @@ mod tests {
             q.push("event".into());
         }
         let mut out = Vec::new();
-        q.drain_into(&mut out, 20);
+        assert!(q.drain_into(&mut out, 20), "more are waiting");
         assert!(q.lock().frames.capacity() >= 30, "still holding the rest");
-        q.drain_into(&mut out, 1000);
+        assert!(!q.drain_into(&mut out, 1000), "none are left");
         assert_eq!(out.len(), 50);
         assert_eq!(
             q.lock().frames.capacity(),
