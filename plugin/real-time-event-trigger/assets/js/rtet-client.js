@@ -455,6 +455,12 @@
 		};
 		socket.onmessage = function ( msg ) {
 			var frame;
+			if ( ws !== socket ) {
+				// A socket the page stopped (or replaced) may still be handed frames the relay
+				// sent before it read the close: they would move `since` past what a new
+				// connection is to replay. Browsers drop them; some WebSocket implementations do not.
+				return;
+			}
 			try {
 				frame = JSON.parse( msg.data );
 			} catch ( e ) {
