@@ -79,15 +79,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for BatchedWrites<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for BatchedWrites<S> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.unwritten() >= COLLECT_MAX {
-            ready!(self.poll_write_out(cx))?;
-        }
-        self.pending.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 
     /// Collects all of `bufs` (a frame's header and payload) with one allocation.
