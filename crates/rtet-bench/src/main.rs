@@ -327,6 +327,14 @@ struct CompareArgs {
     /// Leave nginx with nchan out.
     #[arg(long)]
     skip_nchan: bool,
+    /// Pin each relay under test (every thread of rtet-relay, nginx's master
+    /// and workers, node) to these CPUs, comma-separated; default: not
+    /// pinned. On loopback a delivery's cost depends on where the relay runs
+    /// relative to the subscriber reading it (the sender's `sendto` also runs
+    /// the receiver's TCP input and wakes it), so this makes every relay
+    /// share the cores with the load tool and the probes the same way.
+    #[arg(long, value_delimiter = ',')]
+    relay_cpus: Vec<usize>,
     /// The measurements to run, in this order.
     #[arg(
         long,
@@ -467,6 +475,22 @@ fn probing(count: usize) -> Result<Option<Probing>> {
         p.placement
     );
     Ok(Some(p))
+}
+
+/// The probes' placement, with "the relay on any" made true of `--relay-cpus`.
+fn relays_placed(placement: &str, relay_cpus: &[usize]) -> String {
+    if relay_cpus.is_empty() {
+        return placement.to_owned();
+    }
+    let cpus = relay_cpus
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    placement.replace(
+        "the relay on any",
+        &format!("each relay pinned to CPU {cpus}"),
+    )
 }
 
 fn one_target(args: &OneArgs) -> Result<Target> {
@@ -687,6 +711,7 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
     // nginx gets as many workers as rtet-relay has runtime threads: one per core.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let probing = probing(load.probes)?;
+    let relay_cpus = args.relay_cpus.clone();
     let start = |dialect: Dialect| {
         let relay_bin = relay_bin.clone();
         let relay_flags = relay_flags.clone();
@@ -694,12 +719,19 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
         let script = args.node_script.clone();
         let nginx = args.nginx.clone();
         let module = args.nchan_module.clone();
+        let relay_cpus = relay_cpus.clone();
         async move {
-            match dialect {
+            let running = match dialect {
                 Dialect::Rtet => spawn::start_relay(&relay_bin, &relay_flags).await,
                 Dialect::NodeWs => spawn::start_node(&node, &script).await,
                 Dialect::Nchan => spawn::start_nchan(&nginx, &module, workers, nofile).await,
+            }?;
+            if let (false, Some(pid)) = (relay_cpus.is_empty(), running.child.id()) {
+                sys::pin_tree(pid, &relay_cpus).with_context(|| {
+                    format!("pinning {} to CPUs {relay_cpus:?}", dialect.label())
+                })?;
             }
+            Ok::<_, anyhow::Error>(running)
         }
     };
     // One job per measurement (and per latency rate), each on a fresh process.
@@ -779,7 +811,9 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
         idle_capped: idle_n < load.idle_connections,
         in_flight: load.in_flight,
         probes: load.probes,
-        probe_placement: probing.as_ref().map(|p| p.placement.clone()),
+        probe_placement: probing
+            .as_ref()
+            .map(|p| relays_placed(&p.placement, &relay_cpus)),
         nchan_workers: workers,
     };
     println!();

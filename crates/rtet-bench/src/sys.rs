@@ -201,13 +201,33 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
 /// each task in `/proc/self/task`; threads started later inherit it from
 /// the thread that starts them).
 pub fn pin_process(cpus: &[usize]) -> io::Result<()> {
+    pin_tasks("/proc/self/task", cpus)
+}
+
+/// Restricts every thread of process `pid` and of its descendants (nginx's
+/// master and workers) to `cpus`, as [`pin_process`] does for this one.
+pub fn pin_tree(pid: u32, cpus: &[usize]) -> io::Result<()> {
+    for p in process_tree(pid) {
+        pin_tasks(&format!("/proc/{p}/task"), cpus)?;
+    }
+    Ok(())
+}
+
+/// `sched_setaffinity(cpus)` on every task listed in the directory `tasks`.
+fn pin_tasks(tasks: &str, cpus: &[usize]) -> io::Result<()> {
     // SAFETY: an all-zero cpu_set_t is an empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for &c in cpus {
-        // SAFETY: CPU_SET writes into the set we own; `c` comes from allowed_cpus.
+        if c >= libc::CPU_SETSIZE as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("CPU {c} is beyond what a CPU set holds"),
+            ));
+        }
+        // SAFETY: CPU_SET writes into the set we own; `c` is below CPU_SETSIZE.
         unsafe { libc::CPU_SET(c, &mut set) };
     }
-    for entry in std::fs::read_dir("/proc/self/task")? {
+    for entry in std::fs::read_dir(tasks)? {
         let Some(tid) = entry?
             .file_name()
             .to_str()
