@@ -668,16 +668,21 @@ fn print_idle(i: &Idle) {
         i.bytes_per_conn() / 1024.0
     );
     if let Some(b) = &i.after_burst {
+        let per_conn = |x: Option<f64>| {
+            x.map(|x| format!("{:.1} KiB", x / 1024.0))
+                .unwrap_or_else(|| "not measured (events missing)".into())
+        };
         println!(
-            "  after {} events of {} padding bytes to each (delivered {} of {}): relay RSS {} KiB: {} per connection",
+            "  after {} events of {} padding bytes to each (delivered {} of {}): relay RSS {} KiB just after, {} per connection; {} KiB {} s after, {} per connection",
             b.burst.events,
             b.burst.payload_bytes,
             group(b.delivered),
             group(b.expected),
+            group(b.kib_at_once),
+            per_conn(i.bytes_per_conn_just_after_burst()),
             group(b.kib),
-            i.bytes_per_conn_after_burst()
-                .map(|x| format!("{:.1} KiB", x / 1024.0))
-                .unwrap_or_else(|| "not measured (events missing)".into())
+            scenario::GIVE_BACK_WAIT.as_secs(),
+            per_conn(i.bytes_per_conn_after_burst()),
         );
     }
 }

@@ -393,12 +393,27 @@ pub fn table(sides: &Sides, s: &Settings) -> String {
         .as_ref()
         .and_then(|i| i.after_burst.as_ref())
     {
+        let what = format!(
+            "{} events of {} bytes each",
+            b.burst.events, b.burst.payload_bytes
+        );
+        rows.push(Row::plain(
+            format!("relay RSS per connection just after {what}"),
+            each(&|side| {
+                side.idle
+                    .as_ref()
+                    .and_then(|i| i.bytes_per_conn_just_after_burst())
+                    .map(|b| b / 1024.0)
+            }),
+            "KiB",
+            false,
+        ));
         rows.push(Row {
             goal: Goal::AtMost(4.0),
             ..Row::plain(
                 format!(
-                    "relay RSS per connection idle again after {} events of {} bytes each",
-                    b.burst.events, b.burst.payload_bytes
+                    "relay RSS per connection idle again, {} s after {what}",
+                    crate::scenario::GIVE_BACK_WAIT.as_secs()
                 ),
                 each(&|side| {
                     side.idle

@@ -333,12 +333,22 @@ pub struct Burst {
     pub payload_bytes: usize,
 }
 
+/// How long after a burst was read the relay's memory is read the second
+/// time. Allocators give freed memory back on a timer, not at once:
+/// rtet-relay hands glibc's freed memory back every 10 s (`TRIM_EVERY` in
+/// its `server.rs`), so what a relay holds once idle again is read after that.
+pub const GIVE_BACK_WAIT: Duration = Duration::from_secs(12);
+
 /// What the relay kept after a [`Burst`].
 #[derive(Debug, Clone)]
 pub struct AfterBurst {
     /// The burst.
     pub burst: Burst,
-    /// The relay's VmRSS (over its processes) after the burst, KiB.
+    /// The relay's VmRSS (over its processes) `settle` after the burst was
+    /// read, KiB.
+    pub kib_at_once: u64,
+    /// The relay's VmRSS (over its processes) [`GIVE_BACK_WAIT`] after the
+    /// burst was read, KiB.
     pub kib: u64,
     /// Events received over all connections, and how many were due.
     pub delivered: u64,
@@ -352,20 +362,30 @@ impl Idle {
             / self.connections.max(1) as f64
     }
 
-    /// Relay memory per idle connection after the burst, in bytes (`None`
-    /// without a burst, or when not every event arrived).
+    /// Relay memory per idle connection [`GIVE_BACK_WAIT`] after the burst,
+    /// in bytes (`None` without a burst, or when not every event arrived).
     pub fn bytes_per_conn_after_burst(&self) -> Option<f64> {
+        self.after_burst_per_conn(|b| b.kib)
+    }
+
+    /// Relay memory per idle connection just after the burst (`settle`
+    /// after the last event was read), in bytes.
+    pub fn bytes_per_conn_just_after_burst(&self) -> Option<f64> {
+        self.after_burst_per_conn(|b| b.kib_at_once)
+    }
+
+    fn after_burst_per_conn(&self, kib: impl Fn(&AfterBurst) -> u64) -> Option<f64> {
         let b = self.after_burst.as_ref()?;
         (b.delivered == b.expected).then(|| {
-            (b.kib.saturating_sub(self.before_kib) * 1024) as f64 / self.connections.max(1) as f64
+            (kib(b).saturating_sub(self.before_kib) * 1024) as f64 / self.connections.max(1) as f64
         })
     }
 }
 
 /// Opens `fleet.subscribers` idle subscribers, waits `settle`, and reads the
 /// relay's resident memory before and after; with a `burst`, publishes it,
-/// waits until every connection has read it, waits `settle` again and reads
-/// the memory once more. The target must carry a pid.
+/// waits until every connection has read it, and reads the memory `settle`
+/// and [`GIVE_BACK_WAIT`] later. The target must carry a pid.
 pub async fn idle(
     target: &Target,
     fleet: Fleet,
@@ -398,8 +418,8 @@ pub async fn idle(
 }
 
 /// Publishes `burst` to the open `conns`, waits until they have read it all
-/// (or nothing arrived for 10 s), waits `settle`, and reads the relay's memory
-/// with every connection still open.
+/// (or nothing arrived for 10 s), and reads the relay's memory `settle` and
+/// [`GIVE_BACK_WAIT`] later, with every connection still open.
 async fn after_burst(
     target: &Target,
     conns: Vec<crate::conn::Ws>,
@@ -434,12 +454,16 @@ async fn after_burst(
     let expected = published.sent * count;
     let delivered =
         await_deliveries(&shared, expected, Duration::from_secs(10), Duration::MAX).await;
+    let read_at = tokio::time::Instant::now();
     tokio::time::sleep(settle).await;
+    let kib_at_once = tree_rss_kib(pid)?;
+    tokio::time::sleep_until(read_at + GIVE_BACK_WAIT.max(settle)).await;
     let kib = tree_rss_kib(pid)?;
     let _ = stop_tx.send(true);
     while readers.join_next().await.is_some() {}
     Ok(AfterBurst {
         burst,
+        kib_at_once,
         kib,
         delivered,
         expected,
