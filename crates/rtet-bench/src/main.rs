@@ -487,10 +487,12 @@ fn relays_placed(placement: &str, relay_cpus: &[usize]) -> String {
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    placement.replace(
-        "the relay on any",
-        &format!("each relay pinned to CPU {cpus}"),
-    )
+    let pinned = format!("each relay pinned to CPU {cpus}");
+    if placement.contains("the relay on any") {
+        placement.replace("the relay on any", &pinned)
+    } else {
+        format!("{placement}; {pinned}")
+    }
 }
 
 fn one_target(args: &OneArgs) -> Result<Target> {
