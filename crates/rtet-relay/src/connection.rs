@@ -70,6 +70,11 @@ impl Connection {
         classify(self.socket.next().await)
     }
 
+    /// Polls for the peer's next message (what [`Connection::read`] awaits).
+    pub fn poll_read(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Incoming> {
+        self.socket.poll_next_unpin(cx).map(classify)
+    }
+
     /// The next message if one has already arrived, without waiting.
     pub fn read_ready(&mut self) -> Option<Incoming> {
         self.socket.next().now_or_never().map(classify)

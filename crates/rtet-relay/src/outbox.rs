@@ -9,14 +9,19 @@
 //!
 //! It is a mutex around a `VecDeque` rather than a channel because an idle
 //! subscriber must cost almost nothing: an empty `VecDeque` does not allocate.
-//! Its connection task is woken through one [`AtomicWaker`] and two flags
-//! (frames queued, overflowed) rather than a `Notify` for each: a task that
-//! is woken for an event registers again with a compare-and-swap and no lock.
+//! Its connection task is woken through one [`AtomicWaker`] and three flags
+//! (frames queued, overflowed, the socket woke it) rather than a `Notify`
+//! for each: a task that is woken for an event registers again with a
+//! compare-and-swap and no lock.
+//!
+//! The outbox is also the waker the task gives its socket's read side
+//! ([`Wake`] for `Arc<Outbox>`), so the task knows whether the socket woke
+//! it and polls the read side only then (see [`Outbox::socket_woken`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Mutex;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake};
 
 use futures_util::task::AtomicWaker;
 use tungstenite::Utf8Bytes;
@@ -43,13 +48,15 @@ struct Inner {
 const FRAMES: u8 = 1;
 /// [`Outbox::signals`]: the queue overflowed (it stays so).
 const OVERFLOWED: u8 = 2;
+/// [`Outbox::signals`]: the socket woke the task through the outbox as its waker.
+const SOCKET: u8 = 4;
 
 /// One subscriber connection's queue of outgoing event frames.
 #[derive(Debug)]
 pub struct Outbox {
     inner: Mutex<Inner>,
     capacity: usize,
-    /// What the connection task has to look at: [`FRAMES`], [`OVERFLOWED`].
+    /// What the connection task has to look at: [`FRAMES`], [`OVERFLOWED`], [`SOCKET`].
     signals: AtomicU8,
     /// The connection task, woken when a signal is raised.
     task: AtomicWaker,
@@ -180,6 +187,26 @@ impl Outbox {
     pub async fn overflowed(&self) {
         std::future::poll_fn(|cx| self.poll_signal(cx, OVERFLOWED, false)).await
     }
+
+    /// Registers `cx`'s task to be woken when the socket wakes the outbox (as
+    /// its [`Wake`]r), and says whether it did since the last call. The task
+    /// registers before it looks, so a wake-up after the look wakes it again.
+    pub fn socket_woken(&self, cx: &mut Context<'_>) -> bool {
+        self.task.register(cx.waker());
+        self.signals.fetch_and(!SOCKET, Ordering::AcqRel) & SOCKET != 0
+    }
+}
+
+/// The waker a connection task gives its socket's read side: it notes the
+/// wake-up for [`Outbox::socket_woken`] and wakes the task.
+impl Wake for Outbox {
+    fn wake(self: Arc<Self>) {
+        self.raise(SOCKET);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.raise(SOCKET);
+    }
 }
 
 #[cfg(test)]
@@ -259,6 +286,27 @@ mod tests {
         assert_eq!(woken(), before + 1, "woken for the overflow");
         assert!(overflowed(&mut cx));
         assert!(overflowed(&mut cx), "an overflow stays");
+    }
+
+    #[test]
+    fn the_socket_wakes_the_task_through_the_outbox_and_is_seen_once() {
+        let q = Arc::new(Outbox::new(2));
+        let wakes = Arc::new(Wakes::default());
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let socket = std::task::Waker::from(Arc::clone(&q));
+
+        assert!(!q.socket_woken(&mut cx), "the socket has not woken it yet");
+        socket.wake_by_ref();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the task is woken");
+        assert!(q.socket_woken(&mut cx), "and sees that the socket woke it");
+        assert!(!q.socket_woken(&mut cx), "once");
+        // A wake-up after the task looked wakes it again: it registered first.
+        socket.wake();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+        assert!(q.socket_woken(&mut cx));
+        // The socket's wake-ups are not frames.
+        assert!(q.poll_ready(&mut cx).is_pending());
     }
 
     #[test]
