@@ -160,8 +160,10 @@ async fn write(
 /// after it gave a frame, and after the socket woke the task. Its waker is
 /// the subscriber's outbox ([`std::task::Wake`]), which notes the wake-up.
 /// Without the gate every wake-up for an event polled the read side again
-/// (through tungstenite, the frame splitter and hyper's upgraded stream,
-/// about 850 instructions) to learn that nothing had arrived.
+/// (through tungstenite, the frame splitter and hyper's upgraded stream) to
+/// learn that nothing had arrived: about 680 instructions a delivery, a
+/// sixth of the task's (BENCHMARKS.md, "The subscriber task's own
+/// instructions per delivery").
 struct GatedRead {
     waker: std::task::Waker,
     /// The last read found nothing, and the socket has not woken the task since.
