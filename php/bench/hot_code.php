@@ -49,10 +49,14 @@ if ($mode === 'profile') {
 /** Runs the workload under callgrind and prints the names of the functions of RTET_EXT that ran. */
 function profile(string $cgDir): void {
     check(is_dir($cgDir), "callgrind output directory $cgDir");
-    // Twice each: a few paths depend on timing (a wake-up racing a timer).
+    // Twice each: a few paths depend on timing (a wake-up racing a timer). The relay-down pools
+    // share one spool directory, so the second pool's workers claim the spool files the first
+    // one's left behind, as workers started while the relay is down do (php-fpm recycling them).
+    // (Spool files are per relay URL and key: both pools name the same relay.)
+    [$downSpool, $downUrl] = [tmpdir(), 'ws://' . unused_addr()];
     foreach (['up', 'down', 'up', 'down'] as $relayState) {
         $relay = $relayState === 'up' ? new Relay('127.0.0.1:0', ['--publishes-per-sec', '1000000']) : null;
-        $ini = ['rtet.relay_url' => $relay ? $relay->url() : 'ws://' . unused_addr(), 'rtet.api_key' => KEY, 'rtet.spool_dir' => tmpdir()];
+        $ini = ['rtet.relay_url' => $relay ? $relay->url() : $downUrl, 'rtet.api_key' => KEY, 'rtet.spool_dir' => $relay ? tmpdir() : $downSpool];
         $fpm = new Fpm($ini, 2, PAGE, '60s');
         wait_until(fn() => count($fpm->workerPids()) === 2, 'php-fpm forked its workers', 60.0);
         $qs = [];
@@ -136,6 +140,10 @@ function write_script(string $out, array $lists): void {
  * by hand: run it again when the send path or the dependencies change. */
 SECTIONS {
   .text.rtet_hot : ALIGN(0x10000) {
+    /* The PLT: calls to libc (memcpy, memset, __tls_get_addr for thread-locals) and to PHP's
+       allocator go through it on every request; left after .text, it shares a window with
+       cold code. */
+    *(.plt)
 $hot
     . = ALIGN(0x10000);
   }
