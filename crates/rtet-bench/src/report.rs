@@ -397,14 +397,12 @@ pub fn table(sides: &Sides, s: &Settings) -> String {
             "{} events of {} bytes each",
             b.burst.events, b.burst.payload_bytes
         );
+        let kib_per_conn = |bytes: fn(&Idle) -> Option<f64>| {
+            each(&|side| side.idle.as_ref().and_then(bytes).map(|b| b / 1024.0))
+        };
         rows.push(Row::plain(
             format!("relay RSS per connection just after {what}"),
-            each(&|side| {
-                side.idle
-                    .as_ref()
-                    .and_then(|i| i.bytes_per_conn_just_after_burst())
-                    .map(|b| b / 1024.0)
-            }),
+            kib_per_conn(Idle::bytes_per_conn_just_after_burst),
             "KiB",
             false,
         ));
@@ -415,12 +413,7 @@ pub fn table(sides: &Sides, s: &Settings) -> String {
                     "relay RSS per connection idle again, {} s after {what}",
                     crate::scenario::GIVE_BACK_WAIT.as_secs()
                 ),
-                each(&|side| {
-                    side.idle
-                        .as_ref()
-                        .and_then(|i| i.bytes_per_conn_after_burst())
-                        .map(|b| b / 1024.0)
-                }),
+                kib_per_conn(Idle::bytes_per_conn_after_burst),
                 "KiB",
                 false,
             )
