@@ -54,6 +54,9 @@ impl Incoming {
 pub struct Connection {
     socket: Socket,
     unsent: VecDeque<Message>,
+    /// The socket holds bytes to write even with nothing queued here (the
+    /// rest of a frame the fan-out wrote in part, [`crate::direct`]).
+    must_flush: bool,
 }
 
 impl Connection {
@@ -62,6 +65,7 @@ impl Connection {
         Connection {
             socket,
             unsent: VecDeque::new(),
+            must_flush: false,
         }
     }
 
@@ -90,9 +94,15 @@ impl Connection {
         self.queue(Message::Text(frame.encode().into()));
     }
 
-    /// Whether frames are waiting for a write.
+    /// Makes the next [`Connection::write`] flush the socket even with
+    /// nothing queued.
+    pub fn flush_later(&mut self) {
+        self.must_flush = true;
+    }
+
+    /// Whether frames (or a flush) are waiting for a write.
     pub fn has_queued(&self) -> bool {
-        !self.unsent.is_empty()
+        !self.unsent.is_empty() || self.must_flush
     }
 
     /// Hands every queued frame to the socket and flushes. A frame leaves the
@@ -119,7 +129,9 @@ impl Connection {
         }
         // An idle connection keeps no queue: the next batch allocates its own.
         self.unsent = VecDeque::new();
-        self.socket.flush().await
+        self.socket.flush().await?;
+        self.must_flush = false;
+        Ok(())
     }
 
     /// Sends a close frame with `code` and `reason` (waiting at most

@@ -39,6 +39,7 @@ pub mod batched_writes;
 pub mod client_addr;
 pub mod config;
 pub mod connection;
+pub mod direct;
 pub mod engine;
 pub mod frame_splitter;
 pub mod frame_writer;

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::batched_writes::BatchedWrites;
+use crate::direct::{Direct, SharedTcp};
 use crate::client_addr::{is_trusted_proxy, limit_key};
 use crate::config::EngineChoice;
 use crate::config::{Config, ConfigError, TlsFiles};
@@ -300,7 +301,7 @@ fn serve_metrics(listener: TcpListener, relay: Arc<Relay>) {
             };
             relay
                 .http
-                .spawn(serve_http(stream, peer, app.clone(), stop.clone(), None));
+                .spawn(serve_http(stream, peer, app.clone(), stop.clone(), None, None));
         }
     });
 }
@@ -330,10 +331,15 @@ async fn open(
     slot: Slot,
 ) {
     match tls {
-        None => serve_http(stream, peer, app, stop, Some(slot)).await,
+        None => {
+            // Plain TCP: shared with the fan-out, which writes events straight
+            // to the socket of a subscriber that is caught up.
+            let shared = SharedTcp(Arc::new(Direct::new(stream)));
+            serve_http(shared.clone(), peer, app, stop, Some(slot), Some(shared)).await
+        }
         Some(acceptor) => {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => serve_http(stream, peer, app, stop, Some(slot)).await,
+                Ok(Ok(stream)) => serve_http(stream, peer, app, stop, Some(slot), None).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -500,18 +506,24 @@ async fn refuse_busy(mut stream: TcpStream) {
 /// Serves HTTP/1.1 (with upgrades) on one connection until it ends or the
 /// relay stops. `slot` (a connection being opened) is given back once the
 /// first request is answered (a WebSocket upgrade or an HTTP response).
+/// `direct`, the same socket when it is plain TCP, goes with each request
+/// (an extension) for the subscriber endpoint's fan-out.
 async fn serve_http<S>(
     stream: S,
     peer: SocketAddr,
     app: Router,
     stop: CancellationToken,
     slot: Option<Slot>,
+    direct: Option<SharedTcp>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let slot = Arc::new(Mutex::new(slot));
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(direct) = &direct {
+            req.extensions_mut().insert(direct.clone());
+        }
         let answered = app.clone().oneshot(req);
         let slot = Arc::clone(&slot);
         async move {

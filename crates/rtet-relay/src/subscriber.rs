@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
+use axum::Extension;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
@@ -32,6 +33,7 @@ use tungstenite::Message;
 
 use crate::config::normalize_origin;
 use crate::connection::{Connection, Incoming};
+use crate::direct::{Direct, SharedTcp};
 use crate::engine::SubscriberId;
 use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::metrics::Role;
@@ -74,6 +76,7 @@ pub fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
 pub async fn upgrade(
     State(relay): State<Arc<Relay>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    direct: Option<Extension<SharedTcp>>,
     headers: HeaderMap,
     ws: Result<Upgrade, Refused>,
 ) -> Response {
@@ -107,6 +110,7 @@ pub async fn upgrade(
         let session = Session::new(
             relay,
             client,
+            direct.map(|Extension(shared)| shared.0),
             Held {
                 _guard: guard,
                 _tracked: tracked,
@@ -252,13 +256,13 @@ impl Drop for Session {
 }
 
 impl Session {
-    fn new(relay: Arc<Relay>, client: IpAddr, held: Held) -> Self {
+    fn new(relay: Arc<Relay>, client: IpAddr, direct: Option<Arc<Direct>>, held: Held) -> Self {
         let l = &relay.config.limits;
         Session {
             client,
             replay_budget: replay_bucket(relay.config.replay_bytes_per_connection),
             id: relay.next_id(),
-            outbox: Arc::new(Outbox::new(l.subscriber_queue_frames)),
+            outbox: Arc::new(Outbox::with_socket(l.subscriber_queue_frames, direct)),
             claims: None,
             subs: Vec::new(),
             bucket: TokenBucket::new(l.client_frames_per_sec, l.client_frames_burst),
@@ -363,6 +367,9 @@ impl Session {
                         Incoming::Binary => None,
                     };
                     keepalive.seen();
+                    // What the answer sends (a `subscribed`, a replay) goes before
+                    // any live event: from here events queue behind it.
+                    self.outbox.unsettle();
                     if timer_kind == Timer::FirstFrame {
                         timer_kind = Timer::Off;
                     }
@@ -388,6 +395,7 @@ impl Session {
                 }
             };
             if conn.has_queued() {
+                self.outbox.unsettle();
                 // Most writes complete at once; only one that would wait needs
                 // the watch for an overflow, the shutdown and a dead peer.
                 let written = match conn.write().now_or_never() {
@@ -407,6 +415,10 @@ impl Session {
             if close_after.is_some() {
                 break close_after;
             }
+            if !more_queued {
+                // Everything written: events may go straight to the socket again.
+                self.outbox.settle();
+            }
         };
 
         // Stop receiving before saying goodbye, so nothing more is queued.
@@ -423,6 +435,10 @@ impl Session {
     /// Moves up to `max` queued events from the outbox to the connection,
     /// and says whether more are waiting.
     fn drain(&mut self, conn: &mut Connection, max: usize) -> bool {
+        if self.outbox.take_flush() {
+            // A direct write left the rest of a frame in the socket's keeping.
+            conn.flush_later();
+        }
         self.outbox.drain_into(conn, max)
     }
 
@@ -441,6 +457,7 @@ impl Session {
     /// handed to the socket yet come first) and send what is queued (for at
     /// most [`SHUTDOWN_FLUSH`]), then the caller closes with 1001.
     async fn going_away(&mut self, conn: &mut Connection) -> (u16, &'static str) {
+        self.outbox.unsettle();
         self.drain(conn, usize::MAX);
         let _ = tokio::time::timeout(SHUTDOWN_FLUSH, conn.write()).await;
         (close::GOING_AWAY, "relay shutting down")

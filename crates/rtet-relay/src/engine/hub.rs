@@ -1,5 +1,5 @@
-//! The hub: this node's subscribers per channel, and the fan-out of one
-//! encoded event frame to each of their [`Outbox`]es.
+//! The hub: this node's subscribers per channel, and the fan-out of each
+//! event to them.
 //!
 //! It knows nothing of where events come from (a broker in another process,
 //! pub/sub, a stream): whoever feeds it calls [`Hub::deliver`] for one channel
@@ -7,11 +7,26 @@
 //! each its own lock, so a hot channel's fan-out does not stall subscribes
 //! and deliveries on every other channel.
 //!
+//! A channel's subscribers are kept in *chunks* of at most [`CHUNK`]. A
+//! delivery only appends the event to each chunk's pending list and, if the
+//! chunk's writer is not already running, starts it: a task that hands every
+//! pending event to each of the chunk's subscribers in turn
+//! ([`Outbox::offer`]), straight to the socket of each one that is caught up.
+//! So an event to 1,000 subscribers costs one task wake-up per chunk instead
+//! of one per subscriber, the chunks are written in parallel on the
+//! runtime's threads, and a chunk that finds several events pending (the
+//! publisher outran it) hands each subscriber all of them in one write. A
+//! subscriber is in one chunk of a channel, so it gets the channel's events
+//! in order.
+//!
 //! A subscriber with `since` is added *held*: live frames for it are kept
 //! aside until its replay has been read (up to some `seq` S), then
 //! [`Hub::release`] drops the kept frames with `seq <= S` and queues the
 //! rest. From then on it is only ever sent frames with `seq > S`, so no event
 //! is both replayed and delivered live, and none falls between the two.
+//! Whatever a chunk's writer has pending goes through the same test, so an
+//! event delivered before a subscriber joined is never sent to it live
+//! unless it came after the subscriber's replay.
 
 use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::HashMap;
@@ -22,14 +37,21 @@ use std::sync::{Arc, Mutex};
 use tungstenite::Utf8Bytes;
 
 use super::SubscriberId;
-use crate::outbox::{Outbox, Push};
+use crate::outbox::{Outbox, Outgoing};
 use rtet_protocol::sync::lock;
 
 /// Shards of the channel map: enough that two hot channels rarely share a lock.
 const SHARDS: usize = 64;
 
+/// Most subscribers of a channel one fan-out task writes to. Small enough
+/// that a 1,000-subscriber channel is written by as many tasks as it takes
+/// to keep every runtime thread busy; large enough that a wake-up is shared
+/// by many writes.
+pub const CHUNK: usize = 64;
+
 /// One local subscriber of one channel.
 struct Local {
+    id: SubscriberId,
     outbox: Arc<Outbox>,
     /// Frames kept back while the subscriber's replay is read; `None` once released.
     held: Option<Vec<(u64, Utf8Bytes)>>,
@@ -37,28 +59,118 @@ struct Local {
     floor: u64,
 }
 
-type Channels = HashMap<String, HashMap<SubscriberId, Local>>;
+/// Events delivered to a chunk and not yet handed to its subscribers.
+#[derive(Default)]
+struct Pending {
+    events: Vec<(u64, Outgoing)>,
+    /// A writer task is running for the chunk (it takes what is pending until none is).
+    writing: bool,
+}
 
-/// What a delivery did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Fanout {
-    /// Subscribers the frame was queued (or held) for.
-    pub delivered: usize,
-    /// Subscribers whose queue overflowed with it.
-    pub overflowed: usize,
+/// Up to [`CHUNK`] subscribers of one channel and the events on their way to them.
+#[derive(Default)]
+struct Chunk {
+    /// Held by the writer while it hands a batch to each subscriber, so a
+    /// subscriber removed (unsubscribed) is never sent anything after.
+    members: Mutex<Vec<Local>>,
+    pending: Mutex<Pending>,
+}
+
+/// One channel's local subscribers.
+#[derive(Default)]
+struct Channel {
+    chunks: Vec<Arc<Chunk>>,
+    /// Which chunk each subscriber is in.
+    placed: HashMap<SubscriberId, usize>,
+}
+
+type Channels = HashMap<String, Channel>;
+
+/// Events handed to subscribers and queues overflowed, over the hub's life.
+#[derive(Default)]
+struct Totals {
+    delivered: AtomicU64,
+    overflowed: AtomicU64,
 }
 
 /// This node's subscribers, sharded by channel.
 pub struct Hub {
     shards: Box<[Mutex<Channels>]>,
     subscriptions: AtomicUsize,
-    delivered: AtomicU64,
-    overflowed: AtomicU64,
+    totals: Arc<Totals>,
 }
 
 impl Default for Hub {
     fn default() -> Self {
         Hub::new()
+    }
+}
+
+impl Chunk {
+    /// Hands what is pending to every member, batch after batch, until
+    /// nothing is; then marks the chunk as no longer being written.
+    fn write(&self, totals: &Totals) {
+        let mut batch = Vec::new();
+        loop {
+            {
+                let mut pending = lock(&self.pending);
+                if pending.events.is_empty() {
+                    pending.writing = false;
+                    // Keep no list while idle: the next event allocates one.
+                    pending.events = Vec::new();
+                    return;
+                }
+                std::mem::swap(&mut batch, &mut pending.events);
+            }
+            self.hand_out(&batch, totals);
+            batch.clear();
+        }
+    }
+
+    /// Hands `batch` (in `seq` order) to every member: what is past its
+    /// floor, held while its replay is read, offered otherwise.
+    fn hand_out(&self, batch: &[(u64, Outgoing)], totals: &Totals) {
+        let (mut delivered, mut overflowed) = (0u64, 0u64);
+        let mut offer: Vec<&Outgoing> = Vec::with_capacity(batch.len());
+        let mut members = lock(&self.members);
+        for local in members.iter_mut() {
+            let due = batch.iter().filter(|(seq, _)| *seq >= local.floor);
+            match &mut local.held {
+                Some(held) => {
+                    held.extend(due.map(|(seq, e)| (*seq, e.text.clone())));
+                    if held.len() > local.outbox.capacity() {
+                        // It would overflow the queue at release: overflow it now.
+                        held.clear();
+                        local.outbox.force_overflow();
+                        overflowed += 1;
+                    }
+                }
+                None => {
+                    offer.clear();
+                    offer.extend(due.map(|(_, e)| e));
+                    if offer.is_empty() {
+                        continue;
+                    }
+                    let done = local.outbox.offer(&offer);
+                    delivered += done.delivered as u64;
+                    overflowed += u64::from(done.overflowed);
+                }
+            }
+        }
+        drop(members);
+        totals.delivered.fetch_add(delivered, Ordering::Relaxed);
+        totals.overflowed.fetch_add(overflowed, Ordering::Relaxed);
+    }
+}
+
+/// Starts `chunk`'s writer: a task on the runtime, or here and now where
+/// there is no runtime (the engines' unit tests).
+fn start_writer(chunk: Arc<Chunk>, totals: Arc<Totals>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move { chunk.write(&totals) });
+        }
+        Err(_) => chunk.write(&totals),
     }
 }
 
@@ -68,8 +180,7 @@ impl Hub {
         Hub {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             subscriptions: AtomicUsize::new(0),
-            delivered: AtomicU64::new(0),
-            overflowed: AtomicU64::new(0),
+            totals: Arc::default(),
         }
     }
 
@@ -88,13 +199,32 @@ impl Hub {
         let first = !shard.contains_key(channel);
         let subs = shard.entry(channel.to_owned()).or_default();
         let local = Local {
+            id,
             outbox,
             held: Some(Vec::new()),
             floor: 0,
         };
-        if subs.insert(id, local).is_none() {
-            self.subscriptions.fetch_add(1, Ordering::Relaxed);
+        if let Some(&at) = subs.placed.get(&id) {
+            let mut members = lock(&subs.chunks[at].members);
+            if let Some(m) = members.iter_mut().find(|m| m.id == id) {
+                *m = local;
+            }
+            return first;
         }
+        let at = match subs
+            .chunks
+            .iter()
+            .position(|c| lock(&c.members).len() < CHUNK)
+        {
+            Some(at) => at,
+            None => {
+                subs.chunks.push(Arc::default());
+                subs.chunks.len() - 1
+            }
+        };
+        lock(&subs.chunks[at].members).push(local);
+        subs.placed.insert(id, at);
+        self.subscriptions.fetch_add(1, Ordering::Relaxed);
         first
     }
 
@@ -102,8 +232,15 @@ impl Hub {
     /// are in the replay, or came before it), later ones are queued in order,
     /// and from now on only frames with a larger `seq` reach the subscriber.
     pub fn release(&self, channel: &str, id: SubscriberId, replayed_up_to: u64) {
-        let mut shard = lock(self.shard(channel));
-        let Some(local) = shard.get_mut(channel).and_then(|s| s.get_mut(&id)) else {
+        let shard = lock(self.shard(channel));
+        let Some(subs) = shard.get(channel) else {
+            return;
+        };
+        let Some(&at) = subs.placed.get(&id) else {
+            return;
+        };
+        let mut members = lock(&subs.chunks[at].members);
+        let Some(local) = members.iter_mut().find(|m| m.id == id) else {
             return;
         };
         local.floor = replayed_up_to.saturating_add(1);
@@ -115,67 +252,65 @@ impl Hub {
     }
 
     /// Removes a subscriber. Returns whether the channel has no local
-    /// subscriber left (the node may stop receiving it).
+    /// subscriber left (the node may stop receiving it). Once it returns,
+    /// nothing more of the channel is handed to the subscriber.
     pub fn remove(&self, channel: &str, id: SubscriberId) -> bool {
         let mut shard = lock(self.shard(channel));
-        let Entry::Occupied(mut subs) = shard.entry(channel.to_owned()) else {
+        let Entry::Occupied(mut entry) = shard.entry(channel.to_owned()) else {
             return false;
         };
-        if subs.get_mut().remove(&id).is_some() {
+        let subs = entry.get_mut();
+        if let Some(at) = subs.placed.remove(&id) {
+            let emptied = {
+                let mut members = lock(&subs.chunks[at].members);
+                members.retain(|m| m.id != id);
+                members.is_empty()
+            };
             self.subscriptions.fetch_sub(1, Ordering::Relaxed);
+            if emptied {
+                // The last chunk takes the emptied one's place.
+                subs.chunks.swap_remove(at);
+                if at < subs.chunks.len() {
+                    for m in lock(&subs.chunks[at].members).iter() {
+                        subs.placed.insert(m.id, at);
+                    }
+                }
+            }
         }
-        if subs.get().is_empty() {
-            subs.remove();
+        if subs.placed.is_empty() {
+            entry.remove();
             true
         } else {
             false
         }
     }
 
-    /// Queues `frame` (the channel's event number `seq`) for every local
-    /// subscriber that has not had it yet, without waiting.
-    pub fn deliver(&self, channel: &str, seq: u64, frame: &Utf8Bytes) -> Fanout {
-        let mut shard = lock(self.shard(channel));
-        let mut out = Fanout::default();
-        let Some(subs) = shard.get_mut(channel) else {
-            return out;
+    /// Hands `frame` (the channel's event number `seq`) to every local
+    /// subscriber that has not had it yet, without waiting: each chunk's
+    /// writer sends it (see the module's notes).
+    pub fn deliver(&self, channel: &str, seq: u64, frame: &Utf8Bytes) {
+        let shard = lock(self.shard(channel));
+        let Some(subs) = shard.get(channel) else {
+            return;
         };
-        for local in subs.values_mut() {
-            if seq < local.floor {
-                continue;
-            }
-            match &mut local.held {
-                Some(held) => {
-                    held.push((seq, frame.clone()));
-                    if held.len() > local.outbox.capacity() {
-                        // It would overflow the queue at release: overflow it now.
-                        held.clear();
-                        local.outbox.force_overflow();
-                        out.overflowed += 1;
-                        continue;
-                    }
-                    out.delivered += 1;
-                }
-                None => match local.outbox.push(frame.clone()) {
-                    Push::Queued => out.delivered += 1,
-                    Push::Overflowed => out.overflowed += 1,
-                    Push::Dropped => {}
-                },
+        let event = Outgoing::new(frame.clone());
+        for chunk in &subs.chunks {
+            let start = {
+                let mut pending = lock(&chunk.pending);
+                pending.events.push((seq, event.clone()));
+                !std::mem::replace(&mut pending.writing, true)
+            };
+            if start {
+                start_writer(Arc::clone(chunk), Arc::clone(&self.totals));
             }
         }
-        drop(shard);
-        self.delivered
-            .fetch_add(out.delivered as u64, Ordering::Relaxed);
-        self.overflowed
-            .fetch_add(out.overflowed as u64, Ordering::Relaxed);
-        out
     }
 
-    /// Frames queued and queues overflowed by [`Hub::deliver`] since the hub was made.
+    /// Events handed to subscribers, and queues overflowed, since the hub was made.
     pub fn totals(&self) -> (u64, u64) {
         (
-            self.delivered.load(Ordering::Relaxed),
-            self.overflowed.load(Ordering::Relaxed),
+            self.totals.delivered.load(Ordering::Relaxed),
+            self.totals.overflowed.load(Ordering::Relaxed),
         )
     }
 
@@ -187,10 +322,12 @@ impl Hub {
         let Some(subs) = shard.get(channel) else {
             return 0;
         };
-        for local in subs.values() {
-            local.outbox.force_overflow();
+        for chunk in &subs.chunks {
+            for local in lock(&chunk.members).iter() {
+                local.outbox.force_overflow();
+            }
         }
-        subs.len()
+        subs.placed.len()
     }
 
     /// Whether the channel has local subscribers.
@@ -250,6 +387,66 @@ mod tests {
         assert!(!hub.remove("c", 1));
         assert!(hub.remove("c", 2));
         assert_eq!(hub.subscriptions(), 0);
+    }
+
+    #[test]
+    fn every_chunk_of_a_large_channel_gets_every_event_in_order_and_a_removed_one_nothing() {
+        let hub = Hub::new();
+        let n = CHUNK * 3 + 5;
+        let queues: Vec<Arc<Outbox>> = (0..n).map(|_| Arc::new(Outbox::new(100))).collect();
+        for (id, q) in queues.iter().enumerate() {
+            hub.add_held("c", id as SubscriberId, Arc::clone(q));
+            hub.release("c", id as SubscriberId, 0);
+        }
+        hub.deliver("c", 1, &"1".into());
+        assert!(!hub.remove("c", 7), "others are left");
+        hub.deliver("c", 2, &"2".into());
+        for (id, q) in queues.iter().enumerate() {
+            let expected: &[&str] = if id == 7 { &["1"] } else { &["1", "2"] };
+            assert_eq!(frames(q), expected, "subscriber {id}");
+        }
+        assert_eq!(hub.totals(), (2 * n as u64 - 1, 0));
+        // Emptying a chunk moves another into its place; every member is still found.
+        for id in 0..CHUNK {
+            hub.remove("c", id as SubscriberId);
+        }
+        hub.deliver("c", 3, &"3".into());
+        for (id, q) in queues.iter().enumerate() {
+            assert_eq!(frames(q).len(), usize::from(id >= CHUNK), "subscriber {id}");
+        }
+        assert_eq!(hub.subscriptions(), n - CHUNK);
+        for id in CHUNK..n {
+            hub.remove("c", id as SubscriberId);
+        }
+        assert!(!hub.has("c"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_the_runtime_the_chunks_are_written_by_tasks_in_order() {
+        let hub = Hub::new();
+        let n = CHUNK * 4;
+        let queues: Vec<Arc<Outbox>> = (0..n).map(|_| Arc::new(Outbox::new(1_000))).collect();
+        for (id, q) in queues.iter().enumerate() {
+            hub.add_held("c", id as SubscriberId, Arc::clone(q));
+            hub.release("c", id as SubscriberId, 0);
+        }
+        for seq in 1..=500u64 {
+            hub.deliver("c", seq, &seq.to_string().into());
+        }
+        let expected: Vec<String> = (1..=500).map(|s| s.to_string()).collect();
+        for q in &queues {
+            let mut got = Vec::new();
+            let all = async {
+                while got.len() < expected.len() {
+                    got.extend(frames(q));
+                    tokio::task::yield_now().await;
+                }
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(10), all)
+                .await
+                .expect("every event arrives");
+            assert_eq!(got, expected);
+        }
     }
 
     #[test]

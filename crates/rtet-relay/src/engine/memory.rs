@@ -224,8 +224,6 @@ impl MemoryEngine {
             return Ok(Published {
                 seq,
                 duplicate: true,
-                delivered: 0,
-                overflowed: 0,
             });
         }
         let seq = state.seq + 1;
@@ -262,7 +260,7 @@ impl MemoryEngine {
             });
         }
         state.seq = seq;
-        let fanout = self.hub.deliver(&event.channel, seq, &frame);
+        self.hub.deliver(&event.channel, seq, &frame);
         if keep {
             if pushed_out > 0 {
                 // Taken above was the growth only; what shrinks comes back here.
@@ -283,8 +281,6 @@ impl MemoryEngine {
         Ok(Published {
             seq,
             duplicate: false,
-            delivered: fanout.delivered,
-            overflowed: fanout.overflowed,
         })
     }
 
@@ -391,12 +387,15 @@ impl Engine for MemoryEngine {
     }
 
     fn stats(&self) -> EngineStats {
+        let (fed_deliveries, fed_overflows) = self.hub.totals();
         EngineStats {
             channels: lock(&self.channels).len(),
             history_events: self.history_events.load(Ordering::Relaxed),
             history_bytes: self.history_bytes.used(),
             dedupe_entries: self.dedupe_entries.used(),
             subscriptions: self.hub.subscriptions(),
+            fed_deliveries,
+            fed_overflows,
             ..EngineStats::default()
         }
     }
@@ -561,12 +560,14 @@ mod tests {
         let (a, b) = (Arc::new(Outbox::new(10)), Arc::new(Outbox::new(1)));
         futures_util::FutureExt::now_or_never(e.subscribe("c".into(), None, 1, Arc::clone(&a), 0));
         futures_util::FutureExt::now_or_never(e.subscribe("c".into(), None, 2, Arc::clone(&b), 0));
-        let p = publish(&e, "c", "x");
-        assert_eq!((p.delivered, p.overflowed), (2, 0));
-        let p = publish(&e, "c", "y");
+        publish(&e, "c", "x");
+        let stats = e.stats();
+        assert_eq!((stats.fed_deliveries, stats.fed_overflows), (2, 0));
+        publish(&e, "c", "y");
+        let stats = e.stats();
         assert_eq!(
-            (p.delivered, p.overflowed),
-            (1, 1),
+            (stats.fed_deliveries, stats.fed_overflows),
+            (3, 1),
             "b's queue of 1 overflowed"
         );
         let (mut fa, mut fb) = (Vec::new(), Vec::new());

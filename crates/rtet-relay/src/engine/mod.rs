@@ -41,10 +41,6 @@ pub struct Published {
     pub seq: u64,
     /// The (channel, id) pair was seen within the dedupe window; nothing was delivered.
     pub duplicate: bool,
-    /// Subscribers the event was queued for.
-    pub delivered: usize,
-    /// Subscribers whose queue overflowed with this event (slow consumers).
-    pub overflowed: usize,
 }
 
 /// The result of a subscribe: what to answer, and what to replay first.
@@ -126,8 +122,10 @@ pub struct EngineStats {
     pub dedupe_entries: usize,
     /// The backing store cannot be reached: publishes are refused, `/healthz` answers 503.
     pub down: bool,
-    /// Event frames queued to subscribers by the engine on its own (fed from
-    /// another node), since it started; those queued by a publish are in [`Published`].
+    /// Event frames the engine's hub handed to subscribers (written or
+    /// queued), since it started. Counted there rather than per publish: the
+    /// fan-out finishes after the publish is answered, and on Redis it feeds
+    /// events from every node.
     pub fed_deliveries: u64,
     /// Subscribers whose queue overflowed with such a frame, since it started.
     pub fed_overflows: u64,

@@ -645,8 +645,6 @@ impl Inner {
                         Ok(Published {
                             seq: *seq as u64,
                             duplicate: *dup == 1,
-                            delivered: 0,
-                            overflowed: 0,
                         })
                     }
                     _ => {
