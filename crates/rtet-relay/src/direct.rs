@@ -278,7 +278,10 @@ pub(crate) mod tests {
             let texts: Vec<String> = (n..n + 3)
                 .map(|i| format!("{i:05}{}", "y".repeat(10_001)))
                 .collect();
-            let wires: Vec<Bytes> = texts.iter().map(|t| wire_frame(&t.clone().into())).collect();
+            let wires: Vec<Bytes> = texts
+                .iter()
+                .map(|t| wire_frame(&t.clone().into()))
+                .collect();
             let refs: Vec<&Bytes> = wires.iter().collect();
             match direct.try_write_frames(&refs) {
                 Written::Whole(k) => {

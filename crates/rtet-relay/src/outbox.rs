@@ -470,7 +470,11 @@ mod tests {
         offer(&q, "b");
         q.settle();
         offer(&q, "c");
-        assert_eq!(q.lock().frames.len(), 2, "b is still queued: c waits behind it");
+        assert_eq!(
+            q.lock().frames.len(),
+            2,
+            "b is still queued: c waits behind it"
+        );
         queued(&q, &mut out);
         q.settle();
         assert_eq!(offer(&q, "d").delivered, 1);
@@ -485,7 +489,11 @@ mod tests {
         assert_eq!(q.offer(&[&f, &g]).delivered, 2);
         q.push("presence".into());
         offer(&q, "h");
-        assert_eq!(q.lock().frames.len(), 2, "a pushed frame unsettles the task too");
+        assert_eq!(
+            q.lock().frames.len(),
+            2,
+            "a pushed frame unsettles the task too"
+        );
         queued(&q, &mut out);
         q.close();
         assert_eq!(offer(&q, "i"), Offered::default(), "closed: dropped");
@@ -512,11 +520,17 @@ mod tests {
             sent += 1;
             assert!(sent < 1_000, "the socket never stopped taking");
         }
-        assert!(!q.lock().settled, "a frame written in part unsettles the task");
+        assert!(
+            !q.lock().settled,
+            "a frame written in part unsettles the task"
+        );
         offer(&q, "after");
         assert_eq!(q.lock().frames.len(), 1, "queued behind the frame's rest");
         q.settle();
-        assert!(!q.lock().settled, "nothing is sent directly until the queue is empty");
+        assert!(
+            !q.lock().settled,
+            "nothing is sent directly until the queue is empty"
+        );
         let reader = tokio::spawn(async move {
             let mut received = Vec::new();
             peer.read_to_end(&mut received).await.unwrap();
@@ -527,13 +541,18 @@ mod tests {
         let mut out = Vec::new();
         q.drain_into(&mut out, 10);
         for text in &out {
-            io.write_all(&crate::direct::wire_frame(text)).await.unwrap();
+            io.write_all(&crate::direct::wire_frame(text))
+                .await
+                .unwrap();
         }
         io.shutdown().await.unwrap();
         let got = crate::direct::tests::texts(&reader.await.unwrap());
         assert_eq!(got.len(), sent + 1);
         for (i, text) in got[..sent].iter().enumerate() {
-            assert!(text.starts_with(&format!("{i:03}x")), "event {i} whole and in order");
+            assert!(
+                text.starts_with(&format!("{i:03}x")),
+                "event {i} whole and in order"
+            );
         }
         assert_eq!(got[sent], "after");
     }

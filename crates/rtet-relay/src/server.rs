@@ -26,10 +26,10 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::batched_writes::BatchedWrites;
-use crate::direct::{Direct, SharedTcp};
 use crate::client_addr::{is_trusted_proxy, limit_key};
 use crate::config::EngineChoice;
 use crate::config::{Config, ConfigError, TlsFiles};
+use crate::direct::{Direct, SharedTcp};
 use crate::engine::{Engine, MemoryEngine, MemoryEngineConfig, RedisEngine, RedisEngineConfig};
 use crate::state::Relay;
 use crate::{http, publisher, subscriber};
@@ -299,9 +299,14 @@ fn serve_metrics(listener: TcpListener, relay: Arc<Relay>) {
                     }
                 },
             };
-            relay
-                .http
-                .spawn(serve_http(stream, peer, app.clone(), stop.clone(), None, None));
+            relay.http.spawn(serve_http(
+                stream,
+                peer,
+                app.clone(),
+                stop.clone(),
+                None,
+                None,
+            ));
         }
     });
 }

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
-use axum::Extension;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures_util::future::Either;
 use futures_util::FutureExt;
 use rtet_protocol::frames::parse_client_frame;

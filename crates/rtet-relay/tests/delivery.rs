@@ -360,3 +360,84 @@ async fn pings_pongs_and_presence_frames_between_a_bursts_events_stay_whole() {
         }
     }
 }
+
+/// Reads the next text frame as JSON, skipping pings and pongs.
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("the connection stays open")
+            .expect("a well-formed frame");
+        if let Message::Text(t) = message {
+            return serde_json::from_str(t.as_str()).expect("a JSON frame");
+        }
+    }
+}
+
+/// A channel with subscribers in several chunks (each written by its own
+/// fan-out task, `src/engine/hub.rs`): each subscriber unsubscribes in the
+/// middle of a burst and resumes with `since`. Nothing of the channel comes
+/// between its `unsubscribed` and its new `subscribed`, and what it gets
+/// before and after adds up to every event once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_leaving_and_resuming_mid_burst_in_every_chunk_miss_nothing_and_get_nothing_between(
+) {
+    const SUBSCRIBERS: u64 = 150; // more than two chunks
+    const EVENTS: u64 = 300;
+    let mut cfg = config();
+    cfg.limits.subscriber_queue_frames = 100_000;
+    let relay = start(cfg).await;
+    let mut readers = Vec::new();
+    for i in 0..SUBSCRIBERS {
+        let mut ws = relay.subscriber().await;
+        let s = subscribe(&mut ws, "public", None).await;
+        assert_eq!(s["seq"], 0, "{s}");
+        let epoch = s["epoch"].as_str().expect("epoch").to_owned();
+        // Each leaves at its own point of the burst.
+        let leave_after = 20 + i * (EVENTS - 60) / SUBSCRIBERS;
+        readers.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            let mut left = false;
+            loop {
+                let frame = next_json(&mut ws).await;
+                match frame["type"].as_str() {
+                    Some("event") => seqs.push(frame["seq"].as_u64().expect("seq")),
+                    Some("unsubscribed") if !left => {
+                        left = true;
+                        // Resume from the last event seen: the next frame must be the answer.
+                        let last = seqs.last().copied().unwrap_or(0);
+                        let s = subscribe(&mut ws, "public", Some((&epoch, last))).await;
+                        assert_eq!(
+                            s["type"], "subscribed",
+                            "subscriber {i}: nothing between unsubscribed and subscribed: {s}"
+                        );
+                        assert_eq!(s["recovered"], true, "{s}");
+                        continue;
+                    }
+                    Some("presence" | "join" | "leave" | "presence_count") => {}
+                    other => panic!("subscriber {i}: unexpected {other:?}: {frame}"),
+                }
+                if seqs.len() as u64 == leave_after && !left {
+                    send(&mut ws, json!({"type":"unsubscribe","channel":"public"})).await;
+                }
+                if seqs.last() == Some(&EVENTS) {
+                    return seqs;
+                }
+            }
+        }));
+    }
+    let mut p = relay.publisher().await;
+    for n in 1..=EVENTS {
+        let ack = publish(&mut p, &format!("e{n}"), "public", json!({"n": n})).await;
+        assert_eq!(ack["seq"], n, "{ack}");
+    }
+    for (i, reader) in readers.into_iter().enumerate() {
+        let seqs = reader.await.expect("reader");
+        assert_eq!(
+            seqs,
+            (1..=EVENTS).collect::<Vec<_>>(),
+            "subscriber {i}: every event once, in order, across leaving and resuming"
+        );
+    }
+}
