@@ -370,7 +370,7 @@ impl Engine for MemoryEngine {
 
     fn unsubscribe(&self, channel: String, subscriber: SubscriberId) -> BoxFuture<'_, ()> {
         self.hub.remove(&channel, subscriber);
-        Box::pin(std::future::ready(()))
+        Box::pin(self.hub.written())
     }
 
     fn history(&self, channel: String) -> BoxFuture<'_, Option<History>> {
@@ -384,6 +384,10 @@ impl Engine for MemoryEngine {
             }
         });
         Box::pin(std::future::ready(result))
+    }
+
+    fn settle(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.hub.written())
     }
 
     fn stats(&self) -> EngineStats {

@@ -244,12 +244,10 @@ pub trait Engine: Send + Sync + 'static {
         true
     }
 
-    /// Resolves once every event this node acked so far has been queued for
-    /// this node's subscribers (at once where a publish queues them itself).
+    /// Resolves once every event this node acked so far has been handed to
+    /// this node's subscribers (written to their sockets or queued).
     /// Shutdown waits for it before closing subscribers.
-    fn settle(&self) -> BoxFuture<'_, ()> {
-        Box::pin(std::future::ready(()))
-    }
+    fn settle(&self) -> BoxFuture<'_, ()>;
 
     /// Whether history and dedupe records live in this process (their totals
     /// in [`EngineStats`] mean something); on a shared store they live there,

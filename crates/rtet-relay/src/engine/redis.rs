@@ -1333,10 +1333,11 @@ impl Engine for RedisEngine {
             loop {
                 let fed = self.inner.fed.notified();
                 if self.inner.settled() {
-                    return;
+                    break;
                 }
                 fed.await;
             }
+            self.inner.hub.written().await;
         })
     }
 
