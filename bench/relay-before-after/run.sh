@@ -63,7 +63,10 @@ names = list(runs["after"][0]) or list(runs["before"][0])
 print(f"| rtet-relay, rounds {' / '.join(str(r) for r in range(1, rounds + 1))} | before ({before}) | after ({after}) |")
 print("|---|--:|--:|")
 for name in names:
-    cell = lambda w: " / ".join(r.get(name, "–") for r in runs[w])
+    cells = {w: [r.get(name, "–") for r in runs[w]] for w in runs}
+    # A figure that is itself "a / b" (delivered / expected) is set apart by "; ".
+    sep = "; " if any("/" in c for w in cells for c in cells[w]) else " / "
+    cell = lambda w: sep.join(cells[w])
     print(f"| {name} | {cell('before')} | {cell('after')} |")
 PY
 echo

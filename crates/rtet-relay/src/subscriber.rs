@@ -4,7 +4,11 @@
 //! priority: shutdown, its queue overflowing (slow consumer), its timer (first
 //! frame, then token expiry, and the ping interval), queued events, and the
 //! client's frames; a backlog of more than one batch of events is written a
-//! batch at a time, with the client's frames read between batches. Per
+//! batch at a time, with the client's frames read between batches. While it
+//! has written everything and waits, the hub's fan-out writes events straight
+//! to its socket without waking it ([`crate::outbox`], [`crate::direct`]):
+//! the task *unsettles* the outbox before it answers a client frame or
+//! writes, and *settles* it once everything it held is written. Per
 //! connection it keeps only what it must: the queue, the token's claims, the
 //! channel names and a rate bucket.
 //!
