@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use tungstenite::Utf8Bytes;
 
 use super::SubscriberId;
-use crate::outbox::{Outbox, Outgoing};
+use crate::outbox::{Outbox, Outgoing, Push};
 use rtet_protocol::sync::lock;
 
 /// Shards of the channel map: enough that two hot channels rarely share a lock.
@@ -263,11 +263,18 @@ impl Hub {
             return;
         };
         local.floor = replayed_up_to.saturating_add(1);
+        let (mut queued, mut overflowed) = (0, 0);
         for (seq, frame) in local.held.take().unwrap_or_default() {
             if seq >= local.floor {
-                local.outbox.push(frame);
+                match local.outbox.push(frame) {
+                    Push::Queued => queued += 1,
+                    Push::Overflowed => overflowed += 1,
+                    Push::Dropped => {}
+                }
             }
         }
+        self.totals.delivered.fetch_add(queued, Ordering::Relaxed);
+        self.totals.overflowed.fetch_add(overflowed, Ordering::Relaxed);
     }
 
     /// Removes a subscriber. Returns whether the channel has no local
@@ -403,9 +410,11 @@ mod tests {
         assert!(frames(&q).is_empty(), "held while the replay is read");
         hub.release("c", 1, 5);
         assert_eq!(frames(&q), ["6"]);
+        assert_eq!(hub.totals(), (1, 0), "the released frame is counted, once");
         hub.deliver("c", 5, &"5 again".into());
         hub.deliver("c", 7, &"7".into());
         assert_eq!(frames(&q), ["7"], "never below its floor");
+        assert_eq!(hub.totals(), (2, 0));
         assert!(hub.remove("c", 1), "last one gone");
         assert!(!hub.has("c"));
     }
