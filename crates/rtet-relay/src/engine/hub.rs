@@ -274,7 +274,9 @@ impl Hub {
             }
         }
         self.totals.delivered.fetch_add(queued, Ordering::Relaxed);
-        self.totals.overflowed.fetch_add(overflowed, Ordering::Relaxed);
+        self.totals
+            .overflowed
+            .fetch_add(overflowed, Ordering::Relaxed);
     }
 
     /// Removes a subscriber. Returns whether the channel has no local
