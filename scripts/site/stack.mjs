@@ -336,14 +336,18 @@ require_once ABSPATH . 'wp-settings.php';
   /**
    * Starts relay node `i` (0 unless `nodes` is set) on its port, which is kept
    * across restarts. With `nodes`, on the Redis engine, trusting the balancer's
-   * X-Forwarded-For.
+   * X-Forwarded-For, with its share of the machine's CPUs.
    */
   async startRelay(i = 0) {
     const key = Site.nodeKey(i);
     // The key goes by a file only this user can read, never on the command line (ps shows that to everyone).
     const keyFile = path.join(this.dir, 'relay.key');
     fs.writeFileSync(keyFile, `${this.apiKey}\n`, { mode: 0o600 });
-    const nodeArgs = this.nodes ? ['--engine', this.engineUrl, '--trusted-proxy', '127.0.0.1'] : [];
+    // Nodes sharing this machine each get their share of its CPUs (docs/scaling.md).
+    const threads = Math.max(1, Math.floor(os.availableParallelism() / (this.nodes || 1)));
+    const nodeArgs = this.nodes
+      ? ['--engine', this.engineUrl, '--trusted-proxy', '127.0.0.1', '--worker-threads', String(threads)]
+      : [];
     const args = ['--listen', `127.0.0.1:${this.ports[key]}`, '--api-key-file', keyFile,
       '--allowed-origin', `http://127.0.0.1:${this.ports.http}`, ...nodeArgs, ...(this.opts.relayArgs || [])];
     this.procs[key] = new Proc(`rtet-relay ${key}`, this.relayBin, args, {

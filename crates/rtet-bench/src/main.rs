@@ -131,6 +131,9 @@ struct NodesArgs {
     /// Seconds to flood at most.
     #[arg(long, default_value_t = 20)]
     flood_secs: u64,
+    /// Flood flow control: stay at most this many events ahead of the subscribers' average.
+    #[arg(long, default_value_t = 16)]
+    lag: u64,
     /// Events per second for the latency measurements; several
     /// (comma-separated) make one measurement each.
     #[arg(long, value_delimiter = ',', default_value = "100,1000")]
@@ -997,6 +1000,14 @@ struct Started {
     nodes: Vec<spawn::Running>,
 }
 
+/// `--worker-threads` for each node of `setup`: where several nodes share
+/// the machine, their share of its CPUs, unless the relay flags set it.
+fn node_threads(setup: Setup, flags: &[String]) -> Option<usize> {
+    let set = flags.iter().any(|f| f.starts_with("--worker-threads"));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (setup.nodes() > 1 && !set).then(|| nodes::threads_per_node(cpus, setup.nodes()))
+}
+
 impl Started {
     async fn start(
         setup: Setup,
@@ -1011,6 +1022,9 @@ impl Started {
         let mut node_flags = flags.to_vec();
         if let Some(r) = &redis {
             node_flags.extend(["--engine".to_owned(), r.url()]);
+        }
+        if let Some(n) = node_threads(setup, flags) {
+            node_flags.extend(["--worker-threads".to_owned(), n.to_string()]);
         }
         let mut nodes = Vec::new();
         for _ in 0..setup.nodes() {
@@ -1097,7 +1111,7 @@ async fn nodes(args: NodesArgs) -> Result<()> {
         flood_subscribers: args.flood_subscribers,
         flood_events: args.flood_events,
         flood_secs: args.flood_secs,
-        lag: 16,
+        lag: args.lag,
         window: args.window,
         rate: args.rate.clone(),
         // Each latency load sets its own (`loads`).
@@ -1202,6 +1216,7 @@ async fn nodes(args: NodesArgs) -> Result<()> {
         loads,
         probes: args.probes,
         probe_placement: probing.as_ref().map(|p| p.placement.clone()),
+        threads_per_node: node_threads(Setup::Redis2, &flags),
     };
     println!();
     print!("{}", nodes::table(&measured, &settings));

@@ -44,6 +44,14 @@ impl Setup {
     }
 }
 
+/// The worker threads each of `nodes` relay nodes sharing a machine of
+/// `cpus` CPUs runs with: its share of them, as an operator gives nodes that
+/// share a machine (more busy runtime threads than cores make the fan-out
+/// write in smaller batches: BENCHMARKS.md, "Several nodes").
+pub fn threads_per_node(cpus: usize, nodes: usize) -> usize {
+    (cpus / nodes.max(1)).max(1)
+}
+
 /// One latency measurement's load: events per second to that many subscribers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LatencyLoad {
@@ -176,6 +184,9 @@ pub struct Settings {
     pub probes: usize,
     /// Where the probes ran, as said under the table.
     pub probe_placement: Option<String>,
+    /// `--worker-threads` of each node of the two-node setup; none: the
+    /// bench's `--relay-arg`s set it.
+    pub threads_per_node: Option<usize>,
 }
 
 /// One figure of a round, if it was measured.
@@ -389,6 +400,13 @@ pub fn table(measured: &[Measured], s: &Settings) -> String {
             s.probe_placement.as_deref().unwrap_or("not pinned")
         );
     }
+    if measured.iter().any(|m| m.setup.nodes() > 1) {
+        let threads = s.threads_per_node.map_or_else(
+            || "as the --relay-arg given says".to_owned(),
+            |n| format!("{n}, its share of the machine's CPUs"),
+        );
+        let _ = writeln!(out, "\nTwo nodes: each runs --worker-threads {threads}.");
+    }
     out
 }
 
@@ -478,6 +496,7 @@ mod tests {
             }],
             probes: 2,
             probe_placement: Some("probes pinned to CPU 1".into()),
+            threads_per_node: Some(1),
         }
     }
 
@@ -516,6 +535,15 @@ mod tests {
         assert_eq!(loads[1].subscribers, 1000);
         assert_eq!(loads[0].label(), "100 events/s to 100 subscribers");
         assert_eq!(loads[1].label(), "1,000 events/s to 1,000 subscribers");
+    }
+
+    #[test]
+    fn nodes_sharing_a_machine_split_its_cpus_and_each_has_at_least_one() {
+        assert_eq!(threads_per_node(2, 2), 1);
+        assert_eq!(threads_per_node(8, 2), 4);
+        assert_eq!(threads_per_node(3, 2), 1);
+        assert_eq!(threads_per_node(1, 2), 1);
+        assert_eq!(threads_per_node(4, 1), 4);
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The shortest dedupe window the protocol allows.
 pub const MIN_DEDUPE_WINDOW: Duration = Duration::from_secs(600);
 
+/// The most runtime worker threads a configuration may ask for: a typo of a
+/// few digits should be refused, not start a hundred thousand threads.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
 /// A configuration the relay refuses to start with.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -326,6 +330,14 @@ pub struct Settings {
     #[arg(long, env = "RTET_ENGINE", value_name = "URL", hide_env_values = true)]
     pub engine: Option<String>,
 
+    /// Threads that run connections and the fan-out of events. When several relay nodes (or
+    /// other busy processes) share a machine, give each its share of the cores: more busy
+    /// threads than cores make the fan-out write each subscriber fewer events at a time, which
+    /// costs CPU per delivery (BENCHMARKS.md, "Several nodes").
+    /// [default: none, one per CPU]
+    #[arg(long, env = "RTET_WORKER_THREADS", value_name = "N")]
+    pub worker_threads: Option<usize>,
+
     /// PEM certificate chain, to serve wss:// and https:// (with --tls-key). [default: none, plain]
     #[arg(long, env = "RTET_TLS_CERT", value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -393,6 +405,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Where channels' seq, history and dedupe live.
     pub engine: EngineChoice,
+    /// Runtime worker threads; none: one per CPU. Read by the binary, which builds the runtime.
+    pub worker_threads: Option<usize>,
 }
 
 /// The engine the relay runs with (`--engine`).
@@ -507,6 +521,7 @@ impl std::fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("tls", &self.tls)
             .field("engine", &self.engine)
+            .field("worker_threads", &self.worker_threads)
             .finish()
     }
 }
@@ -540,6 +555,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             tls: None,
             engine: EngineChoice::Memory,
+            worker_threads: None,
         }
     }
 
@@ -735,6 +751,7 @@ impl Config {
                 Some(text) => EngineChoice::parse(&text)?,
                 None => d.engine.clone(),
             },
+            worker_threads: cli.worker_threads.or(file.worker_threads),
         };
         config.validate()?;
         Ok(config)
@@ -786,6 +803,14 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     name,
                     message: "must be greater than zero".into(),
+                });
+            }
+        }
+        if let Some(n) = self.worker_threads {
+            if !(1..=MAX_WORKER_THREADS).contains(&n) {
+                return Err(ConfigError::Invalid {
+                    name: "worker_threads",
+                    message: format!("must be 1 to {MAX_WORKER_THREADS}"),
                 });
             }
         }

@@ -1,5 +1,5 @@
-//! `rtet-relay`: parses flags, starts tracing, binds, and runs the server
-//! until SIGTERM or SIGINT.
+//! `rtet-relay`: parses flags, builds the runtime with the threads they ask
+//! for, starts tracing, binds, and runs the server until SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use tokio::net::{TcpListener, TcpSocket};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config = match rtet_relay::Config::from_args(std::env::args_os()) {
         Ok(c) => c,
         // clap prints its errors (and --help / --version) itself, with its exit code.
@@ -18,6 +17,21 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all().thread_name(THREAD_NAME);
+    if let Some(n) = config.worker_threads {
+        runtime.worker_threads(n);
+    }
+    match runtime.build() {
+        Ok(runtime) => runtime.block_on(serve(config)),
+        Err(e) => {
+            eprintln!("rtet-relay: cannot start the runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(config: rtet_relay::Config) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -40,6 +54,9 @@ async fn main() -> ExitCode {
         }
     }
 }
+
+/// The runtime's threads, as `ps -L` and `top -H` show them.
+const THREAD_NAME: &str = "rtet-worker";
 
 /// Pending connections the kernel queues before the relay accepts them.
 /// `TcpListener::bind` uses 128 (the standard library's value); a burst of

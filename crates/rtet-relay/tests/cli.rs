@@ -24,6 +24,56 @@ fn refuses_to_start_without_a_key_or_with_a_short_one() {
     assert!(!out.status.success(), "every key must be long enough");
 }
 
+/// The relay's runtime threads (named `rtet-worker`), from `/proc`.
+fn runtime_threads(process: &RelayProcess) -> usize {
+    std::fs::read_dir(format!("/proc/{}/task", process.child.id()))
+        .unwrap()
+        .filter(|task| {
+            let comm = task.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).unwrap_or_default().trim() == "rtet-worker"
+        })
+        .count()
+}
+
+#[test]
+fn worker_threads_set_how_many_threads_serve() {
+    // Read at once: the runtime's blocking threads, which share the name,
+    // start only for the memory trim, ten seconds in.
+    for (n, how) in [(1, "flag"), (3, "env")] {
+        let mut cmd = relay();
+        cmd.args(["--api-key", KEY, "--listen", "127.0.0.1:0"]);
+        match how {
+            "flag" => cmd.args(["--worker-threads", &n.to_string()]),
+            _ => cmd.env("RTET_WORKER_THREADS", n.to_string()),
+        };
+        let process = RelayProcess::start(&mut cmd);
+        assert_eq!(
+            runtime_threads(&process),
+            n,
+            "--worker-threads {n} by {how}"
+        );
+        let health = get(&process.addr, "/healthz");
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        let (exit, _) = process.terminate();
+        assert!(exit.success());
+    }
+    let max = rtet_relay::config::MAX_WORKER_THREADS;
+    for bad in ["0".to_owned(), (max + 1).to_string()] {
+        let out = relay()
+            .args(["--api-key", KEY, "--worker-threads", &bad])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--worker-threads {bad} is refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "invalid setting worker_threads: must be 1 to {max}"
+            )),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn help_documents_every_option_with_its_default() {
     let out = relay().arg("--help").output().unwrap();
