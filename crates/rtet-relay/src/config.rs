@@ -1029,7 +1029,7 @@ mod tests {
     #[test]
     fn flags_beat_file_and_file_beats_defaults() {
         let file: Settings = toml::from_str(&format!(
-            "api_keys = [\"{KEY}\"]\nhistory_size = 5\nhistory_age = \"30s\"\nmax_subscriptions = 3\nallowed_origins = [\"https://A.example/\"]\n"
+            "api_keys = [\"{KEY}\"]\nhistory_size = 5\nhistory_age = \"30s\"\nmax_subscriptions = 3\nallowed_origins = [\"https://A.example/\"]\nworker_threads = 2\n"
         ))
         .unwrap();
         let c = Config::resolve(parse(&["--history-size", "7"]), Some(file)).unwrap();
@@ -1039,6 +1039,12 @@ mod tests {
         assert_eq!(c.limits.client_frames_burst, 50, "default");
         assert_eq!(c.allowed_origins, vec!["https://a.example"]);
         assert_eq!(c.api_keys, vec![KEY]);
+        assert_eq!(c.worker_threads, Some(2), "file wins");
+        assert_eq!(
+            Config::new([KEY]).worker_threads,
+            None,
+            "default: one per CPU"
+        );
     }
 
     #[test]
