@@ -31,6 +31,7 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::Message;
 
 use crate::connection::{Connection, Incoming};
+use crate::engine::hub;
 use crate::engine::BoxFuture;
 use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::metrics::Role;
@@ -200,6 +201,16 @@ impl Publisher {
     /// is read, in order, so an engine with a round trip (Redis) takes the
     /// whole burst as one pipeline. Answers wait in `unanswered`.
     fn read_burst(&mut self, conn: &mut Connection, first: Option<Incoming>, max: usize) -> Flow {
+        // Local subscribers get the whole burst in one write each.
+        hub::burst(|| self.hand_over_burst(conn, first, max))
+    }
+
+    fn hand_over_burst(
+        &mut self,
+        conn: &mut Connection,
+        first: Option<Incoming>,
+        max: usize,
+    ) -> Flow {
         let mut next = first.or_else(|| conn.read_ready());
         let mut handled = 0;
         while let Some(incoming) = next {

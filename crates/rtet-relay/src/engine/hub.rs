@@ -15,7 +15,9 @@
 //! So an event to 1,000 subscribers costs one task wake-up per chunk instead
 //! of one per subscriber, the chunks are written in parallel on the
 //! runtime's threads, and a chunk that finds several events pending (the
-//! publisher outran it) hands each subscriber all of them in one write. A
+//! publisher outran it) hands each subscriber all of them in one write;
+//! deliveries made inside [`burst`] (a publisher's pipelined frames) start
+//! their writers together at its end, so those go out in one write too. A
 //! subscriber is in one chunk of a channel, so it gets the channel's events
 //! in order.
 //!
@@ -28,6 +30,7 @@
 //! event delivered before a subscriber joined is never sent to it live
 //! unless it came after the subscriber's replay.
 
+use std::cell::RefCell;
 use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -174,23 +177,64 @@ impl Chunk {
 }
 
 /// Starts `chunk`'s writer: a task on the runtime, or here and now where
-/// there is no runtime (the engines' unit tests). The task yields once before
-/// it takes what is pending, so the thread that delivered finishes what it
-/// was doing first (the rest of its publishes, other chunks' starts): what
-/// arrives meanwhile goes out in the same writes. Measured against starting
-/// at once (BENCHMARKS.md, "Fan-out tasks that write straight to caught-up
-/// sockets"): 10-20% less relay CPU per delivery at 100 events/s and a
-/// faster flood.
+/// there is no runtime (the engines' unit tests). Inside [`burst`], once the
+/// burst has been handed over.
 fn start_writer(chunk: Arc<Chunk>, totals: Arc<Totals>) {
+    let deferred = DUE.with(|due| match due.borrow_mut().as_mut() {
+        Some(due) => {
+            due.push((Arc::clone(&chunk), Arc::clone(&totals)));
+            true
+        }
+        None => false,
+    });
+    if deferred {
+        return;
+    }
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
-            runtime.spawn(async move {
-                tokio::task::yield_now().await;
-                chunk.write(&totals)
-            });
+            runtime.spawn(async move { chunk.write(&totals) });
         }
         Err(_) => chunk.write(&totals),
     }
+}
+
+/// A chunk whose writer is due, with the totals it counts into.
+type DueWriter = (Arc<Chunk>, Arc<Totals>);
+
+thread_local! {
+    /// Chunk writers due while [`burst`] runs on this thread; `None` outside one.
+    static DUE: RefCell<Option<Vec<DueWriter>>> = const { RefCell::new(None) };
+}
+
+/// Runs `hand_over` (which must not wait: it is one thread's synchronous
+/// work, such as a publisher connection handing the engine every frame
+/// that arrived in one read), and starts the chunk writers its deliveries
+/// need only once it returns. So each writer finds the whole burst pending
+/// and gives each subscriber all of it in one write, where a writer started
+/// by the burst's first event would be taken at once by another runtime
+/// thread and write the events one by one. A single event is written as
+/// soon as it is handed over: nothing waits for a burst that is not there.
+pub fn burst<R>(hand_over: impl FnOnce() -> R) -> R {
+    /// Starts the writers due, even if `hand_over` panicked: a writer counted
+    /// and never started would hold up [`Hub::written`] for ever.
+    struct Starts(bool);
+    impl Drop for Starts {
+        fn drop(&mut self) {
+            if !self.0 {
+                return; // an outer burst starts them
+            }
+            let due = DUE.with(|due| due.borrow_mut().take()).unwrap_or_default();
+            for (chunk, totals) in due {
+                start_writer(chunk, totals);
+            }
+        }
+    }
+    let outermost = DUE.with(|due| {
+        let mut due = due.borrow_mut();
+        due.is_none().then(|| *due = Some(Vec::new())).is_some()
+    });
+    let _starts = Starts(outermost);
+    hand_over()
 }
 
 impl Hub {
@@ -491,6 +535,46 @@ mod tests {
                 .expect("every event arrives");
             assert_eq!(got, expected);
         }
+    }
+
+    #[test]
+    fn a_burst_is_handed_to_subscribers_once_it_is_all_delivered() {
+        let hub = Hub::new();
+        let q = Arc::new(Outbox::new(100));
+        hub.add_held("c", 1, Arc::clone(&q));
+        hub.release("c", 1, 0);
+        // No runtime here: outside a burst a writer writes at once.
+        hub.deliver("c", 1, &"1".into());
+        assert_eq!(frames(&q), ["1"]);
+        burst(|| {
+            hub.deliver("c", 2, &"2".into());
+            burst(|| hub.deliver("c", 3, &"3".into()));
+            assert!(
+                frames(&q).is_empty(),
+                "an inner burst leaves the start to the outer"
+            );
+            hub.deliver("c", 4, &"4".into());
+            assert!(
+                frames(&q).is_empty(),
+                "nothing is written while the burst is handed over"
+            );
+        });
+        assert_eq!(frames(&q), ["2", "3", "4"]);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            burst(|| {
+                hub.deliver("c", 5, &"5".into());
+                panic!("a publish went wrong");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(
+            frames(&q),
+            ["5"],
+            "what was delivered before a panic is still written"
+        );
+        assert_eq!(hub.totals().0, 5);
+        burst(|| hub.deliver("c", 6, &"6".into()));
+        assert_eq!(frames(&q), ["6"], "the next burst starts afresh");
     }
 
     #[test]
