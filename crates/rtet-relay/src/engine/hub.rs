@@ -197,6 +197,8 @@ fn start_writer(chunk: Arc<Chunk>, totals: Arc<Totals>) {
     }
 }
 
+/// Runs `chunk`'s writer on the runtime (after one yield if `yield_first`),
+/// or here and now where there is none.
 fn spawn_writer(chunk: Arc<Chunk>, totals: Arc<Totals>, yield_first: bool) {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
