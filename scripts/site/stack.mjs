@@ -344,9 +344,9 @@ require_once ABSPATH . 'wp-settings.php';
     const keyFile = path.join(this.dir, 'relay.key');
     fs.writeFileSync(keyFile, `${this.apiKey}\n`, { mode: 0o600 });
     // Nodes sharing this machine each get their share of its CPUs (docs/scaling.md).
-    const threads = Math.max(1, Math.floor(os.availableParallelism() / (this.nodes || 1)));
     const nodeArgs = this.nodes
-      ? ['--engine', this.engineUrl, '--trusted-proxy', '127.0.0.1', '--worker-threads', String(threads)]
+      ? ['--engine', this.engineUrl, '--trusted-proxy', '127.0.0.1',
+        '--worker-threads', String(Math.max(1, Math.floor(os.availableParallelism() / this.nodes)))]
       : [];
     const args = ['--listen', `127.0.0.1:${this.ports[key]}`, '--api-key-file', keyFile,
       '--allowed-origin', `http://127.0.0.1:${this.ports.http}`, ...nodeArgs, ...(this.opts.relayArgs || [])];

@@ -719,7 +719,7 @@ async fn compare(args: CompareArgs, nofile: u64) -> Result<()> {
         sides.push((Dialect::Nchan, Side::default()));
     }
     // nginx gets as many workers as rtet-relay has runtime threads: one per core.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = sys::cpus();
     let probing = probing(load.probes)?;
     let relay_cpus = args.relay_cpus.clone();
     let start = |dialect: Dialect| {
@@ -1004,8 +1004,7 @@ struct Started {
 /// the machine, their share of its CPUs, unless the relay flags set it.
 fn node_threads(setup: Setup, flags: &[String]) -> Option<usize> {
     let set = flags.iter().any(|f| f.starts_with("--worker-threads"));
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (setup.nodes() > 1 && !set).then(|| nodes::threads_per_node(cpus, setup.nodes()))
+    (setup.nodes() > 1 && !set).then(|| nodes::threads_per_node(sys::cpus(), setup.nodes()))
 }
 
 impl Started {

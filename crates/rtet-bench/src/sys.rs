@@ -95,6 +95,11 @@ pub fn cpu_secs_precise(pid: u32) -> io::Result<f64> {
     Ok(ns as f64 / 1e9)
 }
 
+/// The CPUs this process may run on (1 if that cannot be read).
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// One line describing the machine: cores, memory, CPU model, kernel.
 pub fn machine() -> String {
     let cores = std::thread::available_parallelism()

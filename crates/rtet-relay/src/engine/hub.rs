@@ -185,14 +185,14 @@ impl Chunk {
 /// write (BENCHMARKS.md, "Bursts instead of a yield": without it the flood
 /// on Redis is about 15% slower).
 fn start_writer(chunk: Arc<Chunk>, totals: Arc<Totals>) {
-    let deferred = DUE.with(|due| match due.borrow_mut().as_mut() {
+    let now = DUE.with(move |due| match due.borrow_mut().as_mut() {
         Some(due) => {
-            due.push((Arc::clone(&chunk), Arc::clone(&totals)));
-            true
+            due.push((chunk, totals));
+            None
         }
-        None => false,
+        None => Some((chunk, totals)),
     });
-    if !deferred {
+    if let Some((chunk, totals)) = now {
         spawn_writer(chunk, totals, true);
     }
 }
@@ -246,7 +246,11 @@ pub fn burst<R>(hand_over: impl FnOnce() -> R) -> R {
     }
     let outermost = DUE.with(|due| {
         let mut due = due.borrow_mut();
-        due.is_none().then(|| *due = Some(Vec::new())).is_some()
+        if due.is_some() {
+            return false;
+        }
+        *due = Some(Vec::new());
+        true
     });
     let _starts = Starts(outermost);
     hand_over()
